@@ -1,0 +1,168 @@
+"""Typed schema behind every config group, registered in Hydra's ConfigStore.
+
+``conf/config.yaml`` lists ``bench_schema`` first in its defaults, so every group option
+is merged onto these dataclasses: an unknown key, a wrong type or a value outside an
+enum fails when the config is composed, not an hour into training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class Source(str, Enum):
+    keras = "keras"
+    hub = "hub"
+
+
+class Loader(str, Enum):
+    tfds = "tfds"
+    folder = "folder"
+
+
+class Policy(str, Enum):
+    frozen = "frozen"  # feature extractor, BatchNorm in inference mode
+    finetune = "finetune"  # everything trainable except BatchNorm
+    unfrozen = "unfrozen"  # everything trainable, BatchNorm included (training from scratch)
+
+
+class OptimizerName(str, Enum):
+    adam = "adam"
+    adamw = "adamw"
+    sgd = "sgd"
+    rmsprop = "rmsprop"
+
+
+class Schedule(str, Enum):
+    constant = "constant"
+    cosine = "cosine"
+    exponential = "exponential"
+    plateau = "plateau"  # ReduceLROnPlateau on val_loss
+
+
+class Precision(str, Enum):
+    float32 = "float32"
+    mixed_float16 = "mixed_float16"
+    mixed_bfloat16 = "mixed_bfloat16"
+
+
+class StrategyName(str, Enum):
+    auto = "auto"  # TPU if one answers, else all GPUs, else the CPU
+    tpu = "tpu"
+    multi_worker = "multi_worker"  # MultiWorkerMirroredStrategy from TF_CONFIG
+    mirrored = "mirrored"
+    one_device = "one_device"  # OneDeviceStrategy on the first GPU, else the CPU
+    cpu = "cpu"  # the default strategy with GPUs hidden
+
+
+class WandbMode(str, Enum):
+    auto = "auto"  # online when W&B credentials are present, offline otherwise
+    online = "online"
+    offline = "offline"
+    disabled = "disabled"
+
+
+@dataclass
+class BackboneConfig:
+    name: str = MISSING
+    source: Source = Source.keras
+    weights: str = "imagenet"  # imagenet | none | path to a weights file
+    hub_handle: str | None = None  # null: the registry's handle for this backbone
+    # EfficientNet's stochastic depth; null keeps the builder's 0.2. Other families have none.
+    drop_connect_rate: float | None = None
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    loader: Loader = Loader.tfds
+    train_split: str = "train"
+    val_split: str = MISSING
+    test_split: str | None = None
+    image_key: str = "image"
+    label_key: str = "label"
+    path: str | None = None  # loader=folder: a class-per-subfolder image directory
+    val_fraction: float = 0.2  # loader=folder: share of images held out for validation
+    download: bool = True  # tfds: download and prepare when not found in data_dir
+    shuffle_buffer: int = 2048
+    num_classes: int | None = None  # null: read from the dataset's metadata
+
+
+@dataclass
+class HeadConfig:
+    name: str = MISSING
+    conv_filters: int = 0  # >0: a Conv2D on the feature map before pooling (the guide's top)
+    conv_kernel: int = 7
+    batch_norm: bool = False  # after the conv if there is one, else after pooling
+    dropout: float = 0.0
+    hidden_units: list[int] = field(default_factory=list)
+    activation: str = "relu"
+
+
+@dataclass
+class FreezeConfig:
+    name: str = MISSING
+    policy: Policy = Policy.frozen
+
+
+@dataclass
+class OptimizerConfig:
+    name: OptimizerName = MISSING
+    lr: float = 1e-3
+    momentum: float = 0.0  # sgd, rmsprop
+    nesterov: bool = False  # sgd
+    weight_decay: float = 0.0  # adamw
+    clipnorm: float | None = None
+    schedule: Schedule = Schedule.constant
+    warmup_epochs: int = 0  # cosine: linear warm-up before the decay
+    decay_rate: float = 0.1  # exponential: lr multiplier reached at the last epoch
+    plateau_factor: float = 0.2
+    plateau_patience: int = 5
+    min_lr: float = 0.0
+
+
+@dataclass
+class AugmentConfig:
+    name: str = MISSING
+    flip: bool = False
+    rotation: float = 0.0  # fraction of a full turn
+    translation: float = 0.0  # fraction of height/width
+    contrast: float = 0.0
+
+
+@dataclass
+class WandbConfig:
+    mode: WandbMode = WandbMode.auto
+    project: str = "bench"
+    entity: str | None = None
+    group: str | None = None  # null: the multirun's sweep directory name
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Config:
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    freeze: FreezeConfig = field(default_factory=FreezeConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    batch_size: int = 32  # global batch, split across replicas
+    epochs: int = 10
+    image_size: int | None = None  # null: the backbone's native resolution (registry)
+    seed: int = 42
+    precision: Precision = Precision.float32
+    strategy: StrategyName = StrategyName.auto
+    results_dir: str = "results/runs"
+    data_dir: str | None = None  # null: TFDS_DATA_DIR or ~/tensorflow_datasets
+    isolate: bool = True  # run each job in a fresh process (own memory, time, Keras state)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+def register() -> None:
+    """Registers the schema as ``bench_schema`` (idempotent)."""
+    ConfigStore.instance().store(name="bench_schema", node=Config)

@@ -1,0 +1,153 @@
+"""Datasets into tf.data: load the splits, resize, augment, scale to the backbone's range.
+
+Every dataset arrives as (uint8-range image, int label) pairs, from TFDS (split syntax,
+configurable ``data_dir``) or from a class-per-subfolder directory; the same pipeline
+then resizes to the run's ``image_size`` and scales to the pixel range the backbone's
+source expects (the registry says which).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+import tf_keras as keras
+
+import bench.datasets.shapes  # noqa: F401  (registers the embedded TFDS builder)
+from bench.config import AugmentConfig, Config, Loader
+from bench.spec import ConfigError, RunSpec
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+class DataUnavailable(RuntimeError):
+    """The dataset cannot be read here (not prepared, no network, bad path)."""
+
+
+@dataclass
+class Data:
+    """The three splits as batched tf.data pipelines plus what the model needs to know."""
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    test: tf.data.Dataset | None
+    num_classes: int
+    class_names: list[str]
+    train_examples: int | None
+
+
+def load(spec: RunSpec, drop_remainder: bool = False) -> Data:
+    """Builds the train/val/test pipelines for a run.
+
+    Args:
+        spec: The run; its dataset, image_size, batch_size, augment and seed are used.
+        drop_remainder: Drop the last partial training batch (TPUs need static shapes).
+
+    Raises:
+        ConfigError: for an unknown TFDS name.
+        DataUnavailable: when the data cannot be found or downloaded.
+    """
+    cfg = spec.cfg
+    if cfg.dataset.loader == Loader.folder:
+        raw, class_names = _folder_splits(cfg)
+    else:
+        raw, class_names = _tfds_splits(cfg)
+    input_range = spec.backbone.input_range(cfg.backbone.source.value)
+    train, val, test = raw
+    train_examples = int(train.cardinality()) if train.cardinality() >= 0 else None
+    return Data(
+        train=pipeline(train, cfg, input_range, training=True, drop_remainder=drop_remainder),
+        val=pipeline(val, cfg, input_range, training=False),
+        test=None if test is None else pipeline(test, cfg, input_range, training=False),
+        num_classes=cfg.dataset.num_classes or len(class_names),
+        class_names=class_names,
+        train_examples=train_examples,
+    )
+
+
+def _tfds_splits(cfg: Config):
+    ds_cfg = cfg.dataset
+    splits = [ds_cfg.train_split, ds_cfg.val_split] + (
+        [ds_cfg.test_split] if ds_cfg.test_split else []
+    )
+    try:
+        datasets, info = tfds.load(
+            ds_cfg.name,
+            split=splits,
+            data_dir=cfg.data_dir,
+            download=ds_cfg.download,
+            with_info=True,
+            read_config=tfds.ReadConfig(shuffle_seed=cfg.seed),
+            shuffle_files=True,
+        )
+    except tfds.core.registered.DatasetNotFoundError as error:
+        raise ConfigError(
+            f"dataset.name={ds_cfg.name!r} is not a TFDS dataset; pick a dataset=<option> "
+            "from conf/dataset or any name from `tfds.list_builders()`."
+        ) from error
+    except Exception as error:  # noqa: BLE001  (TFDS raises many types for missing data)
+        where = cfg.data_dir or "TFDS_DATA_DIR / ~/tensorflow_datasets"
+        raise DataUnavailable(
+            f"dataset={ds_cfg.name}: could not load splits {splits} from data_dir={where} "
+            f"({type(error).__name__}: {str(error)[:300]}). Offline? Prepare it on a machine "
+            f"with network (`tfds build {ds_cfg.name} --data_dir DIR`), copy DIR here and pass "
+            "data_dir=DIR."
+        ) from error
+    label = info.features[ds_cfg.label_key]
+    pairs = [
+        ds.map(lambda ex: (ex[ds_cfg.image_key], ex[ds_cfg.label_key]), num_parallel_calls=AUTOTUNE)
+        for ds in datasets
+    ]
+    return (pairs[0], pairs[1], pairs[2] if len(pairs) > 2 else None), list(label.names)
+
+
+def _folder_splits(cfg: Config):
+    train, val = keras.utils.image_dataset_from_directory(
+        cfg.dataset.path,
+        label_mode="int",
+        color_mode="rgb",
+        batch_size=None,
+        image_size=(cfg.image_size, cfg.image_size),
+        shuffle=True,
+        seed=cfg.seed,
+        validation_split=cfg.dataset.val_fraction,
+        subset="both",
+    )
+    return (train, val, None), list(train.class_names)
+
+
+def pipeline(
+    ds: tf.data.Dataset,
+    cfg: Config,
+    input_range: tuple[float, float],
+    training: bool,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Shuffle (training), resize, batch, augment (training), scale, prefetch."""
+    if training:
+        ds = ds.shuffle(cfg.dataset.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=True)
+    size = (cfg.image_size, cfg.image_size)
+    ds = ds.map(lambda x, y: (tf.image.resize(tf.cast(x, tf.float32), size), y), AUTOTUNE)
+    ds = ds.batch(cfg.batch_size, drop_remainder=drop_remainder)
+    augmenter = augmentation(cfg.augment, cfg.seed) if training else None
+    if augmenter is not None:
+        ds = ds.map(lambda x, y: (augmenter(x, training=True), y), AUTOTUNE)
+    low, high = input_range
+    scale = (high - low) / 255.0
+    ds = ds.map(lambda x, y: (tf.clip_by_value(x, 0.0, 255.0) * scale + low, y), AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
+
+
+def augmentation(aug: AugmentConfig, seed: int) -> keras.Sequential | None:
+    """Keras preprocessing layers for the augment config, or None when it asks for none."""
+    layers = []
+    if aug.flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    if aug.rotation:
+        layers.append(keras.layers.RandomRotation(aug.rotation, seed=seed))
+    if aug.translation:
+        layers.append(keras.layers.RandomTranslation(aug.translation, aug.translation, seed=seed))
+    if aug.contrast:
+        layers.append(keras.layers.RandomContrast(aug.contrast, seed=seed))
+    return keras.Sequential(layers, name="augment") if layers else None

@@ -1,0 +1,1 @@
+"""Datasets the harness ships itself, registered with TFDS on import."""

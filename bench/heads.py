@@ -1,0 +1,44 @@
+"""Classification heads: one builder, configured by the ``head`` group's keys."""
+
+from __future__ import annotations
+
+import tf_keras as keras
+
+from bench.config import HeadConfig
+
+
+def build(features, head: HeadConfig, num_classes: int):
+    """Stacks the head described by ``head`` on ``features``.
+
+    Order: [Conv2D -> BatchNorm] -> global average pool -> [BatchNorm when there is no
+    conv] -> [Dropout] -> hidden Dense layers -> softmax classifier. The classifier
+    computes in float32 so mixed precision keeps a stable softmax.
+
+    Args:
+        features: The backbone's output tensor (a feature map or a pooled vector).
+        head: The head config.
+        num_classes: Classifier width, from the dataset's metadata.
+
+    Returns:
+        The class-probability tensor.
+    """
+    x = features
+    if head.conv_filters:
+        # The guide's Conv2D(7, 7) sees a 7x7 map at native size; smaller maps need padding.
+        padding = "valid" if min(x.shape[1:3]) >= head.conv_kernel else "same"
+        x = keras.layers.Conv2D(
+            head.conv_filters, head.conv_kernel, padding=padding, name="head_conv"
+        )(x)
+    if head.conv_filters and head.batch_norm:
+        x = keras.layers.BatchNormalization(name="head_bn")(x)
+    if len(x.shape) == 4:
+        x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+    if head.batch_norm and not head.conv_filters:
+        x = keras.layers.BatchNormalization(name="head_bn")(x)
+    if head.dropout:
+        x = keras.layers.Dropout(head.dropout, name="head_dropout")(x)
+    for index, units in enumerate(head.hidden_units):
+        x = keras.layers.Dense(units, activation=head.activation, name=f"head_dense_{index}")(x)
+    return keras.layers.Dense(
+        num_classes, activation="softmax", dtype="float32", name="predictions"
+    )(x)

@@ -1,0 +1,112 @@
+"""Measuring a run: per-epoch wall-clock, throughput, device and host memory, parameters."""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from bench import optim
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Builds one history row per epoch and times it.
+
+    ``epoch_time_s`` is the whole epoch (training and validation); the training part alone
+    (up to the first validation batch) is kept for throughput. Epochs are numbered from 1
+    and continue across phases, because Keras is given ``initial_epoch``.
+    """
+
+    def __init__(self, phase: str, on_row: Callable[[dict], None] | None = None):
+        super().__init__()
+        self.phase = phase
+        self.on_row = on_row
+        self.rows: list[dict] = []
+        self.train_seconds: list[float] = []
+        self._start = self._train_end = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self._train_end = 0.0
+
+    def on_test_begin(self, logs=None):
+        if not self._train_end:
+            self._train_end = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        end = time.perf_counter()
+        logs = logs or {}
+        self.train_seconds.append((self._train_end or end) - self._start)
+        row = {
+            "epoch": epoch + 1,
+            "phase": self.phase,
+            "loss": _float(logs.get("loss")),
+            "accuracy": _float(logs.get("accuracy")),
+            "val_loss": _float(logs.get("val_loss")),
+            "val_accuracy": _float(logs.get("val_accuracy")),
+            "lr": optim.current_lr(self.model.optimizer),
+            "epoch_time_s": end - self._start,
+        }
+        self.rows.append(row)
+        if self.on_row:
+            self.on_row(row)
+
+
+def _float(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def median_epoch_time(rows: list[dict]) -> float | None:
+    """Median wall-clock of an epoch (robust to the first epoch's tracing)."""
+    times = [row["epoch_time_s"] for row in rows]
+    return statistics.median(times) if times else None
+
+
+def images_per_second(train_examples: int | None, train_seconds: list[float]) -> float | None:
+    """Training images per second in the median epoch's training part.
+
+    The first epoch also traces and compiles the graph, so it only counts when it is the
+    only one.
+    """
+    if not train_examples or not train_seconds:
+        return None
+    steady = train_seconds[1:] or train_seconds
+    return train_examples / statistics.median(steady)
+
+
+def reset_device_memory(devices: list[str]) -> None:
+    """Starts a new peak for each accelerator (``GPU:0``...)."""
+    for device in devices:
+        try:
+            tf.config.experimental.reset_memory_stats(device)
+        except (ValueError, tf.errors.OpError):
+            pass  # not every device kind keeps allocator stats
+
+
+def peak_device_memory(devices: list[str]) -> int | None:
+    """Highest per-device allocator peak since the reset, in bytes; None without accelerators."""
+    peaks = []
+    for device in devices:
+        try:
+            peaks.append(int(tf.config.experimental.get_memory_info(device)["peak"]))
+        except (ValueError, tf.errors.OpError):
+            continue
+    return max(peaks) if peaks else None
+
+
+def peak_host_rss() -> int:
+    """This process's peak resident set size in bytes (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def parameter_counts(model: keras.Model) -> tuple[int, int]:
+    """(total, trainable) parameter counts as the model will train now."""
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    return int(model.count_params()), trainable

@@ -1,0 +1,77 @@
+"""The model: a registry backbone, the configured head, the run's precision."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import tf_keras as keras
+
+from bench import heads
+from bench.config import Precision
+from bench.spec import ConfigError, RunSpec
+
+
+class WeightsUnavailable(RuntimeError):
+    """ImageNet weights are neither cached nor downloadable."""
+
+
+@dataclass
+class Built:
+    """The full model and the backbone inside it (freeze policies act on the backbone)."""
+
+    model: keras.Model
+    backbone: keras.layers.Layer
+
+
+def build(spec: RunSpec, num_classes: int) -> Built:
+    """Builds backbone + head for ``spec``; call under ``strategy.scope()``.
+
+    Raises:
+        WeightsUnavailable: ImageNet weights not cached and not downloadable.
+        ConfigError: a weights file that does not fit the backbone.
+    """
+    cfg = spec.cfg
+    keras.mixed_precision.set_global_policy(Precision(cfg.precision).value)
+    shape = (cfg.image_size, cfg.image_size, 3)
+    backbone = keras_backbone(spec, shape)
+    inputs = keras.Input(shape=shape, name="image")
+    outputs = heads.build(backbone(inputs), cfg.head, num_classes)
+    return Built(
+        keras.Model(inputs, outputs, name=f"{cfg.backbone.name}_{cfg.head.name}"), backbone
+    )
+
+
+def keras_backbone(spec: RunSpec, shape: tuple[int, int, int]) -> keras.Model:
+    """The tf_keras application without its top, with the configured weights."""
+    info, weights = spec.backbone, spec.cfg.backbone.weights
+    extra = {}
+    if info.family == "efficientnet" and spec.cfg.backbone.drop_connect_rate is not None:
+        extra["drop_connect_rate"] = spec.cfg.backbone.drop_connect_rate
+    try:
+        return info.build_keras(
+            include_top=False,
+            weights=None if weights == "none" else weights,
+            input_shape=shape,
+            **extra,
+        )
+    except Exception as error:
+        if weights == "imagenet" and "URL fetch failure" in str(error):
+            cached = os.path.join(keras_cache_dir(), "models", info.keras_weights_file(shape[0]))
+            raise WeightsUnavailable(
+                f"backbone.weights=imagenet: {info.keras_builder} weights are not cached and "
+                f"could not be downloaded ({error}). Copy {info.keras_weights_file(shape[0])} "
+                f"to {cached} (set KERAS_HOME to use another cache), or pass "
+                "backbone.weights=/path/to/weights.h5 or backbone.weights=none."
+            ) from error
+        if weights not in ("imagenet", "none"):
+            raise ConfigError(
+                f"backbone.weights={weights!r} does not fit {info.keras_builder} without top "
+                f"at {shape}: {error}"
+            ) from error
+        raise
+
+
+def keras_cache_dir() -> str:
+    """Where Keras caches downloads: ``$KERAS_HOME`` or ``~/.keras``."""
+    return os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")

@@ -1,0 +1,191 @@
+"""RunSpec: the typed, validated, resolved description of one run.
+
+Built from the composed Hydra config before anything expensive starts. Validation
+catches what the schema cannot (cross-key rules, paths, the registry); resolution fills
+in values left to defaults (an explicit override beats the backbone's default, which
+beats the global default); ``run_id`` is a stable hash of everything that defines the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from bench import backbones
+from bench.config import Config, Loader
+
+# Keys that say where or how a run is executed, not what it is: they stay out of run_id.
+_NOT_IDENTITY = ("results_dir", "data_dir", "isolate", "wandb", "dataset.download")
+_MIN_IMAGE_SIZE = 32  # the smallest input Keras EfficientNet and MobileNetV2 accept
+
+
+class ConfigError(ValueError):
+    """A config value the user can fix; the message names the key, value and fix."""
+
+
+@dataclass
+class JobInfo:
+    """Where a run sits in its launch (Hydra multirun, sweep agent, single run)."""
+
+    num: int = 0
+    total: int | None = None
+    output_dir: str | None = None
+    group: str | None = None
+    experiment: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    attempt: str | None = None  # unique per launch: tells this attempt's record from older ones
+
+
+@dataclass
+class RunSpec:
+    """A validated run: its typed config, its stable id and its launch context."""
+
+    cfg: Config
+    run_id: str
+    job: JobInfo
+
+    def config_dict(self) -> dict[str, Any]:
+        """The resolved config as a plain dict (enums as strings), axes at the top."""
+        container = OmegaConf.to_container(OmegaConf.structured(self.cfg), enum_to_str=True)
+        container["experiment"] = self.job.experiment
+        return container
+
+    def job_dict(self) -> dict[str, Any]:
+        """The launch context as a plain dict (the record's ``job`` block)."""
+        return dataclasses.asdict(self.job)
+
+    def to_json(self) -> str:
+        """Serialises the spec for a worker process."""
+        return json.dumps(
+            {"config": self.config_dict(), "run_id": self.run_id, "job": self.job_dict()}
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSpec:
+        """Rebuilds a spec written by :meth:`to_json`, re-checking it against the schema."""
+        data = json.loads(text)
+        config = dict(data["config"])
+        config.pop("experiment", None)
+        return cls(cfg=_typed(config), run_id=data["run_id"], job=JobInfo(**data["job"]))
+
+    @property
+    def backbone(self) -> backbones.BackboneInfo:
+        return backbones.get(self.cfg.backbone.name)
+
+    @property
+    def record_path(self) -> Path:
+        return Path(self.cfg.results_dir) / f"{self.run_id}.json"
+
+
+def _typed(config: DictConfig | dict) -> Config:
+    merged = OmegaConf.merge(OmegaConf.structured(Config), config)
+    return OmegaConf.to_object(merged)
+
+
+def build(config: DictConfig | dict, job: JobInfo | None = None) -> RunSpec:
+    """Validates and resolves a composed config into a RunSpec.
+
+    Args:
+        config: The composed config (the Hydra ``cfg`` without its ``hydra`` node).
+        job: Launch context; defaults to a single run.
+
+    Returns:
+        The RunSpec, with ``image_size`` and paths resolved and ``run_id`` computed.
+
+    Raises:
+        ConfigError: naming the key, the bad value, what is allowed and the fix.
+    """
+    cfg = _typed(config)
+    validate(cfg)
+    resolve(cfg)
+    job = job or JobInfo()
+    return RunSpec(cfg=cfg, run_id=run_id(cfg), job=job)
+
+
+def validate(cfg: Config) -> None:
+    """Checks the rules the schema cannot express. Raises ConfigError."""
+    if cfg.backbone.name not in backbones.REGISTRY:
+        raise ConfigError(
+            f"backbone.name={cfg.backbone.name!r} is not a registered backbone; allowed: "
+            f"{', '.join(backbones.REGISTRY)}. Pick one with backbone=<name>."
+        )
+    _check_weights(cfg.backbone.weights)
+    _check_positive(cfg)
+    if cfg.image_size is not None and cfg.image_size < _MIN_IMAGE_SIZE:
+        raise ConfigError(
+            f"image_size={cfg.image_size} is too small; allowed: >= {_MIN_IMAGE_SIZE}, or null "
+            "for the backbone's native resolution."
+        )
+    if not 0.0 <= cfg.head.dropout < 1.0:
+        raise ConfigError(f"head.dropout={cfg.head.dropout} must be in [0, 1).")
+    if cfg.dataset.loader == Loader.folder:
+        _check_folder(cfg.dataset.path, cfg.dataset.val_fraction)
+
+
+def _check_weights(weights: str) -> None:
+    if weights in ("imagenet", "none"):
+        return
+    if not Path(weights).expanduser().is_file():
+        raise ConfigError(
+            f"backbone.weights={weights!r}: no such file. Allowed: imagenet, none, or the "
+            "path of a weights file (.h5) for this backbone."
+        )
+
+
+def _check_positive(cfg: Config) -> None:
+    for key, value in (("batch_size", cfg.batch_size), ("epochs", cfg.epochs)):
+        if value < 1:
+            raise ConfigError(f"{key}={value} must be a positive integer.")
+    if cfg.optimizer.lr <= 0:
+        raise ConfigError(f"optimizer.lr={cfg.optimizer.lr} must be > 0.")
+
+
+def _check_folder(path: str | None, val_fraction: float) -> None:
+    if not path:
+        raise ConfigError(
+            "dataset=folder needs dataset.path: pass dataset.path=/path/to/images, a directory "
+            "with one subfolder of images per class."
+        )
+    root = Path(path).expanduser()
+    classes = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
+    if len(classes) < 2:
+        raise ConfigError(
+            f"dataset.path={path!r} must be a directory with one subfolder per class "
+            f"(found {len(classes)} subfolders)."
+        )
+    if not 0.0 < val_fraction < 1.0:
+        raise ConfigError(f"dataset.val_fraction={val_fraction} must be in (0, 1).")
+
+
+def resolve(cfg: Config) -> None:
+    """Fills in defaults left open: native image size, absolute paths."""
+    if cfg.image_size is None:
+        cfg.image_size = backbones.get(cfg.backbone.name).resolution
+    # Workers may start elsewhere; the command's working directory decides relative paths.
+    cfg.results_dir = os.path.abspath(os.path.expanduser(cfg.results_dir))
+    if cfg.data_dir:
+        cfg.data_dir = os.path.abspath(os.path.expanduser(cfg.data_dir))
+    if cfg.dataset.path:
+        cfg.dataset.path = os.path.abspath(os.path.expanduser(cfg.dataset.path))
+    if cfg.backbone.weights not in ("imagenet", "none"):
+        cfg.backbone.weights = os.path.abspath(os.path.expanduser(cfg.backbone.weights))
+
+
+def run_id(cfg: Config) -> str:
+    """A stable 12-hex-digit hash of what defines the run (seed included)."""
+    identity = OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
+    for dotted in _NOT_IDENTITY:
+        *parents, leaf = dotted.split(".")
+        node = identity
+        for parent in parents:
+            node = node[parent]
+        node.pop(leaf, None)
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

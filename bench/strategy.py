@@ -1,0 +1,104 @@
+"""Choosing the tf.distribute strategy: TPU, several GPUs, one GPU or the CPU.
+
+Must run first in a worker process: GPU memory growth has to be set before the GPU is
+initialised, and multi-worker collectives must be configured at program start.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import tensorflow as tf
+
+from bench.config import StrategyName
+from bench.spec import ConfigError
+
+ALLOWED = ", ".join(s.value for s in StrategyName)
+
+
+def select(name: StrategyName | str) -> tf.distribute.Strategy:
+    """Creates the strategy named by the ``strategy`` config key.
+
+    ``auto`` picks a TPU if one answers, else MultiWorkerMirrored when ``TF_CONFIG``
+    describes several workers, else Mirrored over all GPUs, one GPU, or the CPU.
+
+    Raises:
+        ConfigError: if the named hardware is not there.
+    """
+    name = StrategyName(name)
+    if name == StrategyName.cpu:
+        tf.config.set_visible_devices([], "GPU")
+    gpus = tf.config.list_physical_devices("GPU") if name != StrategyName.cpu else []
+    for gpu in gpus:
+        # Without growth TF reserves the whole GPU and peak-memory figures mean nothing.
+        tf.config.experimental.set_memory_growth(gpu, True)
+    if name in (StrategyName.auto, StrategyName.tpu):
+        resolver = _tpu_resolver()
+        if resolver is not None:
+            return _tpu_strategy(resolver)
+        if name == StrategyName.tpu:
+            raise ConfigError(
+                "strategy=tpu but no TPU answered (no TPU_NAME, no /dev/accel*). "
+                f"Allowed: {ALLOWED}; use strategy=auto to take what this machine has."
+            )
+    if name == StrategyName.multi_worker or (name == StrategyName.auto and _multi_worker()):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == StrategyName.mirrored or (name == StrategyName.auto and len(gpus) > 1):
+        return tf.distribute.MirroredStrategy()
+    if name == StrategyName.one_device or gpus:
+        return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
+    # CPU: the default strategy. OneDeviceStrategy("/cpu:0") doubles the epoch time on a
+    # 2-core machine (its per-step input prefetch competes for the cores; measured here).
+    return tf.distribute.get_strategy()
+
+
+def _tpu_resolver():
+    try:
+        return tf.distribute.cluster_resolver.TPUClusterResolver()  # TPU_NAME, Colab, GKE
+    except ValueError:
+        pass
+    if glob.glob("/dev/accel*") or os.environ.get("TPU_ACCELERATOR_TYPE"):
+        return tf.distribute.cluster_resolver.TPUClusterResolver(tpu="local")  # TPU VM
+    return None
+
+
+def _tpu_strategy(resolver) -> tf.distribute.Strategy:
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def _multi_worker() -> bool:
+    try:
+        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    except json.JSONDecodeError:
+        return False
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", [])) > 1
+
+
+def devices(strategy: tf.distribute.Strategy) -> list[str]:
+    """Names of the accelerators the strategy uses (``GPU:0``, ``TPU:3``); empty on CPU."""
+    kinds = ("GPU", "TPU")
+    if not tf.distribute.has_strategy() and strategy is tf.distribute.get_strategy():
+        return []  # the default strategy is only chosen for the CPU
+    found = [str(d).split("device:")[-1] for d in strategy.extended.worker_devices]
+    return [d for d in found if d.split(":")[0] in kinds]
+
+
+def describe(strategy: tf.distribute.Strategy) -> dict:
+    """The strategy facts that go into a record's ``env``."""
+    kinds = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        kinds.append(details.get("device_name", "GPU"))
+    if not kinds and devices(strategy):
+        kinds = [os.environ.get("TPU_ACCELERATOR_TYPE", "TPU")]
+    name = type(strategy).__name__
+    return {
+        "strategy": "DefaultStrategy" if name == "_DefaultDistributionStrategy" else name,
+        "replicas": strategy.num_replicas_in_sync,
+        "devices": devices(strategy),
+        "device_kinds": sorted(set(kinds)) or ["CPU"],
+    }

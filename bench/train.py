@@ -1,0 +1,96 @@
+"""Training: ``model.fit`` per phase, then the test split; everything measured."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import tensorflow as tf
+
+from bench import freeze, measure, optim
+from bench.config import OptimizerConfig, Policy
+from bench.data import Data
+from bench.model import Built
+from bench.spec import RunSpec
+
+
+@dataclass
+class Phase:
+    """A stretch of epochs trained under one freeze policy and one optimizer."""
+
+    name: str
+    epochs: int
+    policy: Policy
+    optimizer: OptimizerConfig
+
+
+@dataclass
+class TrainResult:
+    """What training measured; ``history`` holds one row per epoch."""
+
+    history: list[dict] = field(default_factory=list)
+    train_time_s: float = 0.0
+    train_seconds: list[float] = field(default_factory=list)
+    test_accuracy: float | None = None
+    params_total: int = 0
+    params_trainable: int = 0
+
+
+def phases(spec: RunSpec) -> list[Phase]:
+    """The run's training phases."""
+    cfg = spec.cfg
+    return [Phase("train", cfg.epochs, cfg.freeze.policy, cfg.optimizer)]
+
+
+def run(
+    built: Built,
+    data: Data,
+    spec: RunSpec,
+    strategy: tf.distribute.Strategy,
+    on_epoch: Callable[[dict], None] | None = None,
+    result: TrainResult | None = None,
+) -> TrainResult:
+    """Trains every phase and evaluates the test split.
+
+    Args:
+        built: The model and its backbone.
+        data: The pipelines.
+        spec: The run.
+        strategy: The strategy the model was built under; compiling happens in its scope.
+        on_epoch: Called with each history row as it is produced (W&B logging).
+        result: Filled in place, so a caller keeps the epochs done if training fails.
+    """
+    result = result if result is not None else TrainResult()
+    steps = optim.steps_per_epoch(data.train_examples, spec.cfg.batch_size)
+    done = 0
+    for phase in phases(spec):
+        with strategy.scope():
+            freeze.apply(built.backbone, phase.policy)
+            built.model.compile(
+                optimizer=optim.build(phase.optimizer, steps, phase.epochs),
+                loss="sparse_categorical_crossentropy",
+                metrics=["accuracy"],
+            )
+        result.params_total, result.params_trainable = measure.parameter_counts(built.model)
+        recorder = measure.EpochRecorder(phase.name, on_epoch)
+        start = time.perf_counter()
+        try:
+            built.model.fit(
+                data.train,
+                validation_data=data.val,
+                initial_epoch=done,
+                epochs=done + phase.epochs,
+                callbacks=[recorder, *optim.callbacks(phase.optimizer)],
+                verbose=1 if sys.stdout.isatty() else 2,
+            )
+        finally:
+            result.train_time_s += time.perf_counter() - start
+            result.history.extend(recorder.rows)
+            result.train_seconds.extend(recorder.train_seconds)
+        done += phase.epochs
+    if data.test is not None:
+        scores = built.model.evaluate(data.test, return_dict=True, verbose=0)
+        result.test_accuracy = float(scores["accuracy"])
+    return result

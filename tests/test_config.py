@@ -1,0 +1,103 @@
+"""The real config: every option of every group composes and validates; errors are early."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from hydra.errors import ConfigCompositionException
+
+from bench import backbones
+from bench.spec import ConfigError, build, run_id
+from tests.conftest import GROUPS, compose, make_spec, options
+
+
+@pytest.mark.parametrize(
+    ("group", "option"), [(g, o) for g in GROUPS for o in options(g)], ids=lambda v: str(v)
+)
+def test_every_option_composes_and_validates(group, option, tmp_path):
+    overrides = [f"{group}={option}"]
+    if option == "folder":
+        for name in ("a", "b"):
+            (tmp_path / "imgs" / name).mkdir(parents=True)
+        overrides.append(f"dataset.path={tmp_path / 'imgs'}")
+    cfg = compose(*overrides)
+    spec = build(cfg)
+    if group != "experiment":
+        assert getattr(spec.cfg, group).name == option
+    assert len(spec.run_id) == 12
+
+
+def test_registry_and_backbone_configs_match():
+    assert set(options("backbone")) == set(backbones.REGISTRY)
+
+
+@pytest.mark.parametrize("name", sorted(backbones.REGISTRY))
+def test_image_size_defaults_to_native_resolution(name):
+    assert make_spec(f"backbone={name}").cfg.image_size == backbones.get(name).resolution
+    assert make_spec(f"backbone={name}", "image_size=96").cfg.image_size == 96
+
+
+def test_native_resolutions_are_the_published_ones():
+    native = {name: info.resolution for name, info in backbones.REGISTRY.items()}
+    assert native == {
+        "b0": 224, "b1": 240, "b2": 260, "b3": 300, "b4": 380, "b5": 456, "b6": 528,
+        "b7": 600, "mobilenet_v2": 224,
+    }  # fmt: skip
+
+
+def test_defaults_replay_the_wandb_report():
+    cfg = make_spec().cfg
+    assert (cfg.dataset.name, cfg.dataset.train_split, cfg.dataset.val_split) == (
+        "cats_vs_dogs", "train[:80%]", "train[80%:]",
+    )  # fmt: skip
+    assert cfg.backbone.weights == "imagenet"
+    assert cfg.freeze.policy.value == "frozen"
+    assert list(cfg.head.hidden_units) == [128]
+
+
+def test_unknown_key_fails_at_composition():
+    with pytest.raises(ConfigCompositionException):
+        compose("optimizer.lrr=0.1")
+
+
+def test_bad_enum_value_names_the_allowed_values():
+    with pytest.raises(ConfigCompositionException) as info:
+        compose("precision=fp8")
+    assert "expected one of [float32, mixed_float16, mixed_bfloat16]" in str(info.value.__cause__)
+
+
+def test_missing_weights_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match=r"backbone.weights=.*no such file.*imagenet, none"):
+        make_spec(f"backbone.weights={tmp_path / 'nope.h5'}")
+
+
+def test_folder_without_path_is_a_config_error():
+    with pytest.raises(ConfigError, match="dataset.path=/path/to/images"):
+        make_spec("dataset=folder")
+
+
+def test_run_id_is_stable_and_ignores_where_a_run_goes():
+    base = make_spec("backbone=b1", "epochs=3")
+    assert make_spec("epochs=3", "backbone=b1").run_id == base.run_id
+    assert make_spec("backbone=b1", "epochs=3", "results_dir=/elsewhere").run_id == base.run_id
+    assert make_spec("backbone=b1", "epochs=3", "wandb.mode=disabled").run_id == base.run_id
+    assert make_spec("backbone=b1", "epochs=3", "seed=7").run_id != base.run_id
+    # The native size written out explicitly is the same run as leaving it to the registry.
+    assert make_spec("backbone=b1", "epochs=3", "image_size=240").run_id == base.run_id
+    assert run_id(base.cfg) == base.run_id
+
+
+def test_unknown_backbone_exits_with_hydra_choices_and_no_record(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run", "backbone=b9", f"results_dir={tmp_path / 'runs'}"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode != 0
+    assert "Could not find 'backbone/b9'" in proc.stderr
+    for name in backbones.REGISTRY:
+        assert name in proc.stderr
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,139 @@
+"""End to end: the real command in a subprocess, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from bench import records
+from tests.conftest import bench_env
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "dataset=shapes",
+    "backbone.weights=none",
+    "freeze=unfrozen",
+    "head=linear",
+    "image_size=32",
+    "batch_size=32",
+    "dataset.train_split=train[:10%]",
+    "dataset.val_split=validation[:25%]",
+    "dataset.test_split=test[:25%]",
+    "wandb.mode=offline",
+]
+
+
+def bench_run(tmp_path: Path, tfds_dir: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "bench.run", *args, f"results_dir={tmp_path / 'runs'}"]
+    return subprocess.run(
+        command, cwd=tmp_path, env=bench_env(tmp_path, tfds_dir), capture_output=True, text=True,
+        **kwargs,
+    )  # fmt: skip
+
+
+def load_records(tmp_path: Path) -> list[dict]:
+    paths = sorted((tmp_path / "runs").glob("*.json"))
+    return [records.read(path) for path in paths]
+
+
+def test_multirun_of_two_backbones_writes_two_complete_records(tmp_path, tfds_dir):
+    proc = bench_run(tmp_path, tfds_dir, "-m", "backbone=b0,mobilenet_v2", "epochs=2", *TINY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = load_records(tmp_path)
+    assert sorted(r["config"]["backbone"]["name"] for r in found) == ["b0", "mobilenet_v2"]
+    for record in found:
+        assert records.problems(record) == []
+        assert record["status"] == "completed" and record["error"] is None
+        assert [row["epoch"] for row in record["history"]] == [1, 2]
+        assert record["config"]["dataset"]["num_classes"] == 4
+        assert record["config"]["image_size"] == 32
+        metrics = record["metrics"]
+        assert 0.0 <= metrics["best_val_accuracy"] <= 1.0
+        assert metrics["test_accuracy"] is not None
+        assert (
+            metrics["train_time_s"] >= sum(row["epoch_time_s"] for row in record["history"]) * 0.99
+        )
+        assert metrics["peak_device_memory_bytes"] is None  # CPU only here
+        assert metrics["params_trainable"] > 1_000_000
+        assert record["env"]["strategy"] == "DefaultStrategy"
+        assert record["wandb"]["mode"] == "offline" and record["wandb"]["id"] == record["run_id"]
+        assert list(Path(record["wandb"]["dir"]).glob("run-*.wandb"))
+    assert "[bench] job 1/2: b0" in proc.stdout and "[bench] job 2/2: mobilenet_v2" in proc.stdout
+    assert "2 jobs: 2 completed, 0 failed" in proc.stdout
+    assert "Epoch 2/2" in proc.stdout
+    # The final table has a row per job, with the record's run_id.
+    for record in found:
+        assert record["run_id"] in proc.stdout.split("2 jobs:")[1]
+
+
+def test_each_job_measures_only_itself(tmp_path, tfds_dir):
+    """A heavy job then a light one: the light one must not inherit the heavy one's peak."""
+    sweep = ["-m", "backbone=b3,b0", "image_size=null", "epochs=1", *TINY[:2], "freeze=frozen"]
+    sweep += ["dataset.train_split=train[:64]", "dataset.val_split=validation[:32]"]
+    sweep += ["dataset.test_split=null", "batch_size=32", "wandb.mode=disabled"]
+    proc = bench_run(tmp_path, tfds_dir, *sweep)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    by_backbone = {r["config"]["backbone"]["name"]: r for r in load_records(tmp_path)}
+    heavy, light = by_backbone["b3"], by_backbone["b0"]
+    assert (heavy["config"]["image_size"], light["config"]["image_size"]) == (300, 224)
+    assert heavy["env"]["pid"] != light["env"]["pid"]
+    heavy_rss = heavy["metrics"]["peak_host_rss_bytes"]
+    light_rss = light["metrics"]["peak_host_rss_bytes"]
+    # In one process ru_maxrss never goes down, so the light job would report >= heavy.
+    assert light_rss < heavy_rss
+
+
+def test_a_failed_job_does_not_stop_the_sweep(tmp_path, tfds_dir):
+    """ImageNet weights cannot be downloaded here: that job fails, the other completes."""
+    proc = bench_run(
+        tmp_path, tfds_dir, "-m", "backbone.weights=imagenet,none", "epochs=1", *TINY[2:-1],
+        "dataset=shapes", "backbone=b0", "wandb.mode=disabled",
+    )  # fmt: skip
+    assert proc.returncode != 0
+    found = {r["config"]["backbone"]["weights"]: r for r in load_records(tmp_path)}
+    assert found["none"]["status"] == "completed"
+    failed = found["imagenet"]
+    assert failed["status"] == "failed" and records.problems(failed) == []
+    assert failed["error"]["type"] == "WeightsUnavailable"
+    assert "efficientnetb0_notop.h5" in failed["error"]["message"]
+    assert failed["history"] == []
+    assert "2 jobs: 1 completed, 1 failed" in proc.stdout
+
+
+def test_a_killed_worker_leaves_a_failed_record(tmp_path, tfds_dir):
+    command = [sys.executable, "-m", "bench.run", "epochs=50", *TINY, "wandb.mode=disabled"]
+    command.append(f"results_dir={tmp_path / 'runs'}")
+    parent = subprocess.Popen(
+        command, cwd=tmp_path, env=bench_env(tmp_path, tfds_dir), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    worker = None
+    for line in parent.stdout:  # wait until the worker is training
+        if "Epoch 2/50" in line:
+            worker = psutil.Process(parent.pid).children()[0]
+            break
+    assert worker is not None and "bench.worker" in " ".join(worker.cmdline())
+    worker.kill()
+    parent.stdout.read()
+    assert parent.wait(timeout=120) != 0
+    (record,) = load_records(tmp_path)
+    assert record["status"] == "failed" and records.problems(record) == []
+    assert record["error"]["type"] == "WorkerDied"
+    assert "SIGKILL" in record["error"]["message"]
+
+
+def test_demo_preset_runs_offline(tmp_path, tfds_dir):
+    start = time.perf_counter()
+    proc = bench_run(tmp_path, tfds_dir, "experiment=demo", "backbone=mobilenet_v2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (record,) = load_records(tmp_path)
+    assert record["config"]["experiment"] == "demo"
+    assert record["history"][-1]["accuracy"] >= 0.5  # twice chance on 4 classes
+    print(json.dumps({"demo_mobilenet_v2_seconds": time.perf_counter() - start}))

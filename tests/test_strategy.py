@@ -1,0 +1,39 @@
+"""Strategy selection on this (CPU-only) machine, and the error for absent hardware."""
+
+from __future__ import annotations
+
+import pytest
+import tensorflow as tf
+from hydra.errors import ConfigCompositionException
+
+from bench import strategy
+from bench.spec import ConfigError
+from tests.conftest import compose
+
+
+def test_auto_on_cpu_is_one_device():
+    chosen = strategy.select("auto")
+    assert chosen is tf.distribute.get_strategy()
+    facts = strategy.describe(chosen)
+    assert facts == {
+        "strategy": "DefaultStrategy", "replicas": 1, "devices": [], "device_kinds": ["CPU"],
+    }  # fmt: skip
+
+
+def test_asking_for_a_tpu_without_one_names_the_allowed_values():
+    with pytest.raises(ConfigError, match=r"strategy=tpu .*Allowed: auto, tpu, multi_worker"):
+        strategy.select("tpu")
+
+
+def test_unknown_strategy_fails_at_composition_with_the_allowed_values():
+    with pytest.raises(ConfigCompositionException) as info:
+        compose("strategy=gpu_please")
+    assert "expected one of [auto, tpu, multi_worker, mirrored, one_device, cpu]" in str(
+        info.value.__cause__
+    )
+
+
+def test_one_device_on_request():
+    chosen = strategy.select("one_device")
+    assert isinstance(chosen, tf.distribute.OneDeviceStrategy)
+    assert strategy.describe(chosen)["replicas"] == 1
