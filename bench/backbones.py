@@ -10,6 +10,7 @@ The module imports no TensorFlow, so configs can be validated before TF is loade
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -112,6 +113,22 @@ REGISTRY: dict[str, BackboneInfo] = {
         ),
     ]
 }
+
+
+def hub_fine_tunable(handle: str) -> bool | None:
+    """Whether a TF Hub handle can be fine-tuned: False for TF1 hub.Modules.
+
+    Known handles answer from the registry; a local directory answers from its format (a
+    TF1 module has ``tfhub_module.pb``); any other handle is unknown (None) until loaded.
+    """
+    for entry in REGISTRY.values():
+        if handle == entry.hub_handle:
+            return entry.hub_fine_tunable
+        if handle == entry.hub_handle_tf2:
+            return True
+    if os.path.isdir(handle):
+        return not os.path.exists(os.path.join(handle, "tfhub_module.pb"))
+    return None
 
 
 def get(name: str) -> BackboneInfo:

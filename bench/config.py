@@ -28,6 +28,7 @@ class Policy(str, Enum):
     frozen = "frozen"  # feature extractor, BatchNorm in inference mode
     finetune = "finetune"  # everything trainable except BatchNorm
     unfrozen = "unfrozen"  # everything trainable, BatchNorm included (training from scratch)
+    top_blocks = "top_blocks"  # the last `blocks` blocks (whole) and what follows, not BatchNorm
 
 
 class OptimizerName(str, Enum):
@@ -41,6 +42,7 @@ class Schedule(str, Enum):
     constant = "constant"
     cosine = "cosine"
     exponential = "exponential"
+    inverse_time = "inverse_time"  # Keras' legacy `decay`: lr / (1 + time_decay * step)
     plateau = "plateau"  # ReduceLROnPlateau on val_loss
 
 
@@ -104,12 +106,6 @@ class HeadConfig:
 
 
 @dataclass
-class FreezeConfig:
-    name: str = MISSING
-    policy: Policy = Policy.frozen
-
-
-@dataclass
 class OptimizerConfig:
     name: OptimizerName = MISSING
     lr: float = 1e-3
@@ -120,15 +116,35 @@ class OptimizerConfig:
     schedule: Schedule = Schedule.constant
     warmup_epochs: int = 0  # cosine: linear warm-up before the decay
     decay_rate: float = 0.1  # exponential: lr multiplier reached at the last epoch
+    time_decay: float = 0.0  # inverse_time: per-step decay
     plateau_factor: float = 0.2
     plateau_patience: int = 5
     min_lr: float = 0.0
 
 
 @dataclass
+class FreezeConfig:
+    name: str = MISSING
+    policy: Policy = Policy.frozen
+    blocks: int = 0  # top_blocks: how many of the backbone's last blocks to unfreeze
+    # >0: first train only the head (backbone frozen) for this many epochs, then apply
+    # `policy` for `epochs` more, recompiled with the fine-tune optimizer.
+    head_epochs: int = 0
+    finetune_lr: float | None = None  # null: optimizer.lr / 10 (when finetune_optimizer is null)
+    finetune_optimizer: OptimizerConfig | None = None  # null: `optimizer` at finetune_lr
+
+
+class Flip(str, Enum):
+    none = "none"
+    horizontal = "horizontal"
+    vertical = "vertical"
+    horizontal_and_vertical = "horizontal_and_vertical"
+
+
+@dataclass
 class AugmentConfig:
     name: str = MISSING
-    flip: bool = False
+    flip: Flip = Flip.none
     rotation: float = 0.0  # fraction of a full turn
     translation: float = 0.0  # fraction of height/width
     contrast: float = 0.0

@@ -15,7 +15,7 @@ import tensorflow_datasets as tfds
 import tf_keras as keras
 
 import bench.datasets.shapes  # noqa: F401  (registers the embedded TFDS builder)
-from bench.config import AugmentConfig, Config, Loader
+from bench.config import AugmentConfig, Config, Flip, Loader
 from bench.spec import ConfigError, RunSpec
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -142,8 +142,8 @@ def pipeline(
 def augmentation(aug: AugmentConfig, seed: int) -> keras.Sequential | None:
     """Keras preprocessing layers for the augment config, or None when it asks for none."""
     layers = []
-    if aug.flip:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+    if aug.flip != Flip.none:
+        layers.append(keras.layers.RandomFlip(Flip(aug.flip).value, seed=seed))
     if aug.rotation:
         layers.append(keras.layers.RandomRotation(aug.rotation, seed=seed))
     if aug.translation:

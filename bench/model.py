@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import tf_keras as keras
 
 from bench import heads
-from bench.config import Precision
+from bench.config import Precision, Source
 from bench.spec import ConfigError, RunSpec
 
 
 class WeightsUnavailable(RuntimeError):
-    """ImageNet weights are neither cached nor downloadable."""
+    """Pretrained weights (Keras ImageNet files, a TF Hub handle) cannot be loaded here."""
 
 
 @dataclass
@@ -24,17 +24,26 @@ class Built:
     backbone: keras.layers.Layer
 
 
-def build(spec: RunSpec, num_classes: int) -> Built:
+def build(spec: RunSpec, num_classes: int, on_tpu: bool = False) -> Built:
     """Builds backbone + head for ``spec``; call under ``strategy.scope()``.
 
+    Args:
+        spec: The run.
+        num_classes: Classifier width.
+        on_tpu: Load hub SavedModels through the local host (TPU workers cannot read the
+            local cache themselves).
+
     Raises:
-        WeightsUnavailable: ImageNet weights not cached and not downloadable.
+        WeightsUnavailable: pretrained weights not cached and not downloadable.
         ConfigError: a weights file that does not fit the backbone.
     """
     cfg = spec.cfg
     keras.mixed_precision.set_global_policy(Precision(cfg.precision).value)
     shape = (cfg.image_size, cfg.image_size, 3)
-    backbone = keras_backbone(spec, shape)
+    if cfg.backbone.source == Source.hub:
+        backbone = hub_backbone(cfg.backbone.hub_handle, on_tpu)
+    else:
+        backbone = keras_backbone(spec, shape)
     inputs = keras.Input(shape=shape, name="image")
     outputs = heads.build(backbone(inputs), cfg.head, num_classes)
     return Built(
@@ -70,6 +79,31 @@ def keras_backbone(spec: RunSpec, shape: tuple[int, int, int]) -> keras.Model:
                 f"at {shape}: {error}"
             ) from error
         raise
+
+
+def hub_backbone(handle: str, on_tpu: bool = False) -> keras.layers.Layer:
+    """A TF Hub feature-vector layer (frozen; freeze policies may unfreeze it whole).
+
+    It computes in float32 whatever the precision policy: mixed precision does not reach
+    inside a loaded SavedModel.
+    """
+    import tensorflow as tf
+    import tensorflow_hub as hub
+
+    local_io = tf.saved_model.LoadOptions(experimental_io_device="/job:localhost")
+    options = local_io if on_tpu else None
+    try:
+        return hub.KerasLayer(
+            handle, trainable=False, dtype="float32", name="hub_backbone", load_options=options
+        )
+    except Exception as error:
+        cache = os.environ.get("TFHUB_CACHE_DIR", "<tempdir>/tfhub_modules")
+        raise WeightsUnavailable(
+            f"backbone.hub_handle={handle}: could not load it ({type(error).__name__}: "
+            f"{str(error)[:300]}). Offline? Download it where there is network into "
+            f"TFHUB_CACHE_DIR (now {cache}) and copy that folder here, or pass "
+            "backbone.hub_handle=/path/to/saved_model_dir."
+        ) from error
 
 
 def keras_cache_dir() -> str:

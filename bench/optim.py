@@ -41,6 +41,10 @@ def learning_rate(opt: OptimizerConfig, total_steps: int, steps_per_epoch: int):
             warmup_target=opt.lr if warmup else None,
             warmup_steps=warmup,
         )
+    if schedule == Schedule.inverse_time:
+        return keras.optimizers.schedules.InverseTimeDecay(
+            opt.lr, decay_steps=1, decay_rate=opt.time_decay
+        )
     if schedule == Schedule.exponential:
         return keras.optimizers.schedules.ExponentialDecay(
             opt.lr, decay_steps=max(total_steps, 1), decay_rate=opt.decay_rate

@@ -16,18 +16,19 @@ from hydra.experimental.callback import Callback
 from bench.spec import RunSpec
 
 _TOTAL_ENV = "BENCH_MULTIRUN_TOTAL"
+# (header, summary key, format for numbers)
 _COLUMNS = (
-    ("job", "job"),
-    ("backbone", "backbone"),
-    ("dataset", "dataset"),
-    ("freeze", "freeze"),
-    ("status", "status"),
-    ("train_acc", "final_train_accuracy"),
-    ("best_val_acc", "best_val_accuracy"),
-    ("test_acc", "test_accuracy"),
-    ("train_s", "train_time_s"),
-    ("img/s", "train_images_per_s"),
-    ("run_id", "run_id"),
+    ("job", "job", "{}"),
+    ("backbone", "backbone", "{}"),
+    ("dataset", "dataset", "{}"),
+    ("freeze", "freeze", "{}"),
+    ("status", "status", "{}"),
+    ("train_acc", "final_train_accuracy", "{:.3f}"),
+    ("best_val_acc", "best_val_accuracy", "{:.3f}"),
+    ("test_acc", "test_accuracy", "{:.3f}"),
+    ("train_s", "train_time_s", "{:.1f}"),
+    ("img/s", "train_images_per_s", "{:.1f}"),
+    ("run_id", "run_id", "{}"),
 )
 
 
@@ -112,21 +113,15 @@ def outcome(record: dict, spec: RunSpec) -> dict[str, Any]:
 
 def format_table(rows: list[dict]) -> str:
     """A plain fixed-width table of job summaries."""
-    cells = [[header for header, _ in _COLUMNS]]
+    cells = [[header for header, _, _ in _COLUMNS]]
     for row in rows:
-        cells.append([_cell(row.get(key)) for _, key in _COLUMNS])
+        cells.append(
+            ["-" if row.get(key) is None else fmt.format(row[key]) for _, key, fmt in _COLUMNS]
+        )
     widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in cells
     )
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}" if value < 10 else f"{value:.1f}"
-    return str(value)
 
 
 class MultirunProgress(Callback):

@@ -71,11 +71,12 @@ def execute(spec: RunSpec) -> dict:
         strat = strategy.select(spec.cfg.strategy)
         facts = strategy.describe(strat)
         measure.reset_device_memory(facts["devices"])
-        dataset = data.load(spec, drop_remainder="TPU" in type(strat).__name__)
+        on_tpu = "TPU" in type(strat).__name__
+        dataset = data.load(spec, drop_remainder=on_tpu)
         spec.cfg.dataset.num_classes = dataset.num_classes
         tracker.update_config({"dataset": spec.config_dict()["dataset"]})
         with strat.scope():
-            built = model.build(spec, dataset.num_classes)
+            built = model.build(spec, dataset.num_classes, on_tpu)
         train.run(built, dataset, spec, strat, tracker.log_epoch, result)
     except Exception as exc:  # noqa: BLE001  (a failed run is recorded, not lost)
         error = exc

@@ -19,7 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from bench import backbones
-from bench.config import Config, Loader
+from bench.config import Config, Loader, Policy, Source
 
 # Keys that say where or how a run is executed, not what it is: they stay out of run_id.
 _NOT_IDENTITY = ("results_dir", "data_dir", "isolate", "wandb", "dataset.download")
@@ -127,6 +127,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"head.dropout={cfg.head.dropout} must be in [0, 1).")
     if cfg.dataset.loader == Loader.folder:
         _check_folder(cfg.dataset.path, cfg.dataset.val_fraction)
+    _check_freeze(cfg)
+    if cfg.backbone.source == Source.hub:
+        _check_hub(cfg)
 
 
 def _check_weights(weights: str) -> None:
@@ -136,6 +139,43 @@ def _check_weights(weights: str) -> None:
         raise ConfigError(
             f"backbone.weights={weights!r}: no such file. Allowed: imagenet, none, or the "
             "path of a weights file (.h5) for this backbone."
+        )
+
+
+def _check_freeze(cfg: Config) -> None:
+    freeze = cfg.freeze
+    if freeze.policy == Policy.top_blocks and freeze.blocks < 1:
+        raise ConfigError(
+            f"freeze.policy=top_blocks needs freeze.blocks >= 1 (got {freeze.blocks}); pass "
+            "freeze.blocks=<how many of the last blocks to unfreeze>."
+        )
+    if freeze.head_epochs < 0:
+        raise ConfigError(f"freeze.head_epochs={freeze.head_epochs} must be >= 0.")
+    if freeze.head_epochs and freeze.policy == Policy.frozen:
+        raise ConfigError(
+            "freeze.head_epochs>0 trains the head first and then unfreezes per freeze.policy, "
+            "but freeze.policy=frozen unfreezes nothing; pick finetune, unfrozen or top_blocks."
+        )
+
+
+def _check_hub(cfg: Config) -> None:
+    handle = cfg.backbone.hub_handle or backbones.get(cfg.backbone.name).hub_handle
+    if cfg.backbone.weights != "imagenet":
+        raise ConfigError(
+            f"backbone.weights={cfg.backbone.weights!r} with backbone.source=hub: a hub handle "
+            "brings its own weights. Keep backbone.weights=imagenet, or use backbone.source=keras."
+        )
+    if cfg.freeze.policy in (Policy.finetune, Policy.top_blocks):
+        raise ConfigError(
+            f"freeze.policy={cfg.freeze.policy.value} with backbone.source=hub: a TF Hub layer "
+            "trains as a whole (BatchNorm included). Use freeze.policy=unfrozen or freeze=frozen."
+        )
+    if cfg.freeze.policy != Policy.frozen and backbones.hub_fine_tunable(handle) is False:
+        tf2 = backbones.get(cfg.backbone.name).hub_handle_tf2
+        raise ConfigError(
+            f"backbone.hub_handle={handle} is a TF1 hub.Module and cannot be fine-tuned "
+            f"(freeze.policy={cfg.freeze.policy.value}). Fine-tunable handles are TF2 "
+            f"SavedModels, e.g. backbone.hub_handle={tf2}; or keep freeze=frozen."
         )
 
 
@@ -168,6 +208,10 @@ def resolve(cfg: Config) -> None:
     """Fills in defaults left open: native image size, absolute paths."""
     if cfg.image_size is None:
         cfg.image_size = backbones.get(cfg.backbone.name).resolution
+    if cfg.backbone.source == Source.hub and not cfg.backbone.hub_handle:
+        cfg.backbone.hub_handle = backbones.get(cfg.backbone.name).hub_handle
+    if cfg.backbone.hub_handle and os.path.isdir(os.path.expanduser(cfg.backbone.hub_handle)):
+        cfg.backbone.hub_handle = os.path.abspath(os.path.expanduser(cfg.backbone.hub_handle))
     # Workers may start elsewhere; the command's working directory decides relative paths.
     cfg.results_dir = os.path.abspath(os.path.expanduser(cfg.results_dir))
     if cfg.data_dir:

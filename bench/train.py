@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Callable
@@ -39,9 +40,22 @@ class TrainResult:
 
 
 def phases(spec: RunSpec) -> list[Phase]:
-    """The run's training phases."""
+    """The run's training phases: one, or a head-only phase and then the fine-tune phase."""
     cfg = spec.cfg
-    return [Phase("train", cfg.epochs, cfg.freeze.policy, cfg.optimizer)]
+    if not cfg.freeze.head_epochs:
+        return [Phase("train", cfg.epochs, cfg.freeze.policy, cfg.optimizer)]
+    return [
+        Phase("head", cfg.freeze.head_epochs, Policy.frozen, cfg.optimizer),
+        Phase("finetune", cfg.epochs, cfg.freeze.policy, finetune_optimizer(spec)),
+    ]
+
+
+def finetune_optimizer(spec: RunSpec) -> OptimizerConfig:
+    """The second phase's optimizer: its own config, or the first's at ``finetune_lr``."""
+    cfg = spec.cfg
+    if cfg.freeze.finetune_optimizer is not None:
+        return cfg.freeze.finetune_optimizer
+    return dataclasses.replace(cfg.optimizer, lr=cfg.freeze.finetune_lr or cfg.optimizer.lr / 10)
 
 
 def run(
@@ -67,7 +81,9 @@ def run(
     done = 0
     for phase in phases(spec):
         with strategy.scope():
-            freeze.apply(built.backbone, phase.policy)
+            freeze.apply(
+                built.backbone, phase.policy, spec.cfg.freeze.blocks, spec.backbone.block_of
+            )
             built.model.compile(
                 optimizer=optim.build(phase.optimizer, steps, phase.epochs),
                 loss="sparse_categorical_crossentropy",

@@ -31,6 +31,14 @@ def tfds_dir(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def hub_dir(tmp_path_factory) -> Path:
+    """A local TF2 SavedModel feature vector, usable as ``backbone.hub_handle``."""
+    from tests.hub_fixture import write_feature_vector
+
+    return write_feature_vector(tmp_path_factory.mktemp("hub") / "feature_vector")
+
+
 @pytest.fixture(autouse=True)
 def offline_env(tmp_path, monkeypatch):
     """No W&B server, no cached Keras weights, outputs under the test's tmp dir."""

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from bench import records
-from tests.conftest import bench_env
+from tests.conftest import bench_env, make_spec, options
 
 pytestmark = pytest.mark.slow
 
@@ -146,3 +146,25 @@ def test_demo_preset_runs_offline(tmp_path, tfds_dir):
     assert record["config"]["experiment"] == "demo"
     assert record["history"][-1]["accuracy"] >= 0.5  # twice chance on 4 classes
     print(json.dumps({"demo_mobilenet_v2_seconds": time.perf_counter() - start}))
+
+
+@pytest.mark.parametrize("preset", options("experiment"))
+def test_every_preset_runs_end_to_end_on_shapes(tmp_path, tfds_dir, hub_dir, preset):
+    """Each preset with only the downloads swapped out: shapes, one epoch per phase."""
+    cfg = make_spec(f"experiment={preset}").cfg
+    keep = ("backbone.weights", "freeze=", "head=")  # the preset's own freeze and head stay
+    args = [f"experiment={preset}", "epochs=1", *(a for a in TINY if not a.startswith(keep))]
+    if cfg.backbone.source.value == "hub":  # keep the hub path, from a local SavedModel
+        args.append(f"backbone.hub_handle={hub_dir}")
+    else:
+        args.append("backbone.weights=none")
+    if cfg.freeze.head_epochs:
+        args.append("freeze.head_epochs=1")
+    proc = bench_run(tmp_path, tfds_dir, *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (record,) = load_records(tmp_path)
+    assert records.problems(record) == [] and record["status"] == "completed"
+    assert record["config"]["experiment"] == preset
+    phases = ["head", "finetune"] if cfg.freeze.head_epochs else ["train"]
+    assert [row["phase"] for row in record["history"]] == phases
+    assert [row["epoch"] for row in record["history"]] == list(range(1, len(phases) + 1))
