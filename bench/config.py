@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 class Source(str, Enum):
@@ -182,3 +185,17 @@ class Config:
 def register() -> None:
     """Registers the schema as ``bench_schema`` (idempotent)."""
     ConfigStore.instance().store(name="bench_schema", node=Config)
+
+
+def compose(overrides: list[str]) -> DictConfig:
+    """The project's config composed with ``overrides``, outside a Hydra app.
+
+    Raises:
+        hydra.errors.ConfigCompositionException: for an unknown key, option or bad value.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides))

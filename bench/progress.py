@@ -8,6 +8,7 @@ when the last job has ended (Hydra skips ``on_multirun_end`` when a job failed).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -131,8 +132,10 @@ class MultirunProgress(Callback):
         self.rows: list[dict] = []
         self.total: int | None = None
         self.printed = False
+        self.config = None
 
     def on_multirun_start(self, config, **kwargs: Any) -> None:
+        self.config = config
         self.total = count_jobs(config)
         if self.total:
             os.environ[_TOTAL_ENV] = str(self.total)
@@ -157,4 +160,11 @@ class MultirunProgress(Callback):
         self.printed = True
         done = sum(row.get("status") == "completed" for row in self.rows)
         say(f"{len(self.rows)} jobs: {done} completed, {len(self.rows) - done} failed")
-        print(format_table(sorted(self.rows, key=lambda r: r.get("job", 0))), flush=True)
+        rows = sorted(self.rows, key=lambda r: r.get("job", 0))
+        print(format_table(rows), flush=True)
+        if self.config is not None:
+            from bench import track  # wandb loads only now, once the jobs are done
+
+            group = self.config.wandb.group or Path(self.config.hydra.sweep.dir).name
+            columns = [key for _, key, _ in _COLUMNS] + ["record"]
+            track.log_table(rows, columns, self.config.wandb, group)

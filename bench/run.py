@@ -93,8 +93,8 @@ def execute(spec: RunSpec) -> dict:
         error=error,
         job=spec.job_dict(),
     )
-    records.write(record, spec.cfg.results_dir)
-    tracker.finish(record)
+    path = records.write(record, spec.cfg.results_dir)
+    tracker.finish(record, path)
     return record
 
 

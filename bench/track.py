@@ -1,14 +1,23 @@
-"""Weights & Biases: one W&B run per job, the only module that imports wandb."""
+"""Weights & Biases: one W&B run per job; the only module that imports wandb.
+
+Each run is initialised with the resolved config (plain dict, axes at the top), logs one
+history row per epoch with the epoch as its x-axis, ends with the record's metrics as its
+summary and the record itself as an artifact. Its id is the record's ``run_id``, so a
+re-launched run resumes its W&B run instead of creating a twin; under a sweep agent the
+agent's run is used instead.
+"""
 
 from __future__ import annotations
 
 import netrc
 import os
+from pathlib import Path
 from urllib.parse import urlparse
 
 import wandb
 
 from bench.config import WandbMode
+from bench.progress import say
 from bench.spec import RunSpec
 
 _ENV_MODES = {"online": "online", "offline": "offline", "disabled": "disabled", "dryrun": "offline"}
@@ -36,6 +45,11 @@ def has_credentials() -> bool:
         return False
 
 
+def in_sweep() -> bool:
+    """True inside a run started by ``wandb agent`` (it owns the run's id and config)."""
+    return bool(os.environ.get("WANDB_SWEEP_ID"))
+
+
 def run_name(spec: RunSpec) -> str:
     """A readable name from the axes, e.g. ``b0-cats_vs_dogs-frozen-adam-bs32``."""
     cfg = spec.cfg
@@ -45,28 +59,37 @@ def run_name(spec: RunSpec) -> str:
     )
 
 
+def tags(spec: RunSpec) -> list[str]:
+    """The configured tags plus the experiment preset's name."""
+    found = list(spec.cfg.wandb.tags)
+    if spec.job.experiment and spec.job.experiment not in found:
+        found.append(spec.job.experiment)
+    return found
+
+
 class Tracker:
-    """A W&B run (or none, when disabled) fed with epochs, then the record's metrics."""
+    """A W&B run (or none, when disabled) fed with epochs, then the record."""
 
     def __init__(self, spec: RunSpec):
         self.mode = resolve_mode(spec.cfg.wandb.mode)
         self.run = None
         if self.mode == "disabled":
             return
-        settings = spec.cfg.wandb
+        settings, sweep = spec.cfg.wandb, in_sweep()
         self.run = wandb.init(
             project=settings.project,
             entity=settings.entity,
             mode=self.mode,
-            id=spec.run_id,
-            resume="allow",
+            id=None if sweep else spec.run_id,
+            resume=None if sweep else "allow",
             reinit="finish_previous",
             name=run_name(spec),
-            group=settings.group or spec.job.group,
-            tags=list(settings.tags),
+            group=None if sweep else settings.group or spec.job.group,
+            tags=tags(spec),
+            job_type="train",
             config={**spec.config_dict(), "run_id": spec.run_id},
         )
-        # The epoch is the x-axis of every metric, so a resumed run can log its epochs again.
+        # The epoch is every metric's x-axis, so a resumed run can log its epochs again.
         self.run.define_metric("epoch")
         self.run.define_metric("*", step_metric="epoch")
         self.run.define_metric("val_accuracy", step_metric="epoch", summary="max")
@@ -92,10 +115,44 @@ class Tracker:
             "dir": os.path.dirname(self.run.dir),
         }
 
-    def finish(self, record: dict) -> None:
-        """Puts the record's metrics in the summary and closes the run."""
+    def finish(self, record: dict, record_path: Path) -> None:
+        """Puts the record's metrics in the summary, attaches the record, closes the run."""
         if self.run is None:
             return
         summary = {k: v for k, v in record["metrics"].items() if v is not None}
         self.run.summary.update({**summary, "status": record["status"]})
+        artifact = wandb.Artifact(f"record-{record['run_id']}", type="result-record")
+        artifact.add_file(str(record_path), name="record.json")
+        self.run.log_artifact(artifact)
+        run_dir = os.path.dirname(self.run.dir)
         self.run.finish(exit_code=0 if record["status"] == "completed" else 1)
+        if self.mode == "offline":
+            say(f"W&B run saved offline; upload it with: wandb sync {run_dir}")
+
+
+def log_table(rows: list[dict], columns: list[str], settings, group: str | None) -> None:
+    """Logs a multirun's comparison table as a ``wandb.Table`` in a summary run.
+
+    Args:
+        rows: One dict per job.
+        columns: Which keys become the table's columns, in order.
+        settings: The ``wandb`` config node (mode, project, entity).
+        group: The multirun's W&B group, shared with its jobs.
+    """
+    mode = resolve_mode(settings.mode)
+    if mode == "disabled":
+        return
+    data = [[row.get(column) for column in columns] for row in rows]
+    with wandb.init(
+        project=settings.project,
+        entity=settings.entity,
+        mode=mode,
+        group=group,
+        name=f"{group}-summary" if group else "multirun-summary",
+        job_type="summary",
+        reinit="finish_previous",
+    ) as run:
+        run.log({"comparison": wandb.Table(columns=columns, data=data)})
+        run_dir = os.path.dirname(run.dir)
+    if mode == "offline":
+        say(f"comparison table saved offline; upload it with: wandb sync {run_dir}")

@@ -10,7 +10,7 @@ import pytest
 import bench  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 ROOT = Path(__file__).resolve().parent.parent
-CONF = ROOT / "conf"
+CONF = ROOT / "conf"  # the same folder bench.config.CONF_DIR composes from
 GROUPS = ("backbone", "dataset", "head", "freeze", "optimizer", "augment", "experiment")
 
 
@@ -52,14 +52,9 @@ def offline_env(tmp_path, monkeypatch):
 
 def compose(*overrides: str):
     """The real config composed with ``overrides`` (Hydra's compose API)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
     from bench import config
 
-    config.register()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hydra_compose("config", overrides=list(overrides))
+    return config.compose(list(overrides))
 
 
 def make_spec(*overrides: str, tfds_dir: Path | None = None):
