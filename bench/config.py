@@ -79,6 +79,10 @@ class BackboneConfig:
     hub_handle: str | None = None  # null: the registry's handle for this backbone
     # EfficientNet's stochastic depth; null keeps the builder's 0.2. Other families have none.
     drop_connect_rate: float | None = None
+    # BatchNorm moving-average momentum; null keeps the builder's (EfficientNet 0.99,
+    # MobileNetV2 0.999). Training from scratch on little data wants ~0.9, or inference-mode
+    # statistics lag the weights for hundreds of steps.
+    bn_momentum: float | None = None
 
 
 @dataclass

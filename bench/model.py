@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import tf_keras as keras
 
-from bench import heads
+from bench import freeze, heads
 from bench.config import Precision, Source
 from bench.spec import ConfigError, RunSpec
 
@@ -44,6 +44,9 @@ def build(spec: RunSpec, num_classes: int, on_tpu: bool = False) -> Built:
         backbone = hub_backbone(cfg.backbone.hub_handle, on_tpu)
     else:
         backbone = keras_backbone(spec, shape)
+        if cfg.backbone.bn_momentum is not None:
+            for layer in freeze.batchnorm_layers(backbone):
+                layer.momentum = cfg.backbone.bn_momentum
     inputs = keras.Input(shape=shape, name="image")
     outputs = heads.build(backbone(inputs), cfg.head, num_classes)
     return Built(

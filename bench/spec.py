@@ -123,6 +123,9 @@ def validate(cfg: Config) -> None:
             f"image_size={cfg.image_size} is too small; allowed: >= {_MIN_IMAGE_SIZE}, or null "
             "for the backbone's native resolution."
         )
+    momentum = cfg.backbone.bn_momentum
+    if momentum is not None and not 0.0 <= momentum < 1.0:
+        raise ConfigError(f"backbone.bn_momentum={momentum} must be in [0, 1), or null.")
     if not 0.0 <= cfg.head.dropout < 1.0:
         raise ConfigError(f"head.dropout={cfg.head.dropout} must be in [0, 1).")
     if cfg.dataset.loader == Loader.folder:

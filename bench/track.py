@@ -120,7 +120,11 @@ class Tracker:
         if self.run is None:
             return
         summary = {k: v for k, v in record["metrics"].items() if v is not None}
-        self.run.summary.update({**summary, "status": record["status"]})
+        summary["status"] = record["status"]
+        if record["error"]:
+            summary.update(error_type=record["error"]["type"], error=record["error"]["message"])
+        self.run.summary.update(summary)
+        self.run.config.update({"env": record["env"]}, allow_val_change=True)
         artifact = wandb.Artifact(f"record-{record['run_id']}", type="result-record")
         artifact.add_file(str(record_path), name="record.json")
         self.run.log_artifact(artifact)

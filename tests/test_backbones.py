@@ -89,3 +89,12 @@ def test_imagenet_weights_offline_name_the_keras_cache(tmp_path):
     assert "efficientnetb0_notop.h5" in message
     assert str(tmp_path / "keras_home" / "models") in message
     assert "backbone.weights=none" in message
+
+
+@pytest.mark.parametrize(("override", "expected"), [(None, 0.99), ("0.9", 0.9)])
+def test_bn_momentum_override(override, expected):
+    extra = [f"backbone.bn_momentum={override}"] if override else []
+    spec = make_spec("backbone=b0", "backbone.weights=none", "image_size=32", *extra)
+    built = model.build(spec, num_classes=2)
+    momenta = {layer.momentum for layer in freeze.batchnorm_layers(built.backbone)}
+    assert momenta == {expected}
