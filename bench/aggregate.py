@@ -128,7 +128,7 @@ def from_wandb(
         tag: Only runs with this tag (e.g. an experiment preset).
         history: Also fetch every epoch (``scan_history``, unsampled).
     """
-    import wandb
+    from bench import track  # wandb loads only for this source
 
     filters: dict = {"jobType": "train"}
     if group:
@@ -136,7 +136,7 @@ def from_wandb(
     if tag:
         filters["tags"] = {"$in": [tag]}
     found = []
-    for run in wandb.Api().runs(path, filters=filters):
+    for run in track.api_runs(path, filters):
         rows = list(run.scan_history()) if history else None
         found.append(record_from_wandb(run, rows))
     return build(found, [])

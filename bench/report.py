@@ -213,31 +213,12 @@ def _failed(loaded: aggregate.Loaded) -> pd.DataFrame:
 
 
 def wandb_report(args, found: list[Section]) -> str:
-    """Builds a W&B Report of the project's runs with the verdicts (needs W&B online)."""
-    import wandb_workspaces.reports.v2 as wr
+    """Publishes a W&B Report with the verdicts and panels of the runs (needs W&B online)."""
+    from bench import track
 
-    from bench.track import has_credentials
-
-    if not args.wandb or not has_credentials():
+    if not args.wandb or not track.has_credentials():
         raise SystemExit("--wandb-report needs --wandb ENTITY/PROJECT and W&B credentials.")
-    entity, project = args.wandb.split("/", 1)
-    blocks = [wr.H1("bench report")]
-    for section in found:
-        blocks += [wr.H2(section.dataset), wr.UnorderedList(items=section.verdict)]
-    filters = f"Group == '{args.group}'" if args.group else ""
-    blocks.append(
-        wr.PanelGrid(
-            runsets=[wr.Runset(entity=entity, project=project, filters=filters)],
-            panels=[
-                wr.LinePlot(x="epoch", y=["val_accuracy"]),
-                wr.BarPlot(metrics=["train_time_s"]),
-                wr.ScatterPlot(x="train_time_s", y="best_val_accuracy"),
-            ],
-        )
-    )
-    report = wr.Report(entity=entity, project=project, title="bench report", blocks=blocks)
-    report.save()
-    return report.url
+    return track.publish_report(args.wandb, args.group, {s.dataset: s.verdict for s in found})
 
 
 def main(argv: list[str] | None = None) -> int:

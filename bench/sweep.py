@@ -87,15 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.file}: every parameter value composes into a valid config")
     if args.check:
         return 0
-    import wandb
+    from bench import track  # wandb loads only to create the sweep
 
-    from bench.track import has_credentials
-
-    if not has_credentials():
+    if not track.has_credentials():
         print("W&B sweeps need the W&B server: run `wandb login` (or set WANDB_API_KEY).")
         return 2
     project = args.project or sweep.get("project") or "bench"
-    sweep_id = wandb.sweep(sweep=sweep, project=project, entity=args.entity)
+    sweep_id = track.create_sweep(sweep, project, args.entity)
     path = "/".join(p for p in (args.entity or sweep.get("entity"), project, sweep_id) if p)
     print(f"created sweep {sweep_id}; start an agent with:\n  wandb agent {path}")
     print(f"one agent per GPU:\n  CUDA_VISIBLE_DEVICES=0 wandb agent {path} &")

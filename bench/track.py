@@ -1,4 +1,7 @@
-"""Weights & Biases: one W&B run per job; the only module that imports wandb.
+"""Weights & Biases: the only module that imports wandb.
+
+One W&B run per job (below), plus the calls other modules need from W&B: reading runs
+back through the public API, creating sweeps, publishing a W&B Report.
 
 Each run is initialised with the resolved config (plain dict, axes at the top), logs one
 history row per epoch with the epoch as its x-axis, ends with the record's metrics as its
@@ -160,3 +163,41 @@ def log_table(rows: list[dict], columns: list[str], settings, group: str | None)
         run_dir = os.path.dirname(run.dir)
     if mode == "offline":
         say(f"comparison table saved offline; upload it with: wandb sync {run_dir}")
+
+
+def api_runs(path: str, filters: dict):
+    """The runs of ``ENTITY/PROJECT`` matching ``filters``, through the public API."""
+    return wandb.Api().runs(path, filters=filters)
+
+
+def create_sweep(sweep: dict, project: str, entity: str | None) -> str:
+    """Creates a sweep on the W&B server and returns its id."""
+    return wandb.sweep(sweep=sweep, project=project, entity=entity)
+
+
+def publish_report(path: str, group: str | None, sections: dict[str, list[str]]) -> str:
+    """Builds and saves a W&B Report of a project's training runs; returns its URL.
+
+    Args:
+        path: ``ENTITY/PROJECT``.
+        group: Only this group's runs in the report's panels.
+        sections: Per dataset, the verdict lines to show.
+    """
+    import wandb_workspaces.reports.v2 as wr
+
+    entity, project = path.split("/", 1)
+    blocks = [wr.H1("bench report")]
+    for dataset, lines in sections.items():
+        blocks += [wr.H2(dataset), wr.UnorderedList(items=lines)]
+    runset = wr.Runset(
+        entity=entity, project=project, filters=f"Group == '{group}'" if group else ""
+    )
+    panels = [
+        wr.LinePlot(x="epoch", y=["val_accuracy"]),
+        wr.BarPlot(metrics=["train_time_s"]),
+        wr.ScatterPlot(x="train_time_s", y="best_val_accuracy"),
+    ]
+    blocks.append(wr.PanelGrid(runsets=[runset], panels=panels))
+    report = wr.Report(entity=entity, project=project, title="bench report", blocks=blocks)
+    report.save()
+    return report.url

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,35 @@ def bench_env(tmp_path: Path, tfds_dir: Path | None = None) -> dict:
         env["TFDS_DATA_DIR"] = str(tfds_dir)
     env["WANDB_DIR"] = str(tmp_path)
     return env
+
+
+TINY = [
+    "dataset=shapes",
+    "backbone.weights=none",
+    "freeze=unfrozen",
+    "head=linear",
+    "image_size=32",
+    "batch_size=32",
+    # TFDS split syntax; quoted because Hydra's grammar reads [...] as a list.
+    "dataset.train_split='train[:10%]'",
+    "dataset.val_split='validation[:25%]'",
+    "dataset.test_split='test[:25%]'",
+    "wandb.mode=offline",
+]
+
+
+def bench_run(tmp_path: Path, tfds_dir: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    """Runs ``python -m bench.run ARGS`` in ``tmp_path``, records in ``tmp_path/runs``."""
+    command = [sys.executable, "-m", "bench.run", *args, f"results_dir={tmp_path / 'runs'}"]
+    return subprocess.run(
+        command, cwd=tmp_path, env=bench_env(tmp_path, tfds_dir), capture_output=True, text=True,
+        **kwargs,
+    )  # fmt: skip
+
+
+def load_records(tmp_path: Path) -> list[dict]:
+    """The records a ``bench_run`` in ``tmp_path`` wrote."""
+    from bench import records
+
+    paths = sorted((tmp_path / "runs").glob("*.json"))
+    return [records.read(path) for path in paths]

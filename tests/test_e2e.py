@@ -12,36 +12,9 @@ import psutil
 import pytest
 
 from bench import records
-from tests.conftest import bench_env, make_spec, options
+from tests.conftest import TINY, bench_env, bench_run, load_records, make_spec, options
 
 pytestmark = pytest.mark.slow
-
-TINY = [
-    "dataset=shapes",
-    "backbone.weights=none",
-    "freeze=unfrozen",
-    "head=linear",
-    "image_size=32",
-    "batch_size=32",
-    # TFDS split syntax; quoted because Hydra's grammar reads [...] as a list.
-    "dataset.train_split='train[:10%]'",
-    "dataset.val_split='validation[:25%]'",
-    "dataset.test_split='test[:25%]'",
-    "wandb.mode=offline",
-]
-
-
-def bench_run(tmp_path: Path, tfds_dir: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "bench.run", *args, f"results_dir={tmp_path / 'runs'}"]
-    return subprocess.run(
-        command, cwd=tmp_path, env=bench_env(tmp_path, tfds_dir), capture_output=True, text=True,
-        **kwargs,
-    )  # fmt: skip
-
-
-def load_records(tmp_path: Path) -> list[dict]:
-    paths = sorted((tmp_path / "runs").glob("*.json"))
-    return [records.read(path) for path in paths]
 
 
 def test_multirun_of_two_backbones_writes_two_complete_records(tmp_path, tfds_dir):
@@ -149,7 +122,8 @@ def test_demo_preset_runs_offline(tmp_path, tfds_dir):
     print(json.dumps({"demo_mobilenet_v2_seconds": time.perf_counter() - start}))
 
 
-@pytest.mark.parametrize("preset", options("experiment"))
+# The demo preset already runs on shapes, end to end, in test_demo_preset_runs_offline.
+@pytest.mark.parametrize("preset", [p for p in options("experiment") if p != "demo"])
 def test_every_preset_runs_end_to_end_on_shapes(tmp_path, tfds_dir, hub_dir, preset):
     """Each preset with only the downloads swapped out: shapes, one epoch per phase."""
     cfg = make_spec(f"experiment={preset}").cfg

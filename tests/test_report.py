@@ -60,6 +60,7 @@ def _records(results) -> dict[str, dict]:
     return {r["run_id"]: r for r in found}
 
 
+@pytest.mark.slow
 def test_one_row_per_run_with_the_records_values(results, loaded):
     kept = _records(results)
     assert len(loaded.runs) == 5 and set(loaded.runs["run_id"]) == set(kept)
@@ -77,6 +78,7 @@ def test_one_row_per_run_with_the_records_values(results, loaded):
     assert set(loaded.history["backbone"]) == {"b0", "mobilenet_v2"}
 
 
+@pytest.mark.slow
 def test_repeated_seeds_become_mean_std_and_count(results, loaded):
     kept = _records(results).values()
     (table,) = aggregate.compare(loaded.runs).values()
@@ -96,6 +98,7 @@ def test_repeated_seeds_become_mean_std_and_count(results, loaded):
     assert re.fullmatch(r"0\.\d{3} ± 0\.\d{3} \(n=2\)", shown.loc["b0", "best_val_accuracy"])
 
 
+@pytest.mark.slow
 def test_a_truncated_record_is_reported_and_skipped(results, tmp_path, capsys):
     copy = tmp_path / "runs"
     shutil.copytree(results / "runs", copy)
@@ -108,6 +111,7 @@ def test_a_truncated_record_is_reported_and_skipped(results, tmp_path, capsys):
     assert f"skipped {victim}" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_failed_runs_are_kept_and_listed(loaded, tmp_path, capsys):
     (failed,) = loaded.failed.itertuples()
     assert failed.error_type == "WeightsUnavailable" and "efficientnetb0_notop.h5" in failed.error
@@ -115,6 +119,7 @@ def test_failed_runs_are_kept_and_listed(loaded, tmp_path, capsys):
     assert f"failed run {failed.run_id}" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_tables_are_written_in_three_formats(results, tmp_path):
     assert aggregate.main(["--runs", str(results / "runs"), "--out", str(tmp_path)]) == 0
     for suffix in ("md", "csv", "tex"):
@@ -141,6 +146,7 @@ def _api_run(record: dict) -> Run:
     return Run(None, "entity", "bench", record["run_id"], attrs=attrs)
 
 
+@pytest.mark.slow
 def test_wandb_runs_map_to_the_same_columns_as_records(results, loaded):
     kept = _records(results)
     from_wandb = aggregate.build(
@@ -154,6 +160,7 @@ def test_wandb_runs_map_to_the_same_columns_as_records(results, loaded):
     assert set(from_wandb.history.columns) == set(loaded.history.columns)
 
 
+@pytest.mark.slow
 def test_report_writes_tables_figures_and_a_page_with_a_verdict(results, tmp_path, capsys):
     out = tmp_path / "report"
     assert report.main(["--runs", str(results / "runs"), "--out", str(out)]) == 0
@@ -219,6 +226,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium here: see README 'Checking the page'")
+@pytest.mark.slow
 def test_the_page_renders_offline_in_headless_chromium(results, tmp_path):
     out = tmp_path / "report"
     assert report.main(["--runs", str(results / "runs"), "--out", str(out)]) == 0
@@ -233,3 +241,9 @@ def test_the_page_renders_offline_in_headless_chromium(results, tmp_path):
     assert dom.count("<img") == 4
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.shape == (4000, 1200) and (pixels < 128).mean() > 0.005
+
+
+@pytest.mark.slow
+def test_wandb_report_without_wandb_says_what_it_needs(results, tmp_path):
+    with pytest.raises(SystemExit, match="needs --wandb ENTITY/PROJECT and W&B credentials"):
+        report.main(["--runs", str(results / "runs"), "--out", str(tmp_path), "--wandb-report"])

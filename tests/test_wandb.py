@@ -10,8 +10,7 @@ import pytest
 import yaml
 
 from bench import sweep, track
-from tests.conftest import ROOT
-from tests.test_e2e import TINY, bench_run, load_records
+from tests.conftest import ROOT, TINY, bench_run, load_records
 from tests.wandb_files import read_run, records
 
 MARKER = "bench-test-api-key-marker-0123456789abcdef"
@@ -35,6 +34,7 @@ def _close(a, b) -> bool:
     return math.isclose(a, b, rel_tol=1e-6) if isinstance(a, float) else a == b
 
 
+@pytest.mark.slow
 def test_three_jobs_make_three_runs_whose_ids_are_their_records(multirun):
     _, _, found = multirun
     assert len({r["run_id"] for r in found}) == 3
@@ -43,6 +43,7 @@ def test_three_jobs_make_three_runs_whose_ids_are_their_records(multirun):
         assert read_run(Path(record["wandb"]["dir"]))["run"].run_id == record["run_id"]
 
 
+@pytest.mark.slow
 def test_what_reached_wandb_matches_the_record(multirun):
     for record in multirun[2]:
         run = read_run(Path(record["wandb"]["dir"]))
@@ -65,6 +66,7 @@ def test_what_reached_wandb_matches_the_record(multirun):
         assert run["summary"]["val_accuracy"]["max"] == record["metrics"]["best_val_accuracy"]
 
 
+@pytest.mark.slow
 def test_the_record_is_attached_to_its_run(multirun):
     for record in multirun[2]:
         (path,) = Path(record["wandb"]["dir"]).glob("run-*.wandb")
@@ -77,6 +79,7 @@ def test_the_record_is_attached_to_its_run(multirun):
         assert artifact.type == "result-record"
 
 
+@pytest.mark.slow
 def test_the_comparison_table_is_logged(multirun):
     tmp, proc, found = multirun
     group = found[0]["job"]["group"]
@@ -95,6 +98,7 @@ def test_the_comparison_table_is_logged(multirun):
     assert "wandb sync" in proc.stdout
 
 
+@pytest.mark.slow
 def test_a_rerun_resumes_the_same_wandb_run(multirun, tfds_dir):
     tmp, _, found = multirun
     first = next(r for r in found if r["config"]["seed"] == 1)
@@ -107,6 +111,7 @@ def test_a_rerun_resumes_the_same_wandb_run(multirun, tfds_dir):
     assert read_run(Path(again["wandb"]["dir"]))["run"].run_id == first["run_id"]
 
 
+@pytest.mark.slow
 def test_the_api_key_is_written_nowhere(multirun):
     tmp, proc, _ = multirun
     assert MARKER not in proc.stdout + proc.stderr
