@@ -251,7 +251,11 @@ def write_tables(loaded: Loaded, out: Path, rows: list[str], cols: list[str]) ->
     loaded.runs.to_csv(written[0], index=False)
     loaded.history.to_csv(written[1], index=False)
     for dataset, table in compare(loaded.runs, rows, cols).items():
-        shown = display(table).reset_index()
+        shown = display(table)
+        if cols:
+            shown = shown.unstack(cols).fillna("-")
+            shown.columns = [" | ".join(map(str, column)) for column in shown.columns]
+        shown = shown.reset_index()
         stem = out / f"comparison_{dataset}"
         pivot(table, cols).to_csv(stem.with_suffix(".csv"))
         stem.with_suffix(".md").write_text(shown.to_markdown(index=False) + "\n")
@@ -277,17 +281,21 @@ def report_inputs(loaded: Loaded) -> None:
         print(f"failed run {run['run_id']} ({run.get('backbone')}): {run.get('error')}")
 
 
-def arguments(description: str, default_out: str) -> argparse.ArgumentParser:
+def arguments(prog: str, description: str, default_out: str) -> argparse.ArgumentParser:
     """The command-line options bench.aggregate and bench.report share."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument(
         "--runs", default="results/runs", help="folder of records (default: %(default)s)"
     )
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read runs from W&B instead")
     parser.add_argument("--group", help="with --wandb: only this group (a multirun)")
     parser.add_argument("--tag", help="with --wandb: only runs with this tag")
-    parser.add_argument("--rows", default="backbone", help="axes for table rows (comma-separated)")
-    parser.add_argument("--cols", default="", help="axes for table columns (comma-separated)")
+    parser.add_argument(
+        "--rows", default="backbone", help="axes for rows, comma-separated (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--cols", default="", help="axes for columns, comma-separated (default: none)"
+    )
     parser.add_argument("--out", default=default_out, help="output folder (default: %(default)s)")
     return parser
 
@@ -299,7 +307,8 @@ def split(value: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Writes the tidy tables and the comparison tables; says where."""
-    args = arguments(__doc__.split("\n\n")[0], "results/tables").parse_args(argv)
+    description = __doc__.split("\n\n")[0]
+    args = arguments("python -m bench.aggregate", description, "results/tables").parse_args(argv)
     loaded = load(args)
     report_inputs(loaded)
     if loaded.runs.empty:

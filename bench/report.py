@@ -223,7 +223,8 @@ def wandb_report(args, found: list[Section]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Writes the tables, the figures, report.html and report.md; says where."""
-    parser = aggregate.arguments(__doc__.split("\n\n")[0], "results/report")
+    description = __doc__.split("\n\n")[0]
+    parser = aggregate.arguments("python -m bench.report", description, "results/report")
     parser.add_argument("--wandb-report", action="store_true", help="also build a W&B Report")
     args = parser.parse_args(argv)
     loaded = aggregate.load(args)

@@ -247,3 +247,16 @@ def test_the_page_renders_offline_in_headless_chromium(results, tmp_path):
 def test_wandb_report_without_wandb_says_what_it_needs(results, tmp_path):
     with pytest.raises(SystemExit, match="needs --wandb ENTITY/PROJECT and W&B credentials"):
         report.main(["--runs", str(results / "runs"), "--out", str(tmp_path), "--wandb-report"])
+
+
+def test_cols_put_an_axis_across_the_table(tmp_path):
+    runs = _runs([("b0", 1, 0.70, 10), ("b0", 1, 0.80, 12), ("mobilenet_v2", 1, 0.75, 5)])
+    runs["freeze"] = ["frozen", "finetune", "frozen"]
+    (table,) = aggregate.compare(runs, ["backbone"], ["freeze"]).values()
+    wide = aggregate.pivot(table, ["freeze"])
+    assert wide.loc["b0", ("best_val_accuracy", "mean", "finetune")] == 0.80
+    assert pd.isna(wide.loc["mobilenet_v2", ("best_val_accuracy", "mean", "finetune")])
+    loaded = aggregate.Loaded(runs=runs, history=pd.DataFrame(columns=["run_id"]))
+    aggregate.write_tables(loaded, tmp_path, ["backbone"], ["freeze"])
+    markdown = (tmp_path / "comparison_d.md").read_text()
+    assert "best_val_accuracy | finetune" in markdown and "nan" not in markdown
