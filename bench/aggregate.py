@@ -144,7 +144,8 @@ def from_wandb(
 
 def build(found: list[dict], skipped: list[tuple[str, str]]) -> Loaded:
     """The tidy tables from record dicts."""
-    return Loaded(runs=runs_frame(found), history=history_frame(found), skipped=skipped)
+    runs = runs_frame(found)
+    return Loaded(runs=runs, history=history_frame(found, runs), skipped=skipped)
 
 
 def runs_frame(found: list[dict]) -> pd.DataFrame:
@@ -170,13 +171,12 @@ def runs_frame(found: list[dict]) -> pd.DataFrame:
     return flat[[c for c in first if c in flat] + [c for c in flat if c not in first]]
 
 
-def history_frame(found: list[dict]) -> pd.DataFrame:
-    """Per-epoch rows in long format, with the run's id and axes."""
+def history_frame(found: list[dict], runs: pd.DataFrame) -> pd.DataFrame:
+    """Per-epoch rows in long format, with the run's id and its axes from ``runs``."""
     rows = [{"run_id": record["run_id"], **row} for record in found for row in record["history"]]
     history = pd.DataFrame(rows, columns=["run_id", *records.HISTORY_KEYS])
-    axes = runs_frame(found)
-    keep = ["run_id", *(a for a in AXES if a in axes and a not in history)]
-    return history.merge(axes[keep], on="run_id", how="left")
+    keep = ["run_id", *(a for a in AXES if a in runs and a not in history)]
+    return history.merge(runs[keep], on="run_id", how="left")
 
 
 def varying_axes(runs: pd.DataFrame, exclude: tuple[str, ...] = ("seed",)) -> list[str]:

@@ -55,7 +55,8 @@ def load(spec: RunSpec, drop_remainder: bool = False) -> Data:
         raw, class_names = _tfds_splits(cfg)
     input_range = spec.backbone.input_range(cfg.backbone.source.value)
     train, val, test = raw
-    train_examples = int(train.cardinality()) if train.cardinality() >= 0 else None
+    count = int(train.cardinality())  # negative when unknown
+    train_examples = count if count >= 0 else None
     return Data(
         train=pipeline(train, cfg, input_range, training=True, drop_remainder=drop_remainder),
         val=pipeline(val, cfg, input_range, training=False),

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 
@@ -61,16 +62,10 @@ def count_jobs(config) -> int | None:
     arguments += list(config.hydra.overrides.task)
     try:
         overrides = OverridesParser.create().parse_overrides(arguments)
+        (jobs,) = BasicSweeper.split_arguments(overrides, max_batch_size=None)
     except Exception:  # noqa: BLE001  (counting is a nicety; Hydra reports bad overrides)
         return None
-    total = 1
-    by_key: dict[str, int] = {}
-    for override in overrides:
-        if override.is_sweep_override() and override.is_discrete_sweep():
-            by_key[override.get_key_element()] = len(list(override.sweep_string_iterator()))
-    for count in by_key.values():
-        total *= count
-    return total
+    return len(jobs)
 
 
 def announce(spec: RunSpec) -> None:
