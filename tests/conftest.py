@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 import bench  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 ROOT = Path(__file__).resolve().parent.parent
-CONF = ROOT / "conf"  # the same folder bench.config.CONF_DIR composes from
+CONF = ROOT / "conf"  # the same folder the package composes from (pkg://bench.conf)
 GROUPS = ("backbone", "dataset", "head", "freeze", "optimizer", "augment", "experiment")
 
 
@@ -26,7 +27,7 @@ def tfds_dir(tmp_path_factory) -> Path:
     """A TFDS data_dir with the shapes dataset generated once per session."""
     import tensorflow_datasets as tfds
 
-    import bench.datasets.shapes  # noqa: F401
+    import bench.pipeline.datasets.shapes  # noqa: F401
 
     path = tmp_path_factory.mktemp("tfds")
     tfds.builder("shapes", data_dir=str(path)).download_and_prepare()
@@ -54,14 +55,14 @@ def offline_env(tmp_path, monkeypatch):
 
 def compose(*overrides: str):
     """The real config composed with ``overrides`` (Hydra's compose API)."""
-    from bench import config
+    from bench.core import schema
 
-    return config.compose(list(overrides))
+    return schema.compose(list(overrides))
 
 
 def make_spec(*overrides: str, tfds_dir: Path | None = None):
     """A RunSpec from the real config with ``overrides``."""
-    from bench.spec import build
+    from bench.core.spec import build
 
     extra = [f"data_dir={tfds_dir}"] if tfds_dir else []
     return build(compose(*overrides, *extra))
@@ -101,8 +102,6 @@ def bench_run(tmp_path: Path, tfds_dir: Path, *args: str, **kwargs) -> subproces
 
 
 def load_records(tmp_path: Path) -> list[dict]:
-    """The records a ``bench_run`` in ``tmp_path`` wrote."""
-    from bench import records
-
+    """The records a ``bench_run`` in ``tmp_path`` wrote, as the JSON a user reads."""
     paths = sorted((tmp_path / "runs").glob("*.json"))
-    return [records.read(path) for path in paths]
+    return [json.loads(path.read_text()) for path in paths]

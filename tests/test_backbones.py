@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench import backbones, freeze, model
-from bench.config import Policy
+from bench.core import backbones
+from bench.core.schema import Policy
+from bench.pipeline import freeze, model
 from tests.conftest import make_spec
 
 # Keras' published sizes of each application without its top (include_top=False).

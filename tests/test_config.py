@@ -8,8 +8,9 @@ import sys
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from bench import backbones
-from bench.spec import ConfigError, build, run_id
+from bench.core import backbones
+from bench.core.errors import ConfigError
+from bench.core.spec import build, run_id
 from tests.conftest import GROUPS, compose, make_spec, options
 
 

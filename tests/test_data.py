@@ -9,8 +9,8 @@ import tensorflow_datasets as tfds
 import tf_keras as keras
 from PIL import Image
 
-from bench import data
-from bench.spec import ConfigError
+from bench.core.errors import ConfigError
+from bench.pipeline import data
 from tests.conftest import make_spec, options
 
 TFDS_DATASETS = [name for name in options("dataset") if name not in ("folder", "shapes")]

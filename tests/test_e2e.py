@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench import records
+from bench.core import record as records
 from tests.conftest import TINY, bench_env, bench_run, load_records, make_spec, options
 
 pytestmark = pytest.mark.slow

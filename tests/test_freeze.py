@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import tf_keras as keras
 
-from bench import freeze, model
-from bench.config import Policy
+from bench.core.schema import Policy
+from bench.pipeline import freeze, model
 from tests.conftest import make_spec
 
 

@@ -11,9 +11,10 @@ import tensorflow as tf
 import tf_keras as keras
 from PIL import Image
 
-from bench import backbones, data, freeze, model, train
-from bench.config import Policy
-from bench.spec import ConfigError
+from bench.core import backbones
+from bench.core.errors import ConfigError
+from bench.core.schema import Policy
+from bench.pipeline import data, freeze, model, train
 from tests.conftest import ROOT, make_spec, options
 from tests.hub_fixture import write_tf1_module
 
@@ -35,7 +36,7 @@ def test_hub_backbone_from_a_local_saved_model_trains(hub_dir, tfds_dir, policy)
     built = model.build(spec, loaded.num_classes)
     before = _variables(built.backbone)
     result = train.run(built, loaded, spec, tf.distribute.get_strategy())
-    assert [row["phase"] for row in result.history] == ["train"]
+    assert [row.phase for row in result.history] == ["train"]
     after = _variables(built.backbone)
     changed = [not np.array_equal(a, b) for a, b in zip(before, after, strict=True)]
     assert any(changed) == (policy == "unfrozen")
@@ -45,7 +46,7 @@ def test_hub_backbone_from_a_local_saved_model_trains(hub_dir, tfds_dir, policy)
 
 
 def test_hub_handle_marked_not_fine_tunable_is_refused_before_training():
-    with pytest.raises(ConfigError, match="TF1 hub.Module and cannot be fine-tuned") as info:
+    with pytest.raises(ConfigError, match="TF1 hub.Module cannot be fine-tuned") as info:
         make_spec("experiment=wandb_report", "freeze=unfrozen")
     assert backbones.get("b0").hub_handle_tf2 in str(info.value)
 
@@ -135,13 +136,13 @@ def test_two_phase_trains_the_head_then_the_backbone(tfds_dir):
         built, loaded, spec, tf.distribute.get_strategy(),
         on_epoch=lambda row: snapshots.append(kernel.numpy().copy()),
     )  # fmt: skip
-    assert [(r["epoch"], r["phase"]) for r in result.history] == [
+    assert [(r.epoch, r.phase) for r in result.history] == [
         (1, "head"), (2, "finetune"), (3, "finetune"),
     ]  # fmt: skip
     assert np.array_equal(snapshots[0], snapshots[1])  # frozen during the head phase
     assert not np.array_equal(snapshots[1], snapshots[3])  # updated once unfrozen
-    assert result.history[0]["lr"] == pytest.approx(1e-3)
-    assert result.history[1]["lr"] == pytest.approx(1e-4)  # optimizer.lr / 10
+    assert result.history[0].lr == pytest.approx(1e-3)
+    assert result.history[1].lr == pytest.approx(1e-4)  # optimizer.lr / 10
     bn = built.backbone.get_layer("block7a_project_bn")
     assert not bn.trainable  # BatchNorm stays frozen under finetune
 

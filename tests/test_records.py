@@ -1,60 +1,81 @@
-"""The record contract: atomic writes, schema checks."""
+"""The record contract: one typed definition, atomic writes, schema checks, old versions read."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 
-from bench import records
+import pytest
+
+from bench.core import record
+from bench.core.record import ErrorInfo, HistoryRow, Metrics, Record, Status
 
 
-def _record(**overrides):
-    base = records.build(
+def _record(**overrides) -> Record:
+    base = Record(
         run_id="abc123def456",
-        status="completed",
-        started_at=records.now(),
-        config={axis: None for axis in records.CONFIG_AXES},
-        env={key: None for key in records.ENV_KEYS},
-        metrics={"best_val_accuracy": 0.5},
-        history=[{key: 1 for key in records.HISTORY_KEYS}],
-        wandb={key: None for key in records.WANDB_KEYS},
+        status=Status.completed,
+        started_at=record.now(),
+        finished_at=record.now(),
+        config={"backbone": {"name": "b0"}, "seed": 1},
+        metrics=Metrics(best_val_accuracy=0.5),
+        history=[HistoryRow(epoch=1, phase="train", loss=1.2, accuracy=0.4, lr=1e-3)],
     )
-    return {**base, **overrides}
+    return dataclasses.replace(base, **overrides)
 
 
-def test_written_record_reads_back_and_leaves_no_temp_files(tmp_path):
-    record = _record()
-    path = records.write(record, tmp_path / "runs")
+def test_written_record_reads_back_equal_and_leaves_no_temp_files(tmp_path):
+    written = _record()
+    path = record.write(written, tmp_path / "runs")
     assert path.name == "abc123def456.json"
-    assert records.read(path) == json.loads(json.dumps(record))
+    assert record.read(path) == written
     assert [p.name for p in (tmp_path / "runs").iterdir()] == [path.name]
+    assert json.loads(path.read_text())["status"] == "completed"
 
 
 def test_rewrite_replaces_the_record(tmp_path):
-    records.write(_record(), tmp_path)
-    path = records.write(_record(status="failed", error={"type": "X", "message": "y"}), tmp_path)
-    assert records.read(path)["status"] == "failed"
+    record.write(_record(), tmp_path)
+    failed = _record(status=Status.failed, error=ErrorInfo("X", "y"))
+    path = record.write(failed, tmp_path)
+    assert record.read(path).status == Status.failed
+
+
+def test_non_finite_numbers_are_written_as_null(tmp_path):
+    diverged = _record(
+        metrics=Metrics(best_val_accuracy=math.inf),
+        history=[HistoryRow(epoch=1, phase="train", loss=math.nan)],
+    )
+    data = json.loads(record.write(diverged, tmp_path).read_text())
+    assert data["metrics"]["best_val_accuracy"] is None
+    assert data["history"][0]["loss"] is None
 
 
 def test_valid_record_has_no_problems():
-    assert records.problems(_record()) == []
+    assert record.problems(_record().to_dict()) == []
 
 
 def test_problems_name_what_is_wrong():
-    broken = _record(status="weird")
+    broken = _record().to_dict()
+    broken["status"] = "weird"
     del broken["metrics"]["train_time_s"]
-    found = records.problems(broken)
+    found = record.problems(broken)
     assert "status 'weird' not in ('completed', 'failed')" in found
     assert "metrics lacks 'train_time_s'" in found
-    assert records.problems({"run_id": "x"})[0] == "missing key 'schema_version'"
-    assert records.problems(_record(error={"type": "X", "message": "m"})) == [
-        "error must be set exactly when status is 'failed'"
-    ]
+    assert record.problems({"run_id": "x"})[0] == "missing key 'status'"
+    with_error = _record(error=ErrorInfo("X", "m")).to_dict()
+    assert record.problems(with_error) == ["error must be set exactly when status is 'failed'"]
 
 
-def test_failed_record_keeps_every_metric_key():
-    record = records.build(
-        run_id="r", status="failed", started_at=records.now(), config={}, env={}, metrics={},
-        history=[], wandb={}, error=ValueError("boom"),
-    )  # fmt: skip
-    assert set(record["metrics"]) == set(records.METRIC_KEYS)
-    assert record["error"] == {"type": "ValueError", "message": "boom"}
+def test_a_broken_file_raises_a_record_error_listing_its_problems(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps({**_record().to_dict(), "schema_version": 99}))
+    with pytest.raises(record.RecordError, match="schema_version 99"):
+        record.read(path)
+
+
+def test_failed_record_from_an_exception():
+    failed = _record(status=Status.failed, error=ErrorInfo.from_exception(ValueError("boom")))
+    data = failed.to_dict()
+    assert set(data["metrics"]) == {f.name for f in dataclasses.fields(Metrics)}
+    assert data["error"] == {"type": "ValueError", "message": "boom"}

@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 from hydra.errors import ConfigCompositionException
 
-from bench import strategy
-from bench.spec import ConfigError
+from bench.core.errors import ConfigError
+from bench.pipeline import strategy
 from tests.conftest import compose
 
 
@@ -21,8 +21,12 @@ def test_auto_on_cpu_is_one_device():
 
 
 def test_asking_for_a_tpu_without_one_names_the_allowed_values():
-    with pytest.raises(ConfigError, match=r"strategy=tpu .*Allowed: auto, tpu, multi_worker"):
+    with pytest.raises(
+        ConfigError, match=r"strategy=tpu: .*Allowed: auto, tpu, multi_worker"
+    ) as info:
         strategy.select("tpu")
+    assert (info.value.key, info.value.value) == ("strategy", "tpu")
+    assert "strategy=auto" in info.value.fix
 
 
 def test_unknown_strategy_fails_at_composition_with_the_allowed_values():

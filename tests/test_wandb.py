@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench import sweep, track
+from bench.core import wandb_mode
+from bench.launch import sweep
 from tests.conftest import ROOT, TINY, bench_run, load_records
 from tests.wandb_files import read_run, records
 
@@ -147,10 +148,10 @@ def test_a_broken_sweep_file_is_caught(tmp_path):
 def test_mode_auto_follows_credentials(monkeypatch, tmp_path):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
-    assert track.resolve_mode("auto") == "offline"
+    assert wandb_mode.resolve_mode("auto") == "offline"
     (tmp_path / "netrc").write_text("machine api.wandb.ai login user password secret\n")
     (tmp_path / "netrc").chmod(0o600)
-    assert track.resolve_mode("auto") == "online"
+    assert wandb_mode.resolve_mode("auto") == "online"
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    assert track.resolve_mode("auto") == "disabled"
-    assert track.resolve_mode("offline") == "offline"
+    assert wandb_mode.resolve_mode("auto") == "disabled"
+    assert wandb_mode.resolve_mode("offline") == "offline"

@@ -12,10 +12,8 @@ import os
 
 import tensorflow as tf
 
-from bench.config import StrategyName
-from bench.spec import ConfigError
-
-ALLOWED = ", ".join(s.value for s in StrategyName)
+from bench.core.errors import ConfigError
+from bench.core.schema import StrategyName
 
 
 def select(name: StrategyName | str) -> tf.distribute.Strategy:
@@ -40,9 +38,10 @@ def select(name: StrategyName | str) -> tf.distribute.Strategy:
             return _tpu_strategy(resolver)
         if name == StrategyName.tpu:
             raise ConfigError(
-                "strategy=tpu but no TPU answered (no TPU_NAME, no /dev/accel*). "
-                f"Allowed: {ALLOWED}; use strategy=auto to take what this machine has."
-            )
+                "strategy", "tpu", [s.value for s in StrategyName],
+                "use strategy=auto to take what this machine has",
+                why="no TPU answered (no TPU_NAME, no /dev/accel*)",
+            )  # fmt: skip
     if name == StrategyName.multi_worker or (name == StrategyName.auto and _multi_worker()):
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == StrategyName.mirrored or (name == StrategyName.auto and len(gpus) > 1):

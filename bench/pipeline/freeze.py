@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import tf_keras as keras
 
-from bench.config import Policy
-from bench.spec import ConfigError
+from bench.core.errors import ConfigError
+from bench.core.schema import Policy
 
 
 def apply(
@@ -51,8 +51,9 @@ def first_layer_of_top_blocks(
     """Index in ``backbone.layers`` where the last ``blocks`` blocks begin."""
     if block_of is None or not hasattr(backbone, "layers"):
         raise ConfigError(
-            "freeze.policy=top_blocks needs a Keras backbone (backbone.source=keras)."
-        )
+            "freeze.policy", "top_blocks", "frozen, unfrozen with a TF Hub backbone",
+            "use backbone.source=keras for top_blocks", why="needs a Keras backbone",
+        )  # fmt: skip
     order = []
     for layer in backbone.layers:
         block = block_of(layer.name)
@@ -60,9 +61,10 @@ def first_layer_of_top_blocks(
             order.append(block)
     if not 1 <= blocks <= len(order):
         raise ConfigError(
-            f"freeze.blocks={blocks}: this backbone has {len(order)} blocks; allowed: 1 to "
-            f"{len(order)}."
-        )
+            "freeze.blocks", blocks, f"1 to {len(order)}",
+            f"pass freeze.blocks={len(order)} or fewer",
+            why=f"this backbone has {len(order)} blocks",
+        )  # fmt: skip
     first = order[-blocks]
     return next(i for i, layer in enumerate(backbone.layers) if block_of(layer.name) == first)
 

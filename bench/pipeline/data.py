@@ -14,15 +14,12 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 import tf_keras as keras
 
-import bench.datasets.shapes  # noqa: F401  (registers the embedded TFDS builder)
-from bench.config import AugmentConfig, Config, Flip, Loader
-from bench.spec import ConfigError, RunSpec
+import bench.pipeline.datasets.shapes  # noqa: F401  (registers the embedded TFDS builder)
+from bench.core.errors import ConfigError, DataUnavailable
+from bench.core.schema import AugmentConfig, Config, Flip, Loader
+from bench.core.spec import RunSpec
 
 AUTOTUNE = tf.data.AUTOTUNE
-
-
-class DataUnavailable(RuntimeError):
-    """The dataset cannot be read here (not prepared, no network, bad path)."""
 
 
 @dataclass
@@ -84,17 +81,18 @@ def _tfds_splits(cfg: Config):
         )
     except tfds.core.registered.DatasetNotFoundError as error:
         raise ConfigError(
-            f"dataset.name={ds_cfg.name!r} is not a TFDS dataset; pick a dataset=<option> "
-            "from conf/dataset or any name from `tfds.list_builders()`."
-        ) from error
+            "dataset.name", ds_cfg.name, "a dataset=<option> of conf/dataset, or a TFDS name",
+            "pick a name from `tfds.list_builders()`", why="not a TFDS dataset",
+        ) from error  # fmt: skip
     except Exception as error:  # noqa: BLE001  (TFDS raises many types for missing data)
         where = cfg.data_dir or "TFDS_DATA_DIR / ~/tensorflow_datasets"
         raise DataUnavailable(
-            f"dataset={ds_cfg.name}: could not load splits {splits} from data_dir={where} "
-            f"({type(error).__name__}: {str(error)[:300]}). Offline? Prepare it on a machine "
-            f"with network (`tfds build {ds_cfg.name} --data_dir DIR`), copy DIR here and pass "
-            "data_dir=DIR."
-        ) from error
+            "data_dir", where, "a TFDS data_dir that holds the prepared dataset",
+            f"offline? prepare it on a machine with network (`tfds build {ds_cfg.name} "
+            "--data_dir DIR`), copy DIR here and pass data_dir=DIR",
+            why=f"could not load {ds_cfg.name} splits {splits} ({type(error).__name__}: "
+            f"{str(error)[:300]})",
+        ) from error  # fmt: skip
     label = info.features[ds_cfg.label_key]
     pairs = [
         ds.map(lambda ex: (ex[ds_cfg.image_key], ex[ds_cfg.label_key]), num_parallel_calls=AUTOTUNE)

@@ -18,16 +18,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from bench import backbones
-from bench.config import Config, Loader, Policy, Source
+from bench.core import backbones, record
+from bench.core.errors import ConfigError
+from bench.core.schema import Config, Loader, Policy, Source
 
 # Keys that say where or how a run is executed, not what it is: they stay out of run_id.
 _NOT_IDENTITY = ("results_dir", "data_dir", "isolate", "wandb", "dataset.download")
 _MIN_IMAGE_SIZE = 32  # the smallest input Keras EfficientNet and MobileNetV2 accept
-
-
-class ConfigError(ValueError):
-    """A config value the user can fix; the message names the key, value and fix."""
 
 
 @dataclass
@@ -81,7 +78,7 @@ class RunSpec:
 
     @property
     def record_path(self) -> Path:
-        return Path(self.cfg.results_dir) / f"{self.run_id}.json"
+        return record.path_for(self.cfg.results_dir, self.run_id)
 
 
 def _typed(config: DictConfig | dict) -> Config:
@@ -113,21 +110,25 @@ def validate(cfg: Config) -> None:
     """Checks the rules the schema cannot express. Raises ConfigError."""
     if cfg.backbone.name not in backbones.REGISTRY:
         raise ConfigError(
-            f"backbone.name={cfg.backbone.name!r} is not a registered backbone; allowed: "
-            f"{', '.join(backbones.REGISTRY)}. Pick one with backbone=<name>."
-        )
+            "backbone.name", cfg.backbone.name, backbones.REGISTRY,
+            "pick a registered backbone with backbone=<name>",
+        )  # fmt: skip
     _check_weights(cfg.backbone.weights)
     _check_positive(cfg)
     if cfg.image_size is not None and cfg.image_size < _MIN_IMAGE_SIZE:
         raise ConfigError(
-            f"image_size={cfg.image_size} is too small; allowed: >= {_MIN_IMAGE_SIZE}, or null "
-            "for the backbone's native resolution."
-        )
+            "image_size", cfg.image_size, f">= {_MIN_IMAGE_SIZE}, or null (native resolution)",
+            f"pass image_size={_MIN_IMAGE_SIZE} or more, or image_size=null",
+            why="too small for EfficientNet and MobileNetV2",
+        )  # fmt: skip
     momentum = cfg.backbone.bn_momentum
     if momentum is not None and not 0.0 <= momentum < 1.0:
-        raise ConfigError(f"backbone.bn_momentum={momentum} must be in [0, 1), or null.")
+        raise ConfigError(
+            "backbone.bn_momentum", momentum, "[0, 1), or null (the builder's)",
+            "pass e.g. backbone.bn_momentum=0.9",
+        )  # fmt: skip
     if not 0.0 <= cfg.head.dropout < 1.0:
-        raise ConfigError(f"head.dropout={cfg.head.dropout} must be in [0, 1).")
+        raise ConfigError("head.dropout", cfg.head.dropout, "[0, 1)", "pass head.dropout=0.2")
     if cfg.dataset.loader == Loader.folder:
         _check_folder(cfg.dataset.path, cfg.dataset.val_fraction)
     _check_freeze(cfg)
@@ -140,71 +141,83 @@ def _check_weights(weights: str) -> None:
         return
     if not Path(weights).expanduser().is_file():
         raise ConfigError(
-            f"backbone.weights={weights!r}: no such file. Allowed: imagenet, none, or the "
-            "path of a weights file (.h5) for this backbone."
-        )
+            "backbone.weights", weights, "imagenet, none, or the path of a weights file (.h5)",
+            "check the path, or pass backbone.weights=imagenet or backbone.weights=none",
+            why="no such file",
+        )  # fmt: skip
 
 
 def _check_freeze(cfg: Config) -> None:
     freeze = cfg.freeze
     if freeze.policy == Policy.top_blocks and freeze.blocks < 1:
         raise ConfigError(
-            f"freeze.policy=top_blocks needs freeze.blocks >= 1 (got {freeze.blocks}); pass "
-            "freeze.blocks=<how many of the last blocks to unfreeze>."
-        )
+            "freeze.blocks", freeze.blocks, ">= 1 with freeze.policy=top_blocks",
+            "pass freeze.blocks=<how many of the last blocks to unfreeze>",
+        )  # fmt: skip
     if freeze.head_epochs < 0:
-        raise ConfigError(f"freeze.head_epochs={freeze.head_epochs} must be >= 0.")
+        raise ConfigError(
+            "freeze.head_epochs", freeze.head_epochs, ">= 0", "pass freeze.head_epochs=0 or more"
+        )
     if freeze.head_epochs and freeze.policy == Policy.frozen:
         raise ConfigError(
-            "freeze.head_epochs>0 trains the head first and then unfreezes per freeze.policy, "
-            "but freeze.policy=frozen unfreezes nothing; pick finetune, unfrozen or top_blocks."
-        )
+            "freeze.policy", freeze.policy.value, "finetune, unfrozen, top_blocks",
+            "pick one of those, or freeze.head_epochs=0 for a frozen run",
+            why="freeze.head_epochs>0 trains the head first, then unfreezes per freeze.policy, "
+            "and frozen unfreezes nothing",
+        )  # fmt: skip
 
 
 def _check_hub(cfg: Config) -> None:
     handle = cfg.backbone.hub_handle or backbones.get(cfg.backbone.name).hub_handle
     if cfg.backbone.weights != "imagenet":
         raise ConfigError(
-            f"backbone.weights={cfg.backbone.weights!r} with backbone.source=hub: a hub handle "
-            "brings its own weights. Keep backbone.weights=imagenet, or use backbone.source=keras."
-        )
+            "backbone.weights", cfg.backbone.weights, "imagenet with backbone.source=hub",
+            "keep backbone.weights=imagenet, or use backbone.source=keras",
+            why="a hub handle brings its own weights",
+        )  # fmt: skip
     if cfg.freeze.policy in (Policy.finetune, Policy.top_blocks):
         raise ConfigError(
-            f"freeze.policy={cfg.freeze.policy.value} with backbone.source=hub: a TF Hub layer "
-            "trains as a whole (BatchNorm included). Use freeze.policy=unfrozen or freeze=frozen."
-        )
+            "freeze.policy", cfg.freeze.policy.value, "frozen, unfrozen with backbone.source=hub",
+            "use freeze.policy=unfrozen or freeze=frozen",
+            why="a TF Hub layer trains as a whole (BatchNorm included)",
+        )  # fmt: skip
     if cfg.freeze.policy != Policy.frozen and backbones.hub_fine_tunable(handle) is False:
         tf2 = backbones.get(cfg.backbone.name).hub_handle_tf2
         raise ConfigError(
-            f"backbone.hub_handle={handle} is a TF1 hub.Module and cannot be fine-tuned "
-            f"(freeze.policy={cfg.freeze.policy.value}). Fine-tunable handles are TF2 "
-            f"SavedModels, e.g. backbone.hub_handle={tf2}; or keep freeze=frozen."
-        )
+            "backbone.hub_handle", handle, "TF2 SavedModel handles when unfrozen",
+            f"pass backbone.hub_handle={tf2}, or keep freeze=frozen",
+            why=f"a TF1 hub.Module cannot be fine-tuned (freeze.policy={cfg.freeze.policy.value})",
+        )  # fmt: skip
 
 
 def _check_positive(cfg: Config) -> None:
     for key, value in (("batch_size", cfg.batch_size), ("epochs", cfg.epochs)):
         if value < 1:
-            raise ConfigError(f"{key}={value} must be a positive integer.")
+            raise ConfigError(key, value, "a positive integer", f"pass {key}=1 or more")
     if cfg.optimizer.lr <= 0:
-        raise ConfigError(f"optimizer.lr={cfg.optimizer.lr} must be > 0.")
+        raise ConfigError(
+            "optimizer.lr", cfg.optimizer.lr, "> 0", "pass a positive rate, e.g. optimizer.lr=1e-3"
+        )
 
 
 def _check_folder(path: str | None, val_fraction: float) -> None:
     if not path:
         raise ConfigError(
-            "dataset=folder needs dataset.path: pass dataset.path=/path/to/images, a directory "
-            "with one subfolder of images per class."
-        )
+            "dataset.path", path, "a directory with one subfolder of images per class",
+            "pass dataset.path=/path/to/images", why="dataset=folder needs it",
+        )  # fmt: skip
     root = Path(path).expanduser()
     classes = [p for p in root.iterdir() if p.is_dir()] if root.is_dir() else []
     if len(classes) < 2:
         raise ConfigError(
-            f"dataset.path={path!r} must be a directory with one subfolder per class "
-            f"(found {len(classes)} subfolders)."
-        )
+            "dataset.path", path, "a directory with two or more class subfolders",
+            "point dataset.path at the folder that holds one subfolder per class",
+            why=f"found {len(classes)} subfolders",
+        )  # fmt: skip
     if not 0.0 < val_fraction < 1.0:
-        raise ConfigError(f"dataset.val_fraction={val_fraction} must be in (0, 1).")
+        raise ConfigError(
+            "dataset.val_fraction", val_fraction, "(0, 1)", "pass e.g. dataset.val_fraction=0.2"
+        )
 
 
 def resolve(cfg: Config) -> None:

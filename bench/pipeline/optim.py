@@ -6,7 +6,7 @@ import math
 
 import tf_keras as keras
 
-from bench.config import OptimizerConfig, OptimizerName, Schedule
+from bench.core.schema import OptimizerConfig, OptimizerName, Schedule
 
 
 def build(opt: OptimizerConfig, steps_per_epoch: int, epochs: int) -> keras.optimizers.Optimizer:

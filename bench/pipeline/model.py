@@ -7,13 +7,10 @@ from dataclasses import dataclass
 
 import tf_keras as keras
 
-from bench import freeze, heads
-from bench.config import Precision, Source
-from bench.spec import ConfigError, RunSpec
-
-
-class WeightsUnavailable(RuntimeError):
-    """Pretrained weights (Keras ImageNet files, a TF Hub handle) cannot be loaded here."""
+from bench.core.errors import ConfigError, WeightsUnavailable
+from bench.core.schema import Precision, Source
+from bench.core.spec import RunSpec
+from bench.pipeline import freeze, heads
 
 
 @dataclass
@@ -71,16 +68,19 @@ def keras_backbone(spec: RunSpec, shape: tuple[int, int, int]) -> keras.Model:
         if weights == "imagenet" and "URL fetch failure" in str(error):
             cached = os.path.join(keras_cache_dir(), "models", info.keras_weights_file(shape[0]))
             raise WeightsUnavailable(
-                f"backbone.weights=imagenet: {info.keras_builder} weights are not cached and "
-                f"could not be downloaded ({error}). Copy {info.keras_weights_file(shape[0])} "
-                f"to {cached} (set KERAS_HOME to use another cache), or pass "
-                "backbone.weights=/path/to/weights.h5 or backbone.weights=none."
-            ) from error
+                "backbone.weights", "imagenet", "imagenet (cached or downloadable), none, a file",
+                f"copy {info.keras_weights_file(shape[0])} to {cached} (set KERAS_HOME to use "
+                "another cache), or pass backbone.weights=/path/to/weights.h5 or "
+                "backbone.weights=none",
+                why=f"{info.keras_builder} weights are not cached and could not be downloaded "
+                f"({error})",
+            ) from error  # fmt: skip
         if weights not in ("imagenet", "none"):
             raise ConfigError(
-                f"backbone.weights={weights!r} does not fit {info.keras_builder} without top "
-                f"at {shape}: {error}"
-            ) from error
+                "backbone.weights", weights, f"a weights file of {info.keras_builder} without top",
+                "pass the file saved from this backbone, or backbone.weights=imagenet",
+                why=f"does not fit {info.keras_builder} without top at {shape}: {error}",
+            ) from error  # fmt: skip
         raise
 
 
@@ -102,11 +102,11 @@ def hub_backbone(handle: str, on_tpu: bool = False) -> keras.layers.Layer:
     except Exception as error:
         cache = os.environ.get("TFHUB_CACHE_DIR", "<tempdir>/tfhub_modules")
         raise WeightsUnavailable(
-            f"backbone.hub_handle={handle}: could not load it ({type(error).__name__}: "
-            f"{str(error)[:300]}). Offline? Download it where there is network into "
-            f"TFHUB_CACHE_DIR (now {cache}) and copy that folder here, or pass "
-            "backbone.hub_handle=/path/to/saved_model_dir."
-        ) from error
+            "backbone.hub_handle", handle, "a loadable TF Hub handle or SavedModel directory",
+            f"offline? download it where there is network into TFHUB_CACHE_DIR (now {cache}) "
+            "and copy that folder here, or pass backbone.hub_handle=/path/to/saved_model_dir",
+            why=f"could not load it ({type(error).__name__}: {str(error)[:300]})",
+        ) from error  # fmt: skip
 
 
 def keras_cache_dir() -> str:

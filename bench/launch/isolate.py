@@ -16,51 +16,48 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import environment, records
-from bench.spec import RunSpec
+from bench.core import environment, record
+from bench.core.errors import WorkerDied
+from bench.core.record import ErrorInfo, Record, Status
+from bench.core.spec import RunSpec
 
 
-class WorkerDied(RuntimeError):
-    """The worker process ended without writing its record."""
-
-
-def run(spec: RunSpec) -> dict:
+def run(spec: RunSpec) -> Record:
     """Executes ``spec`` in a new Python process and returns its record."""
     directory = Path(spec.job.output_dir or tempfile.mkdtemp(prefix="bench-"))
     directory.mkdir(parents=True, exist_ok=True)
     spec_file = directory / f"spec-{spec.run_id}.json"
     spec_file.write_text(spec.to_json())
-    started_at = records.now()
+    started_at = record.now()
     # Unbuffered, so progress reaches a pipe or log file as it happens.
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     code = subprocess.call([sys.executable, "-m", "bench.worker", str(spec_file)], env=env)
-    record = _this_attempt(spec)
-    if record is None:
-        record = _died(spec, code, started_at)
-        records.write(record, spec.cfg.results_dir)
-    return record
+    written = _this_attempt(spec)
+    if written is None:
+        written = _died(spec, code, started_at)
+        record.write(written, spec.cfg.results_dir)
+    return written
 
 
-def _this_attempt(spec: RunSpec) -> dict | None:
+def _this_attempt(spec: RunSpec) -> Record | None:
     try:
-        record = records.read(spec.record_path)
+        found = record.read(spec.record_path)
     except (FileNotFoundError, ValueError):
         return None
-    return record if record.get("job", {}).get("attempt") == spec.job.attempt else None
+    return found if found.job.get("attempt") == spec.job.attempt else None
 
 
-def _died(spec: RunSpec, code: int, started_at: str) -> dict:
+def _died(spec: RunSpec, code: int, started_at: str) -> Record:
     how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
     hint = " (SIGKILL usually means the machine ran out of memory)" if code == -9 else ""
-    return records.build(
+    died = WorkerDied(f"worker process ended with {how} before writing its record{hint}")
+    return Record(
         run_id=spec.run_id,
-        status="failed",
+        status=Status.failed,
         started_at=started_at,
+        finished_at=record.now(),
         config=spec.config_dict(),
         env=environment.collect(),
-        metrics={},
-        history=[],
-        wandb={"mode": None, "id": None, "url": None, "dir": None},
-        error=WorkerDied(f"worker process ended with {how} before writing its record{hint}"),
+        error=ErrorInfo.from_exception(died),
         job=spec.job_dict(),
     )

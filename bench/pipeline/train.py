@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 
 import tensorflow as tf
 
-from bench import freeze, measure, optim
-from bench.config import OptimizerConfig, Policy
-from bench.data import Data
-from bench.model import Built
-from bench.spec import RunSpec
+from bench.core.record import HistoryRow
+from bench.core.schema import OptimizerConfig, Policy
+from bench.core.spec import RunSpec
+from bench.pipeline import freeze, measure, optim
+from bench.pipeline.data import Data
+from bench.pipeline.model import Built
 
 
 @dataclass
@@ -31,7 +32,7 @@ class Phase:
 class TrainResult:
     """What training measured; ``history`` holds one row per epoch."""
 
-    history: list[dict] = field(default_factory=list)
+    history: list[HistoryRow] = field(default_factory=list)
     train_time_s: float = 0.0
     train_seconds: list[float] = field(default_factory=list)
     test_accuracy: float | None = None
@@ -63,7 +64,7 @@ def run(
     data: Data,
     spec: RunSpec,
     strategy: tf.distribute.Strategy,
-    on_epoch: Callable[[dict], None] | None = None,
+    on_epoch: Callable[[HistoryRow], None] | None = None,
     result: TrainResult | None = None,
 ) -> TrainResult:
     """Trains every phase and evaluates the test split.

@@ -1,4 +1,4 @@
-"""The conditions of a run: library versions, host, strategy, git commit."""
+"""The conditions of a run: library versions, host, strategy, git commit (core room)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import socket
 import subprocess
 from pathlib import Path
 
+from bench.core.record import Env
+
 _PACKAGES = {
     "tensorflow": "tensorflow",
     "keras": "tf-keras",
@@ -18,7 +20,8 @@ _PACKAGES = {
     "hydra": "hydra-core",
     "bench": "bench",
 }
-_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# bench/core/environment.py -> the checkout's root (only meaningful in a source checkout).
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def versions() -> dict[str, str | None]:
@@ -33,7 +36,13 @@ def versions() -> dict[str, str | None]:
 
 
 def git_commit() -> tuple[str | None, bool | None]:
-    """(commit, dirty) of the project checkout, or (None, None) outside git."""
+    """(commit, dirty) of the project checkout, or (None, None) when bench is installed.
+
+    Installed from a wheel, bench's folder is site-packages, which may sit inside some other
+    repository: only a checkout of bench itself (``.git`` beside ``bench/``) is asked.
+    """
+    if not (_PROJECT_ROOT / ".git").exists():
+        return None, None
     try:
         commit = _git("rev-parse", "HEAD")
         dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
@@ -48,26 +57,20 @@ def _git(*args: str) -> str:
     ).stdout.strip()
 
 
-def collect(strategy_facts: dict | None = None) -> dict:
+def collect(strategy_facts: dict | None = None) -> Env:
     """The record's ``env`` block.
 
     Args:
-        strategy_facts: ``bench.strategy.describe`` output; absent when the run failed
-            before a strategy existed.
+        strategy_facts: ``bench.pipeline.strategy.describe`` output (strategy, replicas,
+            devices, device_kinds); absent when the run failed before a strategy existed.
     """
     commit, dirty = git_commit()
-    facts = strategy_facts or {
-        "strategy": None,
-        "replicas": None,
-        "devices": [],
-        "device_kinds": [],
-    }
-    return {
+    return Env(
         **versions(),
-        **facts,
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "pid": os.getpid(),
-        "git_commit": commit,
-        "git_dirty": dirty,
-    }
+        **(strategy_facts or {}),
+        hostname=socket.gethostname(),
+        platform=platform.platform(),
+        pid=os.getpid(),
+        git_commit=commit,
+        git_dirty=dirty,
+    )

@@ -2,19 +2,20 @@
 
 ``conf/config.yaml`` lists ``bench_schema`` first in its defaults, so every group option
 is merged onto these dataclasses: an unknown key, a wrong type or a value outside an
-enum fails when the config is composed, not an hour into training.
+enum fails when the config is composed, not an hour into training. The config files
+themselves travel inside the package as ``bench.conf`` (``CONFIG_PATH``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONFIG_MODULE = "bench.conf"  # the repository's conf/, mapped into the package (pyproject)
+CONFIG_PATH = f"pkg://{CONFIG_MODULE}"
 
 
 class Source(str, Enum):
@@ -198,8 +199,8 @@ def compose(overrides: list[str]) -> DictConfig:
         hydra.errors.ConfigCompositionException: for an unknown key, option or bad value.
     """
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from hydra import initialize_config_module
 
     register()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         return hydra_compose("config", overrides=list(overrides))

@@ -12,7 +12,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from bench import optim
+from bench.core.record import HistoryRow
+from bench.pipeline import optim
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -23,11 +24,11 @@ class EpochRecorder(keras.callbacks.Callback):
     and continue across phases, because Keras is given ``initial_epoch``.
     """
 
-    def __init__(self, phase: str, on_row: Callable[[dict], None] | None = None):
+    def __init__(self, phase: str, on_row: Callable[[HistoryRow], None] | None = None):
         super().__init__()
         self.phase = phase
         self.on_row = on_row
-        self.rows: list[dict] = []
+        self.rows: list[HistoryRow] = []
         self.train_seconds: list[float] = []
         self._start = self._train_end = 0.0
 
@@ -43,16 +44,16 @@ class EpochRecorder(keras.callbacks.Callback):
         end = time.perf_counter()
         logs = logs or {}
         self.train_seconds.append((self._train_end or end) - self._start)
-        row = {
-            "epoch": epoch + 1,
-            "phase": self.phase,
-            "loss": _float(logs.get("loss")),
-            "accuracy": _float(logs.get("accuracy")),
-            "val_loss": _float(logs.get("val_loss")),
-            "val_accuracy": _float(logs.get("val_accuracy")),
-            "lr": optim.current_lr(self.model.optimizer),
-            "epoch_time_s": end - self._start,
-        }
+        row = HistoryRow(
+            epoch=epoch + 1,
+            phase=self.phase,
+            loss=_float(logs.get("loss")),
+            accuracy=_float(logs.get("accuracy")),
+            val_loss=_float(logs.get("val_loss")),
+            val_accuracy=_float(logs.get("val_accuracy")),
+            lr=optim.current_lr(self.model.optimizer),
+            epoch_time_s=end - self._start,
+        )
         self.rows.append(row)
         if self.on_row:
             self.on_row(row)
@@ -62,9 +63,9 @@ def _float(value) -> float | None:
     return None if value is None else float(value)
 
 
-def median_epoch_time(rows: list[dict]) -> float | None:
+def median_epoch_time(rows: list[HistoryRow]) -> float | None:
     """Median wall-clock of an epoch (robust to the first epoch's tracing)."""
-    times = [row["epoch_time_s"] for row in rows]
+    times = [row.epoch_time_s for row in rows]
     return statistics.median(times) if times else None
 
 

@@ -1,6 +1,6 @@
 """The report's figures (matplotlib, written as PNG and SVG).
 
-Each function takes one dataset's comparison table (``bench.aggregate.compare``) or its
+Each function takes one dataset's comparison table (``bench.analysis.tables.compare``) or its
 epochs, draws one view and returns the PNG path.
 """
 

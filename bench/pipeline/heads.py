@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tf_keras as keras
 
-from bench.config import HeadConfig
+from bench.core.schema import HeadConfig
 
 
 def build(features, head: HeadConfig, num_classes: int):

@@ -1,0 +1,250 @@
+"""The result record (DESIGN.md): one typed definition that builds, writes and reads it.
+
+Every writer (the worker, the isolation fallback) builds a :class:`Record`; every reader
+(the launcher's summary, the W&B summary, the aggregator) gets one from :func:`read` or
+:meth:`Record.from_dict`. The JSON keys are the dataclass fields, so no other module keeps
+a copy of them. A field added after schema version 1 carries ``since`` in its metadata:
+older records lack it and still read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+READABLE_VERSIONS = (1,)
+
+
+class Status(str, Enum):
+    """How a run ended."""
+
+    completed = "completed"
+    failed = "failed"
+
+
+class RecordError(ValueError):
+    """A record file that does not follow the schema; the message lists what is wrong."""
+
+
+@dataclass
+class HistoryRow:
+    """One epoch. Epochs are numbered from 1 and continue across phases."""
+
+    epoch: int
+    phase: str
+    loss: float | None = None
+    accuracy: float | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    lr: float | None = None
+    epoch_time_s: float | None = None
+
+
+@dataclass
+class Metrics:
+    """The run's figures; every one may be null (not measured, or the run failed early)."""
+
+    best_val_accuracy: float | None = None
+    final_val_accuracy: float | None = None
+    test_accuracy: float | None = None
+    train_time_s: float | None = None
+    epoch_time_s: float | None = None
+    train_images_per_s: float | None = None
+    peak_device_memory_bytes: int | None = None
+    peak_host_rss_bytes: int | None = None
+    params_total: int | None = None
+    params_trainable: int | None = None
+
+
+@dataclass
+class Env:
+    """The conditions of the run: versions, strategy and devices, host, project commit."""
+
+    python: str | None = None
+    tensorflow: str | None = None
+    keras: str | None = None
+    tensorflow_hub: str | None = None
+    tensorflow_datasets: str | None = None
+    wandb: str | None = None
+    hydra: str | None = None
+    bench: str | None = None
+    strategy: str | None = None
+    replicas: int | None = None
+    devices: list[str] = field(default_factory=list)
+    device_kinds: list[str] = field(default_factory=list)
+    hostname: str | None = None
+    platform: str | None = None
+    pid: int | None = None
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+
+
+@dataclass
+class WandbInfo:
+    """Where the run's W&B run is: mode, id, URL (null offline), local folder."""
+
+    mode: str | None = None
+    id: str | None = None
+    url: str | None = None
+    dir: str | None = None
+
+
+@dataclass
+class ErrorInfo:
+    """Why a run failed: the exception's type name and message."""
+
+    type: str
+    message: str
+
+    @classmethod
+    def from_exception(cls, error: BaseException) -> ErrorInfo:
+        """The error block for ``error``."""
+        return cls(type=type(error).__name__, message=str(error))
+
+
+@dataclass
+class Record:
+    """One run's result, as written to ``<results_dir>/<run_id>.json``."""
+
+    run_id: str
+    status: Status
+    started_at: str
+    finished_at: str | None
+    config: dict[str, Any]
+    env: Env = field(default_factory=Env)
+    metrics: Metrics = field(default_factory=Metrics)
+    history: list[HistoryRow] = field(default_factory=list)
+    wandb: WandbInfo = field(default_factory=WandbInfo)
+    error: ErrorInfo | None = None
+    job: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def completed(self) -> bool:
+        return self.status == Status.completed
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON layout: plain values, the status as its string."""
+        data = dataclasses.asdict(self)
+        data["status"] = Status(self.status).value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Record:
+        """Reads a record dict of any readable schema version.
+
+        Raises:
+            RecordError: listing every way ``data`` breaks the schema.
+        """
+        found = problems(data)
+        if found:
+            raise RecordError("; ".join(found))
+        return cls(
+            run_id=data["run_id"],
+            status=Status(data["status"]),
+            started_at=data["started_at"],
+            finished_at=data["finished_at"],
+            config=data["config"],
+            env=pick(Env, data["env"]),
+            metrics=pick(Metrics, data["metrics"]),
+            history=[pick(HistoryRow, row) for row in data["history"]],
+            wandb=pick(WandbInfo, data["wandb"]),
+            error=None if data["error"] is None else pick(ErrorInfo, data["error"]),
+            job=data.get("job") or {},
+            schema_version=data["schema_version"],
+        )
+
+
+def pick(kind: type, values: dict) -> Any:
+    """A ``kind`` dataclass from the keys of ``values`` it knows (others are ignored)."""
+    names = {f.name for f in dataclasses.fields(kind)}
+    return kind(**{k: v for k, v in values.items() if k in names})
+
+
+def _required(kind: type) -> list[str]:
+    """Fields every record of a readable version has (those not added later)."""
+    return [f.name for f in dataclasses.fields(kind) if "since" not in f.metadata]
+
+
+def problems(data: Any) -> list[str]:
+    """Ways a record dict breaks the schema; empty when it is valid."""
+    if not isinstance(data, dict):
+        return ["record is not a JSON object"]
+    top = [name for name in _required(Record) if name != "job"]
+    found = [f"missing key {key!r}" for key in top if key not in data]
+    if found:
+        return found
+    if data["schema_version"] not in READABLE_VERSIONS:
+        found.append(f"schema_version {data['schema_version']!r} not in {READABLE_VERSIONS}")
+    statuses = tuple(s.value for s in Status)
+    if data["status"] not in statuses:
+        found.append(f"status {data['status']!r} not in {statuses}")
+    for block, kind in (("metrics", Metrics), ("env", Env), ("wandb", WandbInfo)):
+        if not isinstance(data[block], dict):
+            found.append(f"{block} is not an object")
+            continue
+        found += [f"{block} lacks {key!r}" for key in _required(kind) if key not in data[block]]
+    for index, row in enumerate(data["history"]):
+        found += [f"history[{index}] lacks {k!r}" for k in _required(HistoryRow) if k not in row]
+    if (data["status"] == Status.failed.value) != (data["error"] is not None):
+        found.append("error must be set exactly when status is 'failed'")
+    return found
+
+
+def now() -> str:
+    """The current UTC time in ISO 8601."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def path_for(results_dir: str | os.PathLike, run_id: str) -> Path:
+    """Where the record of ``run_id`` lives."""
+    return Path(results_dir) / f"{run_id}.json"
+
+
+def write(record: Record, results_dir: str | os.PathLike) -> Path:
+    """Writes ``<results_dir>/<run_id>.json`` atomically (temp file + rename)."""
+    directory = Path(results_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    target = path_for(directory, record.run_id)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{record.run_id}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(finite(record.to_dict()), handle, indent=2, allow_nan=False, default=str)
+            handle.write("\n")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None (JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return value
+
+
+def read(path: str | os.PathLike) -> Record:
+    """Reads one record file.
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: it is not JSON (``json.JSONDecodeError``) or breaks the schema
+            (:class:`RecordError`).
+    """
+    with open(path) as handle:
+        return Record.from_dict(json.load(handle))

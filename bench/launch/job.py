@@ -1,0 +1,68 @@
+"""One Hydra job: validate the config into a RunSpec, announce it, run it, report the outcome.
+
+A config the user can fix stops here with exit code 2 and nothing written. The run itself
+happens in a fresh worker process (``isolate=true``, the default), so that its memory,
+time and Keras state belong to it alone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from bench.core.console import say
+from bench.core.errors import EXIT_CONFIG_ERROR, UserError
+from bench.core.record import Record
+from bench.core.spec import JobInfo, RunSpec, build
+from bench.launch import isolate, progress
+
+
+def run(cfg: DictConfig) -> dict:
+    """The Hydra task function's body; returns the job's summary row.
+
+    Raises:
+        SystemExit: with code 2 when the config is wrong.
+        progress.RunFailed: when the run failed, so Hydra counts the job as failed.
+    """
+    spec = validated(cfg, job_info())
+    progress.announce(spec)
+    record = isolate.run(spec) if spec.cfg.isolate else in_this_process(spec)
+    return progress.outcome(record, spec)
+
+
+def validated(cfg: DictConfig, job: JobInfo) -> RunSpec:
+    """The RunSpec, or exit code 2 with the error's message when the user must fix the config."""
+    try:
+        return build(cfg, job)
+    except UserError as error:
+        say(f"config error: {error}", error=True)
+        raise SystemExit(EXIT_CONFIG_ERROR) from error
+
+
+def in_this_process(spec: RunSpec) -> Record:
+    """Runs the spec in the launcher's own process (``isolate=false``, for debugging).
+
+    The one place the launcher reaches into the worker room: TensorFlow loads here.
+    """
+    from bench.pipeline.execute import execute
+
+    return execute(spec)
+
+
+def job_info() -> JobInfo:
+    """The job's place in its launch, read from Hydra."""
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    return JobInfo(
+        num=hc.job.num if multirun else 0,
+        total=progress.multirun_total() if multirun else 1,
+        output_dir=hc.runtime.output_dir,
+        group=Path(hc.sweep.dir).name if multirun else None,
+        experiment=hc.runtime.choices.get("experiment"),
+        overrides=list(hc.overrides.task),
+        attempt=uuid.uuid4().hex,
+    )

@@ -1,0 +1,104 @@
+"""What a user watches: a line per job as it starts, a table of scores at the end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tabulate import tabulate
+
+from bench.core.console import say
+from bench.core.record import Record
+from bench.core.spec import RunSpec
+
+# (header, summary key, number format)
+COLUMNS = (
+    ("job", "job", "d"),
+    ("backbone", "backbone", ""),
+    ("dataset", "dataset", ""),
+    ("freeze", "freeze", ""),
+    ("status", "status", ""),
+    ("train_acc", "final_train_accuracy", ".3f"),
+    ("best_val_acc", "best_val_accuracy", ".3f"),
+    ("test_acc", "test_accuracy", ".3f"),
+    ("train_s", "train_time_s", ".1f"),
+    ("img/s", "train_images_per_s", ".1f"),
+    ("run_id", "run_id", ""),
+)
+
+# Set in each job's process by the multirun callback's on_job_start (launch.multirun).
+_multirun_total: int | None = None
+
+
+class RunFailed(RuntimeError):
+    """Raised by a job whose run failed; carries the job's summary row."""
+
+    def __init__(self, message: str, summary: dict):
+        super().__init__(message)
+        self.summary = summary
+
+
+def set_multirun_total(total: int | None) -> None:
+    """Tells this process how many jobs its multirun has (called by the callback)."""
+    global _multirun_total
+    _multirun_total = total
+
+
+def multirun_total() -> int | None:
+    """Jobs in the current multirun, when the callback could count them."""
+    return _multirun_total
+
+
+def announce(spec: RunSpec) -> None:
+    """The line that says which job of how many is starting."""
+    cfg, job = spec.cfg, spec.job
+    of = f"/{job.total}" if job.total else ""
+    say(
+        f"job {job.num + 1}{of}: {cfg.backbone.name} on {cfg.dataset.name} "
+        f"({cfg.freeze.name}, {cfg.optimizer.name.value}, bs {cfg.batch_size}, "
+        f"{cfg.image_size}px, {cfg.epochs} epochs) run_id={spec.run_id}"
+    )
+
+
+def summary(record: Record, spec: RunSpec) -> dict[str, Any]:
+    """A job's one-line summary: axes, status, headline metrics, where the record is."""
+    metrics = record.metrics
+    return {
+        "job": spec.job.num + 1,
+        "backbone": spec.cfg.backbone.name,
+        "dataset": spec.cfg.dataset.name,
+        "freeze": spec.cfg.freeze.name,
+        "status": record.status.value,
+        "final_train_accuracy": record.history[-1].accuracy if record.history else None,
+        "best_val_accuracy": metrics.best_val_accuracy,
+        "test_accuracy": metrics.test_accuracy,
+        "train_time_s": metrics.train_time_s,
+        "train_images_per_s": metrics.train_images_per_s,
+        "run_id": spec.run_id,
+        "record": str(spec.record_path),
+        "error": None if record.error is None else f"{record.error.type}: {record.error.message}",
+    }
+
+
+def outcome(record: Record, spec: RunSpec) -> dict[str, Any]:
+    """The job's return value; raises RunFailed so Hydra marks the job (and exit code) failed."""
+    row = summary(record, spec)
+    say(f"job {row['job']} {row['status']}: record {row['record']}")
+    if not record.completed:
+        raise RunFailed(f"run {spec.run_id} failed: {row['error']}", row)
+    return row
+
+
+def format_table(rows: list[dict]) -> str:
+    """A plain fixed-width table of job summaries (missing numbers as ``-``)."""
+    headers = [header for header, _, _ in COLUMNS]
+    cells = [
+        [_cell(row.get(key), fmt) for _, key, fmt in COLUMNS]
+        for row in sorted(rows, key=lambda r: r.get("job", 0))
+    ]
+    return tabulate(cells, headers=headers, tablefmt="plain", disable_numparse=True)
+
+
+def _cell(value: Any, fmt: str) -> str:
+    if value is None:
+        return "-"
+    return format(value, fmt) if fmt and isinstance(value, (int, float)) else str(value)

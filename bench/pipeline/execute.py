@@ -1,0 +1,84 @@
+"""One run in this process, step by step: tracking, seed, strategy, data, model, train, record.
+
+``python -m bench.worker`` calls :func:`execute` in a fresh process per job; the launcher
+calls it in its own process only with ``isolate=false``.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+import tf_keras as keras
+
+from bench.core import environment, record
+from bench.core.record import ErrorInfo, Metrics, Record, Status
+from bench.core.spec import RunSpec
+from bench.pipeline import data, measure, model, strategy, train
+from bench.pipeline.tracker import Tracker
+
+log = logging.getLogger("bench")
+
+
+def execute(spec: RunSpec) -> Record:
+    """Runs one job in this process and writes its record.
+
+    Any exception after the spec was built becomes a ``failed`` record (with the epochs
+    that did finish).
+
+    Returns:
+        The record as written to ``<results_dir>/<run_id>.json``.
+    """
+    started_at = record.now()
+    tracker = Tracker(spec)
+    result, facts, dataset, error = train.TrainResult(), None, None, None
+    try:
+        keras.utils.set_random_seed(spec.cfg.seed)
+        strat = strategy.select(spec.cfg.strategy)
+        facts = strategy.describe(strat)
+        measure.reset_device_memory(facts["devices"])
+        on_tpu = "TPU" in type(strat).__name__
+        dataset = data.load(spec, drop_remainder=on_tpu)
+        spec.cfg.dataset.num_classes = dataset.num_classes
+        tracker.update_config({"dataset": spec.config_dict()["dataset"]})
+        with strat.scope():
+            built = model.build(spec, dataset.num_classes, on_tpu)
+        train.run(built, dataset, spec, strat, tracker.log_epoch, result)
+    except Exception as exc:  # noqa: BLE001  (a failed run is recorded, not lost)
+        error = exc
+        log.error("run %s failed:\n%s", spec.run_id, traceback.format_exc())
+    written = Record(
+        run_id=spec.run_id,
+        status=Status.failed if error else Status.completed,
+        started_at=started_at,
+        finished_at=record.now(),
+        config=spec.config_dict(),
+        env=environment.collect(facts),
+        metrics=metrics(result, dataset, facts),
+        history=result.history,
+        wandb=tracker.info(),
+        error=ErrorInfo.from_exception(error) if error else None,
+        job=spec.job_dict(),
+    )
+    path = record.write(written, spec.cfg.results_dir)
+    tracker.finish(written, path)
+    return written
+
+
+def metrics(result: train.TrainResult, dataset: data.Data | None, facts: dict | None) -> Metrics:
+    """The record's metrics from what training measured."""
+    val = [row.val_accuracy for row in result.history if row.val_accuracy is not None]
+    return Metrics(
+        best_val_accuracy=max(val) if val else None,
+        final_val_accuracy=val[-1] if val else None,
+        test_accuracy=result.test_accuracy,
+        train_time_s=result.train_time_s if result.history else None,
+        epoch_time_s=measure.median_epoch_time(result.history),
+        train_images_per_s=measure.images_per_second(
+            dataset.train_examples if dataset else None, result.train_seconds
+        ),
+        peak_device_memory_bytes=measure.peak_device_memory(facts["devices"] if facts else []),
+        peak_host_rss_bytes=measure.peak_host_rss(),
+        params_total=result.params_total or None,
+        params_trainable=result.params_trainable if result.params_total else None,
+    )

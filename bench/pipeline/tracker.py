@@ -1,0 +1,104 @@
+"""The run's W&B run: initialised with the resolved config, fed each epoch, closed with the record.
+
+Its id is the record's ``run_id``, so a re-launched run resumes its W&B run instead of
+creating a twin; under a sweep agent the agent's run is used instead. The tracker prints
+nothing: what a user should read goes through ``bench.core.console``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import wandb
+
+from bench.core.console import say
+from bench.core.record import HistoryRow, Record, WandbInfo
+from bench.core.spec import RunSpec
+from bench.core.wandb_mode import in_sweep, resolve_mode
+
+
+def run_name(spec: RunSpec) -> str:
+    """A readable name from the axes, e.g. ``b0-cats_vs_dogs-frozen-adam-bs32``."""
+    cfg = spec.cfg
+    return (
+        f"{cfg.backbone.name}-{cfg.dataset.name}-{cfg.freeze.name}-"
+        f"{cfg.optimizer.name.value}-bs{cfg.batch_size}"
+    )
+
+
+def tags(spec: RunSpec) -> list[str]:
+    """The configured tags plus the experiment preset's name."""
+    found = list(spec.cfg.wandb.tags)
+    if spec.job.experiment and spec.job.experiment not in found:
+        found.append(spec.job.experiment)
+    return found
+
+
+class Tracker:
+    """A W&B run (or none, when disabled) fed with epochs, then the record."""
+
+    def __init__(self, spec: RunSpec):
+        self.mode = resolve_mode(spec.cfg.wandb.mode)
+        self.run = None
+        if self.mode == "disabled":
+            return
+        settings, sweep = spec.cfg.wandb, in_sweep()
+        self.run = wandb.init(
+            project=settings.project,
+            entity=settings.entity,
+            mode=self.mode,
+            id=None if sweep else spec.run_id,
+            resume=None if sweep else "allow",
+            reinit="finish_previous",
+            name=run_name(spec),
+            group=None if sweep else settings.group or spec.job.group,
+            tags=tags(spec),
+            job_type="train",
+            config={**spec.config_dict(), "run_id": spec.run_id},
+        )
+        # The epoch is every metric's x-axis, so a resumed run can log its epochs again.
+        self.run.define_metric("epoch")
+        self.run.define_metric("*", step_metric="epoch")
+        self.run.define_metric("val_accuracy", step_metric="epoch", summary="max")
+
+    def update_config(self, values: dict) -> None:
+        """Adds values resolved during the run (e.g. the dataset's class count)."""
+        if self.run is not None:
+            self.run.config.update(values, allow_val_change=True)
+
+    def log_epoch(self, row: HistoryRow) -> None:
+        """Logs one history row."""
+        if self.run is not None:
+            self.run.log(dataclasses.asdict(row))
+
+    def info(self) -> WandbInfo:
+        """The record's ``wandb`` block."""
+        if self.run is None:
+            return WandbInfo(mode=self.mode)
+        return WandbInfo(
+            mode=self.mode,
+            id=self.run.id,
+            url=self.run.url if self.mode == "online" else None,
+            dir=os.path.dirname(self.run.dir),
+        )
+
+    def finish(self, record: Record, record_path: Path) -> None:
+        """Puts the record's metrics in the summary, attaches the record, closes the run."""
+        if self.run is None:
+            return
+        metrics = dataclasses.asdict(record.metrics)
+        summary = {k: v for k, v in metrics.items() if v is not None}
+        summary["status"] = record.status.value
+        if record.error:
+            summary.update(error_type=record.error.type, error=record.error.message)
+        self.run.summary.update(summary)
+        self.run.config.update({"env": dataclasses.asdict(record.env)}, allow_val_change=True)
+        artifact = wandb.Artifact(f"record-{record.run_id}", type="result-record")
+        artifact.add_file(str(record_path), name="record.json")
+        self.run.log_artifact(artifact)
+        run_dir = os.path.dirname(self.run.dir)
+        self.run.finish(exit_code=0 if record.completed else 1)
+        if self.mode == "offline":
+            say(f"W&B run saved offline; upload it with: wandb sync {run_dir}")

@@ -1,0 +1,1 @@
+"""Published reference numbers, shipped inside the wheel as ``bench.reference``."""

@@ -1,0 +1,88 @@
+"""The launcher: config errors stop before anything runs (exit 2), jobs are counted right."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from bench.core.errors import EXIT_CONFIG_ERROR, ConfigError
+from bench.launch import multirun, progress
+from tests.conftest import TINY
+
+
+def _bench(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "bench.run", *args, f"results_dir={tmp_path / 'runs'}"]
+    return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+
+def test_a_config_error_exits_2_naming_key_value_allowed_and_fix(tmp_path):
+    proc = _bench(tmp_path, *TINY, "epochs=0")
+    assert proc.returncode == EXIT_CONFIG_ERROR, proc.stderr[-2000:]
+    assert "epochs=0" in proc.stderr and "Allowed: a positive integer" in proc.stderr
+    assert "Fix: pass epochs=1 or more" in proc.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "wandb").exists()
+
+
+def test_a_multirun_with_one_bad_job_runs_none_and_lists_every_problem(tmp_path):
+    proc = _bench(tmp_path, "-m", *TINY, "backbone=b0,b9", "optimizer.lr=0.001,-1")
+    assert proc.returncode == EXIT_CONFIG_ERROR, proc.stderr[-2000:]
+    assert "3 of 4 jobs have config errors; nothing ran" in proc.stderr
+    assert "Could not find 'backbone/b9'" in proc.stderr
+    assert "optimizer.lr=-1.0" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+    assert "job 1/4" not in proc.stdout
+
+
+def _config(*task: str, params: dict | None = None):
+    sweeper = {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"}
+    sweeper["params"] = params or {}
+    return OmegaConf.create({"hydra": {"sweeper": sweeper, "overrides": {"task": list(task)}}})
+
+
+@pytest.mark.parametrize(
+    "task, params",
+    [
+        (["backbone=b0,b1,b2", "seed=1,2"], None),
+        (["seed=range(1,4)", "dataset.train_split='train[:10%]'", "epochs=1"], None),
+        (["backbone=b0"], {"optimizer": "adam,sgd"}),
+    ],
+)
+def test_jobs_expand_as_hydras_basic_sweeper_launches_them(task, params):
+    arguments = [f"{k}={v}" for k, v in (params or {}).items()] + task
+    parsed = OverridesParser.create().parse_overrides(arguments)
+    (hydras,) = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    assert multirun.expand(_config(*task, params=params)) == hydras
+
+
+def test_other_sweepers_are_not_expanded():
+    config = _config("backbone=b0,b1")
+    config.hydra.sweeper["_target_"] = "hydra_plugins.hydra_optuna_sweeper.OptunaSweeper"
+    assert multirun.expand(config) is None
+
+
+def test_the_summary_table_lists_every_job_with_missing_numbers_as_dashes():
+    rows = [
+        {"job": 2, "backbone": "b0", "status": "failed", "run_id": "bbb"},
+        {"job": 1, "backbone": "mobilenet_v2", "status": "completed", "best_val_accuracy": 0.5,
+         "train_time_s": 12.345, "run_id": "aaa"},
+    ]  # fmt: skip
+    lines = progress.format_table(rows).splitlines()
+    assert lines[0].split()[:3] == ["job", "backbone", "dataset"]
+    assert lines[1].split()[:2] == ["1", "mobilenet_v2"] and "0.500" in lines[1]
+    assert "12.3" in lines[1] and lines[2].split()[1] == "b0" and " - " in lines[2]
+
+
+def test_user_errors_keep_their_fields_across_a_process_boundary():
+    import pickle
+
+    error = ConfigError("freeze.blocks", 9, "1 to 7", "pass freeze.blocks=7 or fewer")
+    again = pickle.loads(pickle.dumps(error))
+    assert (again.key, again.value, again.allowed, again.fix) == (
+        "freeze.blocks", 9, "1 to 7", "pass freeze.blocks=7 or fewer",
+    )  # fmt: skip
+    assert str(again) == str(error)
