@@ -62,5 +62,9 @@ class WeightsUnavailable(UserError, RuntimeError):
     """Pretrained weights (Keras ImageNet files, a TF Hub handle) cannot be loaded here."""
 
 
+class Diverged(RuntimeError):
+    """The loss became NaN or infinite; training stopped (Keras' TerminateOnNaN)."""
+
+
 class WorkerDied(RuntimeError):
     """The worker process ended without writing its record (killed, out of memory)."""

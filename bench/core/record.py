@@ -20,8 +20,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
-READABLE_VERSIONS = (1,)
+# 2 added metrics.epochs_trained and metrics.phases; version 1 records still read.
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class Status(str, Enum):
@@ -50,8 +51,28 @@ class HistoryRow:
 
 
 @dataclass
+class PhaseMetrics:
+    """One phase's figures (``head``, ``finetune``, or the single ``train``).
+
+    ``train_images_per_s`` is the training images of one epoch over the median training
+    part of the phase's epochs after its first (which traces the graph again after every
+    compile); the first counts only when it is the only one.
+    """
+
+    epochs: int
+    train_time_s: float | None = None
+    epoch_time_s: float | None = None
+    train_images_per_s: float | None = None
+
+
+@dataclass
 class Metrics:
-    """The run's figures; every one may be null (not measured, or the run failed early)."""
+    """The run's figures; every one may be null (not measured, or the run failed early).
+
+    ``train_time_s`` covers all phases; ``epoch_time_s`` and ``train_images_per_s`` are
+    those of the run's last phase (the one that trains the final model: ``train`` or
+    ``finetune``), and ``phases`` holds each phase's own.
+    """
 
     best_val_accuracy: float | None = None
     final_val_accuracy: float | None = None
@@ -63,6 +84,8 @@ class Metrics:
     peak_host_rss_bytes: int | None = None
     params_total: int | None = None
     params_trainable: int | None = None
+    epochs_trained: int | None = field(default=None, metadata={"since": 2})
+    phases: dict[str, PhaseMetrics] = field(default_factory=dict, metadata={"since": 2})
 
 
 @dataclass
@@ -155,13 +178,21 @@ class Record:
             finished_at=data["finished_at"],
             config=data["config"],
             env=pick(Env, data["env"]),
-            metrics=pick(Metrics, data["metrics"]),
+            metrics=_metrics(data["metrics"]),
             history=[pick(HistoryRow, row) for row in data["history"]],
             wandb=pick(WandbInfo, data["wandb"]),
             error=None if data["error"] is None else pick(ErrorInfo, data["error"]),
             job=data.get("job") or {},
             schema_version=data["schema_version"],
         )
+
+
+def _metrics(values: dict) -> Metrics:
+    metrics = pick(Metrics, values)
+    metrics.phases = {
+        name: pick(PhaseMetrics, p) for name, p in (values.get("phases") or {}).items()
+    }
+    return metrics
 
 
 def pick(kind: type, values: dict) -> Any:

@@ -20,7 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.core import backbones, record
 from bench.core.errors import ConfigError
-from bench.core.schema import Config, Loader, Policy, Source
+from bench.core.schema import Config, Loader, Policy, Source, WandbMode
+from bench.core.wandb_mode import has_credentials
 
 # Keys that say where or how a run is executed, not what it is: they stay out of run_id.
 _NOT_IDENTITY = ("results_dir", "data_dir", "isolate", "wandb", "dataset.download")
@@ -134,6 +135,12 @@ def validate(cfg: Config) -> None:
     _check_freeze(cfg)
     if cfg.backbone.source == Source.hub:
         _check_hub(cfg)
+    if cfg.wandb.mode == WandbMode.online and not has_credentials():
+        raise ConfigError(
+            "wandb.mode", "online", "auto, online (with credentials), offline, disabled",
+            "run `wandb login` or set WANDB_API_KEY, or use wandb.mode=auto to log offline",
+            why="no W&B credentials on this machine",
+        )  # fmt: skip
 
 
 def _check_weights(weights: str) -> None:

@@ -31,8 +31,9 @@ def execute(spec: RunSpec) -> Record:
     """
     started_at = record.now()
     tracker = Tracker(spec)
-    result, facts, dataset, error = train.TrainResult(), None, None, None
+    result, facts, error = train.TrainResult(), None, None
     try:
+        tracker.start()
         keras.utils.set_random_seed(spec.cfg.seed)
         strat = strategy.select(spec.cfg.strategy)
         facts = strategy.describe(strat)
@@ -54,7 +55,7 @@ def execute(spec: RunSpec) -> Record:
         finished_at=record.now(),
         config=spec.config_dict(),
         env=environment.collect(facts),
-        metrics=metrics(result, dataset, facts),
+        metrics=metrics(result, facts),
         history=result.history,
         wandb=tracker.info(),
         error=ErrorInfo.from_exception(error) if error else None,
@@ -65,20 +66,22 @@ def execute(spec: RunSpec) -> Record:
     return written
 
 
-def metrics(result: train.TrainResult, dataset: data.Data | None, facts: dict | None) -> Metrics:
+def metrics(result: train.TrainResult, facts: dict | None) -> Metrics:
     """The record's metrics from what training measured."""
     val = [row.val_accuracy for row in result.history if row.val_accuracy is not None]
+    last = list(result.phases.values())[-1] if result.phases else None
     return Metrics(
         best_val_accuracy=max(val) if val else None,
         final_val_accuracy=val[-1] if val else None,
         test_accuracy=result.test_accuracy,
         train_time_s=result.train_time_s if result.history else None,
-        epoch_time_s=measure.median_epoch_time(result.history),
-        train_images_per_s=measure.images_per_second(
-            dataset.train_examples if dataset else None, result.train_seconds
-        ),
+        # The last phase's figures: the one that trains the final model (Metrics' docstring).
+        epoch_time_s=last.epoch_time_s if last else None,
+        train_images_per_s=last.train_images_per_s if last else None,
         peak_device_memory_bytes=measure.peak_device_memory(facts["devices"] if facts else []),
         peak_host_rss_bytes=measure.peak_host_rss(),
         params_total=result.params_total or None,
         params_trainable=result.params_trainable if result.params_total else None,
+        epochs_trained=len(result.history),
+        phases=result.phases,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import resource
 import statistics
 import sys
@@ -12,7 +13,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from bench.core.record import HistoryRow
+from bench.core.errors import Diverged
+from bench.core.record import HistoryRow, PhaseMetrics
 from bench.pipeline import optim
 
 
@@ -20,8 +22,9 @@ class EpochRecorder(keras.callbacks.Callback):
     """Builds one history row per epoch and times it.
 
     ``epoch_time_s`` is the whole epoch (training and validation); the training part alone
-    (up to the first validation batch) is kept for throughput. Epochs are numbered from 1
-    and continue across phases, because Keras is given ``initial_epoch``.
+    (up to the first validation batch) is kept for throughput. ``lr`` is the rate the
+    epoch's first step used (a plateau schedule changes it only after the epoch). Epochs
+    are numbered from 1 and continue across phases, because Keras is given ``initial_epoch``.
     """
 
     def __init__(self, phase: str, on_row: Callable[[HistoryRow], None] | None = None):
@@ -31,14 +34,35 @@ class EpochRecorder(keras.callbacks.Callback):
         self.rows: list[HistoryRow] = []
         self.train_seconds: list[float] = []
         self._start = self._train_end = 0.0
+        self._lr: float | None = None
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._lr = optim.current_lr(self.model.optimizer)
         self._start = time.perf_counter()
         self._train_end = 0.0
 
     def on_test_begin(self, logs=None):
         if not self._train_end:
             self._train_end = time.perf_counter()
+
+    def phase_metrics(self, train_examples: int | None, wall_s: float) -> PhaseMetrics:
+        """This phase's figures (see :class:`bench.core.record.PhaseMetrics`)."""
+        return PhaseMetrics(
+            epochs=len(self.rows),
+            train_time_s=wall_s,
+            epoch_time_s=median_epoch_time(self.rows),
+            train_images_per_s=images_per_second(train_examples, self.train_seconds),
+        )
+
+    def diverged(self) -> Diverged | None:
+        """The error to raise when the last epoch's loss is not finite, else None."""
+        if not self.rows or self.rows[-1].loss is None or math.isfinite(self.rows[-1].loss):
+            return None
+        last = self.rows[-1]
+        return Diverged(
+            f"training diverged: the loss became {last.loss} in epoch {last.epoch} "
+            f"(phase {last.phase}); lower optimizer.lr or set optimizer.clipnorm"
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         end = time.perf_counter()
@@ -51,7 +75,7 @@ class EpochRecorder(keras.callbacks.Callback):
             accuracy=_float(logs.get("accuracy")),
             val_loss=_float(logs.get("val_loss")),
             val_accuracy=_float(logs.get("val_accuracy")),
-            lr=optim.current_lr(self.model.optimizer),
+            lr=self._lr,
             epoch_time_s=end - self._start,
         )
         self.rows.append(row)

@@ -21,6 +21,25 @@ class Built:
     backbone: keras.layers.Layer
 
 
+class InferenceWhenFrozen(keras.layers.Layer):
+    """Calls its backbone in inference mode whenever the backbone is frozen.
+
+    Keras runs a frozen BatchNorm in inference mode, but the Dropout and stochastic-depth
+    layers of a frozen Keras EfficientNet still get ``training=True`` from ``fit``
+    (PITFALLS.md), so heads would train on noised features. The choice is made when Keras
+    traces the train step, which it does again after every compile: a two-phase run's
+    head phase sees the backbone in inference mode, its fine-tune phase in training mode.
+    """
+
+    def __init__(self, backbone: keras.layers.Layer, **kwargs):
+        # No autocast: the backbone applies the precision policy (or float32, for TF Hub).
+        super().__init__(name="backbone", autocast=False, **kwargs)
+        self.backbone = backbone
+
+    def call(self, inputs, training=None):
+        return self.backbone(inputs, training=training if self.backbone.trainable else False)
+
+
 def build(spec: RunSpec, num_classes: int, on_tpu: bool = False) -> Built:
     """Builds backbone + head for ``spec``; call under ``strategy.scope()``.
 
@@ -45,7 +64,7 @@ def build(spec: RunSpec, num_classes: int, on_tpu: bool = False) -> Built:
             for layer in freeze.batchnorm_layers(backbone):
                 layer.momentum = cfg.backbone.bn_momentum
     inputs = keras.Input(shape=shape, name="image")
-    outputs = heads.build(backbone(inputs), cfg.head, num_classes)
+    outputs = heads.build(InferenceWhenFrozen(backbone)(inputs), cfg.head, num_classes)
     return Built(
         keras.Model(inputs, outputs, name=f"{cfg.backbone.name}_{cfg.head.name}"), backbone
     )

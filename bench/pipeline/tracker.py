@@ -37,15 +37,47 @@ def tags(spec: RunSpec) -> list[str]:
 
 
 class Tracker:
-    """A W&B run (or none, when disabled) fed with epochs, then the record."""
+    """A W&B run (or none, when disabled) fed with epochs, then the record.
+
+    Nothing happens until :meth:`start`, which the run calls inside its guarded part, so
+    a W&B failure becomes part of the run's record instead of a lost run.
+    """
 
     def __init__(self, spec: RunSpec):
+        self.spec = spec
         self.mode = resolve_mode(spec.cfg.wandb.mode)
         self.run = None
+
+    def start(self) -> None:
+        """Starts the W&B run; in ``auto`` mode a failed online start goes on offline.
+
+        Raises:
+            Exception: whatever ``wandb.init`` raised, when the mode was asked for explicitly.
+        """
         if self.mode == "disabled":
             return
-        settings, sweep = spec.cfg.wandb, in_sweep()
-        self.run = wandb.init(
+        try:
+            self.run = self._init()
+        except Exception as error:  # noqa: BLE001  (wandb raises several types here)
+            if self.spec.cfg.wandb.mode.value != "auto" or self.mode == "offline":
+                raise
+            say(f"W&B could not start online ({type(error).__name__}: {error}); going on offline")
+            wandb.teardown()  # the service still holds the failed run's id
+            self.mode = "offline"
+            self.run = self._init()
+        # The epoch is every metric's x-axis, so a resumed run can log its epochs again.
+        self.run.define_metric("epoch")
+        self.run.define_metric("*", step_metric="epoch")
+        self.run.define_metric("val_accuracy", step_metric="epoch", summary="max")
+
+    def _init(self):
+        spec, settings, sweep = self.spec, self.spec.cfg.wandb, in_sweep()
+        config = {**spec.config_dict(), "run_id": spec.run_id}
+        if sweep:
+            # An agent's parameters replace nested keys with flat ones (backbone: b1); the
+            # whole config under its own key lets readers rebuild the multirun layout.
+            config["bench_config"] = spec.config_dict()
+        return wandb.init(
             project=settings.project,
             entity=settings.entity,
             mode=self.mode,
@@ -56,12 +88,8 @@ class Tracker:
             group=None if sweep else settings.group or spec.job.group,
             tags=tags(spec),
             job_type="train",
-            config={**spec.config_dict(), "run_id": spec.run_id},
+            config=config,
         )
-        # The epoch is every metric's x-axis, so a resumed run can log its epochs again.
-        self.run.define_metric("epoch")
-        self.run.define_metric("*", step_metric="epoch")
-        self.run.define_metric("val_accuracy", step_metric="epoch", summary="max")
 
     def update_config(self, values: dict) -> None:
         """Adds values resolved during the run (e.g. the dataset's class count)."""

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import tensorflow as tf
+import tf_keras as keras
 
-from bench.core.record import HistoryRow
+from bench.core.record import HistoryRow, PhaseMetrics
 from bench.core.schema import OptimizerConfig, Policy
 from bench.core.spec import RunSpec
 from bench.pipeline import freeze, measure, optim
@@ -33,8 +34,8 @@ class TrainResult:
     """What training measured; ``history`` holds one row per epoch."""
 
     history: list[HistoryRow] = field(default_factory=list)
+    phases: dict[str, PhaseMetrics] = field(default_factory=dict)
     train_time_s: float = 0.0
-    train_seconds: list[float] = field(default_factory=list)
     test_accuracy: float | None = None
     params_total: int = 0
     params_trainable: int = 0
@@ -92,6 +93,7 @@ def run(
             )
         result.params_total, result.params_trainable = measure.parameter_counts(built.model)
         recorder = measure.EpochRecorder(phase.name, on_epoch)
+        schedule_callbacks = optim.callbacks(phase.optimizer)
         start = time.perf_counter()
         try:
             built.model.fit(
@@ -99,13 +101,17 @@ def run(
                 validation_data=data.val,
                 initial_epoch=done,
                 epochs=done + phase.epochs,
-                callbacks=[recorder, *optim.callbacks(phase.optimizer)],
+                # A NaN or infinite loss stops at once; recorder.diverged() then names it.
+                callbacks=[keras.callbacks.TerminateOnNaN(), recorder, *schedule_callbacks],
                 verbose=1 if sys.stdout.isatty() else 2,
             )
         finally:
-            result.train_time_s += time.perf_counter() - start
+            wall = time.perf_counter() - start
+            result.train_time_s += wall
             result.history.extend(recorder.rows)
-            result.train_seconds.extend(recorder.train_seconds)
+            result.phases[phase.name] = recorder.phase_metrics(data.train_examples, wall)
+        if recorder.diverged():
+            raise recorder.diverged()
         done += phase.epochs
     if data.test is not None:
         scores = built.model.evaluate(data.test, return_dict=True, verbose=0)

@@ -1,0 +1,173 @@
+"""The worker's figures are what they claim: frozen means inference mode, phases are kept
+apart, formulas are the documented ones, and every failure leaves a record that says why."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from bench.core.record import HistoryRow, PhaseMetrics
+from bench.core.schema import Policy
+from bench.pipeline import freeze, measure, model, train
+from bench.pipeline.execute import execute, metrics
+from tests.conftest import make_spec
+
+
+def _calibrated_b0(drop_connect_rate: float = 0.8):
+    """B0 with a strong stochastic depth and BatchNorm statistics that match real inputs.
+
+    With weights=None and untouched moving statistics a random EfficientNet's features vanish
+    in inference mode (PITFALLS.md), which would make any comparison pass.
+    """
+    spec = make_spec(
+        "backbone=b0", "backbone.weights=none", "image_size=32", "head=linear",
+        f"backbone.drop_connect_rate={drop_connect_rate}", "backbone.bn_momentum=0.0",
+    )  # fmt: skip
+    built = model.build(spec, num_classes=4)
+    images = tf.random.stateless_uniform((8, 32, 32, 3), seed=(1, 2), maxval=255.0)
+    built.backbone(images, training=True)  # momentum 0: moving statistics := this batch's
+    features = keras.Model(built.model.input, built.model.get_layer("backbone").output)
+    return built, features, images
+
+
+def test_a_frozen_efficientnet_gives_the_same_features_in_training_and_inference_calls():
+    built, features, images = _calibrated_b0()
+    freeze.apply(built.backbone, Policy.frozen)
+    np.testing.assert_allclose(
+        features(images, training=True).numpy(), features(images, training=False).numpy()
+    )
+
+
+def test_an_unfrozen_efficientnet_does_drop_paths_in_training_calls():
+    """The control: the check above can fail, because stochastic depth is really there."""
+    built, features, images = _calibrated_b0()
+    freeze.apply(built.backbone, Policy.finetune)  # BatchNorm frozen, drop layers active
+    train_call, infer_call = features(images, training=True), features(images, training=False)
+    assert not np.allclose(train_call.numpy(), infer_call.numpy(), atol=1e-3)
+
+
+def test_two_phase_head_phase_runs_the_backbone_in_inference_mode(tfds_dir):
+    """At the end of each epoch, inside fit: head-phase features are deterministic (inference
+    mode); fine-tune-phase ones are not (stochastic depth trains), so the check can fail."""
+    from bench.pipeline import data
+
+    spec = make_spec(
+        "dataset=shapes", "backbone=b0", "backbone.weights=none", "image_size=32",
+        "freeze=two_phase", "freeze.head_epochs=1", "epochs=1", "head=linear",
+        "backbone.drop_connect_rate=0.8", "freeze.policy=finetune",
+        "dataset.train_split='train[:32]'", "dataset.val_split='validation[:32]'",
+        "dataset.test_split=null", tfds_dir=tfds_dir,
+    )  # fmt: skip
+    loaded = data.load(spec)
+    built = model.build(spec, loaded.num_classes)
+    images = next(iter(loaded.val))[0]
+    built.backbone(images, training=True)  # moving statistics from real inputs
+    wrapper = built.model.get_layer("backbone")
+    same = {}
+
+    def on_epoch(row):
+        train_call, infer_call = wrapper(images, training=True), wrapper(images, training=False)
+        same[row.phase] = bool(np.allclose(train_call.numpy(), infer_call.numpy(), atol=1e-5))
+
+    result = train.run(built, loaded, spec, tf.distribute.get_strategy(), on_epoch=on_epoch)
+    assert same == {"head": True, "finetune": False}
+    assert [row.phase for row in result.history] == ["head", "finetune"]
+    assert (result.phases["head"].epochs, result.phases["finetune"].epochs) == (1, 1)
+
+
+def _rows(times, train_parts, val_accuracies, phase="train", first=1):
+    recorder = measure.EpochRecorder(phase)
+    for i, (t, part, val) in enumerate(zip(times, train_parts, val_accuracies, strict=True)):
+        recorder.rows.append(
+            HistoryRow(epoch=first + i, phase=phase, loss=1.0, val_accuracy=val, epoch_time_s=t)
+        )
+        recorder.train_seconds.append(part)
+    return recorder
+
+
+def test_the_documented_formulas_on_a_made_up_history():
+    head = _rows([30.0, 10.0, 12.0], [28.0, 8.0, 9.0], [0.5, 0.6, 0.55], "head")
+    tune = _rows([50.0, 20.0, 22.0, 21.0], [45.0, 16.0, 18.0, 17.0], [0.6, 0.8, 0.7, 0.75],
+                 "finetune", first=4)  # fmt: skip
+    result = train.TrainResult(history=head.rows + tune.rows, train_time_s=190.0)
+    result.phases = {
+        "head": head.phase_metrics(train_examples=1600, wall_s=52.0),
+        "finetune": tune.phase_metrics(train_examples=1600, wall_s=113.0),
+    }
+    # Per phase: median epoch, images over the median training part after the first epoch.
+    assert result.phases["head"] == PhaseMetrics(3, 52.0, 12.0, 1600 / statistics.median([8, 9]))
+    assert result.phases["finetune"] == PhaseMetrics(4, 113.0, 21.5, 1600 / 17.0)
+    found = metrics(result, facts=None)
+    assert found.best_val_accuracy == 0.8 and found.final_val_accuracy == 0.75
+    assert found.epochs_trained == 7 and found.train_time_s == 190.0
+    # The run's headline figures are the last phase's, never a blend of both.
+    assert found.epoch_time_s == 21.5 and found.train_images_per_s == 1600 / 17.0
+
+
+def test_a_single_epoch_phase_counts_its_only_epoch():
+    one = _rows([30.0], [25.0], [0.5])
+    assert one.phase_metrics(train_examples=100, wall_s=31.0).train_images_per_s == 100 / 25.0
+
+
+BASE = [
+    "dataset=shapes", "backbone=mobilenet_v2", "backbone.weights=none", "image_size=32",
+    "head=linear", "dataset.train_split='train[:64]'", "dataset.val_split='validation[:32]'",
+    "dataset.test_split=null",
+]  # fmt: skip
+
+
+def test_a_diverging_run_leaves_a_failed_record_naming_the_epoch(tmp_path, tfds_dir):
+    """Head epoch at a sane rate, then a fine-tune rate no network survives."""
+    spec = make_spec(
+        *BASE, "freeze=two_phase", "freeze.head_epochs=1", "epochs=2", "optimizer=adam",
+        "freeze.finetune_lr=1e38", f"results_dir={tmp_path}", "wandb.mode=disabled",
+        tfds_dir=tfds_dir,
+    )  # fmt: skip
+    returned = execute(spec)
+    data = json.loads(spec.record_path.read_text())
+    assert returned.status.value == data["status"] == "failed"
+    assert data["error"]["type"] == "Diverged"
+    assert "epoch 2 (phase finetune)" in data["error"]["message"]
+    assert [row["epoch"] for row in data["history"]] == [1, 2]
+    assert data["history"][0]["loss"] is not None and data["history"][1]["loss"] is None
+    assert data["metrics"]["phases"]["head"]["epochs"] == 1
+
+
+def test_wandb_that_cannot_start_online_in_auto_mode_goes_on_offline(
+    tmp_path, tfds_dir, monkeypatch
+):
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)  # credentials present...
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # ...server refuses
+    monkeypatch.setenv("WANDB_INIT_TIMEOUT", "15")
+    spec = make_spec(*BASE, "epochs=1", f"results_dir={tmp_path}", tfds_dir=tfds_dir)
+    record = execute(spec)
+    assert record.completed and record.wandb.mode == "offline"
+    assert (tmp_path.parent / "wandb").exists() or record.wandb.dir
+
+
+def test_wandb_online_that_cannot_start_leaves_a_failed_record(tmp_path, tfds_dir, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("WANDB_INIT_TIMEOUT", "15")
+    spec = make_spec(*BASE, "epochs=1", "wandb.mode=online", f"results_dir={tmp_path}",
+                     tfds_dir=tfds_dir)  # fmt: skip
+    record = execute(spec)
+    data = json.loads(spec.record_path.read_text())
+    assert not record.completed and data["status"] == "failed" and data["history"] == []
+    assert data["error"]["type"] != "WorkerDied"
+
+
+def test_wandb_online_without_credentials_stops_before_training(monkeypatch):
+    from bench.core.errors import ConfigError
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", "/nonexistent")
+    with pytest.raises(ConfigError, match="wandb.mode=online: no W&B credentials"):
+        make_spec(*BASE, "wandb.mode=online")
