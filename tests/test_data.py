@@ -144,3 +144,14 @@ def test_keras_io_augmentation_has_its_four_layers():
     names = [type(layer).__name__ for layer in data.augmentation(spec.cfg.augment, 0).layers]
     assert names == ["RandomFlip", "RandomRotation", "RandomTranslation", "RandomContrast"]
     assert data.augmentation(make_spec("augment=none").cfg.augment, 0) is None
+
+
+def test_each_augmentation_layer_draws_its_own_random_numbers():
+    spec = make_spec("augment=keras_io", "seed=7")
+    layers = data.augmentation(spec.cfg.augment, spec.cfg.seed).layers
+    seeds = [layer._random_generator._seed for layer in layers]
+    assert len(layers) == 4 and len(set(seeds)) == 4
+    again = [
+        layer._random_generator._seed for layer in data.augmentation(spec.cfg.augment, 7).layers
+    ]
+    assert again == seeds  # derived from the run's seed, so reproducible

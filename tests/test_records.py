@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +80,22 @@ def test_failed_record_from_an_exception():
     data = failed.to_dict()
     assert set(data["metrics"]) == {f.name for f in dataclasses.fields(Metrics)}
     assert data["error"] == {"type": "ValueError", "message": "boom"}
+
+
+def test_a_version_1_record_written_by_an_earlier_bench_still_reads():
+    """tests/data/record_v1.json was written by bench before metrics.phases existed."""
+    path = Path(__file__).parent / "data" / "record_v1.json"
+    assert json.loads(path.read_text())["schema_version"] == 1
+    old = record.read(path)
+    assert old.schema_version == 1 and old.completed
+    assert old.metrics.phases == {} and old.metrics.epochs_trained is None
+    assert old.metrics.best_val_accuracy is not None and len(old.history) == 1
+
+
+def test_a_version_2_record_keeps_its_phases(tmp_path):
+    two = _record(
+        metrics=Metrics(epochs_trained=3, phases={"head": record.PhaseMetrics(1, 2.0, 2.0, 50.0)})
+    )
+    again = record.read(record.write(two, tmp_path))
+    assert again.metrics.phases["head"] == record.PhaseMetrics(1, 2.0, 2.0, 50.0)
+    assert again.schema_version == record.SCHEMA_VERSION == 2

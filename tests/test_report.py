@@ -23,6 +23,7 @@ from tests.conftest import make_spec
 from tests.wandb_files import read_run
 
 RUNS = [("b0", 1), ("b0", 2), ("mobilenet_v2", 1), ("mobilenet_v2", 2)]
+VARIED = ["optimizer.schedule=cosine", "head.dropout=0.5"]  # head=linear has 0.2
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,10 @@ def results(tmp_path_factory, tfds_dir):
             *common, "backbone=b0", "seed=3", "backbone.weights=imagenet", tfds_dir=tfds_dir
         )
         execute(failed)
+        # b0 seed 1 again, each varied in one non-seed key: never to be merged with the above.
+        for key in VARIED:
+            weights = "backbone.weights=none"
+            execute(make_spec(*common, "backbone=b0", "seed=1", weights, key, tfds_dir=tfds_dir))
     return root
 
 
@@ -64,39 +69,69 @@ def _records(results) -> dict[str, dict]:
 @pytest.mark.slow
 def test_one_row_per_run_with_the_records_values(results, loaded):
     kept = _records(results)
-    assert len(loaded.runs) == 5 and set(loaded.runs["run_id"]) == set(kept)
+    assert len(loaded.runs) == 7 and set(loaded.runs["run_id"]) == set(kept)
     for _, row in loaded.runs.iterrows():
         record = kept[row["run_id"]]
         assert row["backbone"] == record["config"]["backbone"]["name"]
         assert row["seed"] == record["config"]["seed"]
         assert row["lr"] == record["config"]["optimizer"]["lr"]
         assert row["tensorflow_version"] == record["env"]["tensorflow"]
-        for metric, value in record["metrics"].items():
+        metrics = dict(record["metrics"])
+        for name, figures in metrics.pop("phases").items():
+            for figure, value in figures.items():
+                metrics[f"phases.{name}.{figure}"] = value
+        for metric, value in metrics.items():
             assert (pd.isna(row[metric]) and value is None) or row[metric] == value
     assert pd.api.types.is_float_dtype(loaded.runs["best_val_accuracy"])
     assert pd.api.types.is_integer_dtype(loaded.runs["batch_size"])
-    assert len(loaded.history) == 4 * 2  # the failed run trained no epoch
+    assert len(loaded.history) == 6 * 2  # the failed run trained no epoch
     assert set(loaded.history["backbone"]) == {"b0", "mobilenet_v2"}
 
 
 @pytest.mark.slow
-def test_repeated_seeds_become_mean_std_and_count(results, loaded):
+def test_seeds_are_merged_and_runs_varied_in_any_other_key_never_are(results, loaded):
+    """Records from the real runner: b0 and mobilenet_v2 with seeds 1 and 2, and b0 seed 1
+    once more with each of VARIED. Only the seed pairs share a row."""
     kept = _records(results).values()
     (table,) = tables.compare(loaded.runs).values()
-    assert list(table.index) == ["b0", "mobilenet_v2"]
+    assert set(table.index.names) == {
+        "backbone",
+        "image_size",
+        "optimizer.schedule",
+        "head.dropout",
+    }
+    names = ["backbone", "optimizer.schedule", "head.dropout"]
+    table = table.droplevel("image_size").reorder_levels(names)
+    counts = table[("best_val_accuracy", "count")].to_dict()
+    assert counts == {
+        ("b0", "constant", 0.2): 2, ("b0", "cosine", 0.2): 1, ("b0", "constant", 0.5): 1,
+        ("mobilenet_v2", "constant", 0.2): 2,
+    }  # fmt: skip
+    table = table.xs(("constant", 0.2), level=("optimizer.schedule", "head.dropout"))
     for backbone in ("b0", "mobilenet_v2"):
         values = [
             r["metrics"]["best_val_accuracy"]
             for r in kept
             if r["config"]["backbone"]["name"] == backbone and r["status"] == "completed"
-        ]
-        assert table.loc[backbone, ("best_val_accuracy", "count")] == 2
+            and r["config"]["optimizer"]["schedule"] == "constant"
+            and r["config"]["head"]["dropout"] == 0.2
+        ]  # fmt: skip
+        assert len(values) == 2
         assert table.loc[backbone, ("best_val_accuracy", "mean")] == pytest.approx(np.mean(values))
         assert table.loc[backbone, ("best_val_accuracy", "std")] == pytest.approx(
             np.std(values, ddof=1)
         )
-    shown = tables.display(table)
-    assert re.fullmatch(r"0\.\d{3} ± 0\.\d{3} \(n=2\)", shown.loc["b0", "best_val_accuracy"])
+    # The 95% interval of a mean of two: mean ± t(0.975, 1) * std / sqrt(2), t = 12.7062.
+    row = table.loc["b0", "best_val_accuracy"]
+    half = 12.706204736 * row["std"] / np.sqrt(2)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(
+        (row["mean"] - half, row["mean"] + half)
+    )
+    shown = tables.display(table).loc["b0", "best_val_accuracy"]
+    assert shown == (
+        f"{row['mean']:.3f} ± {row['std']:.3f} (n=2; 95% CI {row['ci_low']:.3f} to "
+        f"{row['ci_high']:.3f})"
+    )
 
 
 @pytest.mark.slow
@@ -106,7 +141,7 @@ def test_a_truncated_record_is_reported_and_skipped(results, tmp_path, capsys):
     victim = sorted(copy.glob("*.json"))[0]
     victim.write_text(victim.read_text()[:200])
     loaded = load.from_records(copy)
-    assert len(loaded.runs) == 4
+    assert len(loaded.runs) == 6
     assert [Path(path).name for path, _ in loaded.skipped] == [victim.name]
     assert tables.main(["--runs", str(copy), "--out", str(tmp_path / "tables")]) == 0
     assert f"skipped {victim}" in capsys.readouterr().err
@@ -126,7 +161,7 @@ def test_tables_are_written_in_three_formats(results, tmp_path):
     for suffix in ("md", "csv", "tex"):
         assert (tmp_path / f"comparison_shapes.{suffix}").stat().st_size > 0
     runs = pd.read_csv(tmp_path / "runs.csv")
-    assert len(runs) == 5 and "error_type" in runs
+    assert len(runs) == 7 and "error_type" in runs
 
 
 def _api_run(record: dict) -> Run:
@@ -174,53 +209,114 @@ def test_report_writes_tables_figures_and_a_page_with_a_verdict(results, tmp_pat
     assert len(images) == 4
     for data in images:
         assert Image.open(io.BytesIO(base64.b64decode(data))).size[0] > 300
-    assert "Most accurate:" in page and "Failed runs" in page
-    (table,) = tables.compare(load.from_records(results / "runs").runs).values()
-    metric = verdict.primary_metric(table)
-    assert metric == "test_accuracy"  # every run has a test split here
-    best = table[(metric, "mean")].idxmax()
-    mean, seconds = table.loc[best, (metric, "mean")], table.loc[best, ("train_time_s", "mean")]
-    assert f"Most accurate: {best} with {metric} {mean:.3f} after {seconds:.1f} s" in page
+    assert "Failed runs" in page
+    # The most accurate group, computed from the record files alone.
+    groups: dict[tuple, list[float]] = {}
+    for r in _records(results).values():
+        if r["status"] == "completed":
+            c = r["config"]
+            key = (c["backbone"]["name"], c["optimizer"]["schedule"], c["head"]["dropout"])
+            groups.setdefault(key, []).append(r["metrics"]["test_accuracy"])
+    top = max(np.mean(values) for values in groups.values())
+    best = [key for key, values in groups.items() if np.mean(values) == top]  # ties possible
+    (sentence,) = re.findall(r"Highest mean test_accuracy: ([^<]*) with ([^<]*)", page)
+    named = set(sentence[0].split(" / "))
+    (key,) = [k for k in best if named == {k[0], "32", k[1], str(k[2])}]
+    assert sentence[1].startswith(f"{top:.3f} (")
+    assert ("(one seed)" in sentence[1]) == (len(groups[key]) == 1)
     assert "WeightsUnavailable" in (out / "report.md").read_text()
     assert str(out / "report.html") in printed
 
 
-def _runs(rows: list[tuple[str, int, float, float]]) -> pd.DataFrame:
+def _runs(rows: list[tuple], sizes: dict | None = None) -> pd.DataFrame:
     """Hand-made runs for the verdict's rules: (backbone, seed, accuracy, train time)."""
     frame = pd.DataFrame(rows, columns=["backbone", "seed", "best_val_accuracy", "train_time_s"])
     frame["status"], frame["dataset"], frame["params_total"] = "completed", "d", 1e6
+    frame["image_size"] = frame["backbone"].map(sizes or {}).fillna(224).astype(int)
     return frame
 
 
-def test_a_difference_inside_the_seed_spread_is_a_tie():
-    runs = _runs([("b0", 1, 0.80, 10), ("b0", 2, 0.84, 11), ("mobilenet_v2", 1, 0.81, 5),
-                  ("mobilenet_v2", 2, 0.85, 5)])  # fmt: skip
-    (table,) = tables.compare(runs).values()
-    lines = verdict.verdict(table)
-    assert any("tie" in line and "mobilenet_v2" in line for line in lines)
-    assert not any("beats" in line for line in lines)
+# Two seeds a side, each side ±0.01 around its mean: Welch's df = 2, se = 0.01 * sqrt(2), so
+# the 95% interval of the difference is d ± 4.302653 * 0.014142 = d ± 0.06085.
+def _pair(gap: float) -> pd.DataFrame:
+    rows = [("b0", 1, 0.79, 10), ("b0", 2, 0.81, 11)]
+    return _runs(rows + [("mobilenet_v2", 1, 0.79 + gap, 5), ("mobilenet_v2", 2, 0.81 + gap, 5)])
 
 
-def test_a_difference_beyond_the_spread_is_a_win():
-    runs = _runs([("b0", 1, 0.70, 10), ("b0", 2, 0.71, 11), ("mobilenet_v2", 1, 0.80, 5),
-                  ("mobilenet_v2", 2, 0.81, 5)])  # fmt: skip
+def test_a_difference_just_inside_the_interval_is_a_tie():
+    (table,) = tables.compare(_pair(0.060)).values()
+    lines = " ".join(verdict.verdict(table))
+    assert "mobilenet_v2 at 224 px and b0 at 224 px tie" in lines
+    assert "[-0.1, +12.1] points, Welch's t, includes zero" in lines
+    assert "beats" not in lines
+
+
+def test_a_difference_just_outside_the_interval_is_a_win():
+    (table,) = tables.compare(_pair(0.062)).values()
+    lines = " ".join(verdict.verdict(table))
+    assert "mobilenet_v2 at 224 px beats b0 at 224 px by 6.2 points" in lines
+    assert "95% CI of the difference [+0.1, +12.3] points, Welch's t" in lines
+    assert "MobileNetV2 trains 2.1x as fast" in lines
+
+
+def test_a_single_seed_side_is_not_tested():
+    runs = _runs([("b0", 1, 0.90, 10), ("b0", 2, 0.80, 10), ("b0", 3, 0.85, 10),
+                  ("mobilenet_v2", 1, 0.86, 5)])  # fmt: skip
     (table,) = tables.compare(runs).values()
-    lines = verdict.verdict(table)
-    assert lines[0].startswith("Most accurate: mobilenet_v2 with best_val_accuracy 0.805")
-    assert "mobilenet_v2 beats b0 by 10.0 points (0.805 vs 0.705)" in " ".join(lines)
-    assert "MobileNetV2 trains 2.1x as fast" in " ".join(lines)
+    lines = " ".join(verdict.verdict(table))
+    assert "mobilenet_v2 at 224 px vs b0 at 224 px: single seed, not tested" in lines
+    assert "beats" not in lines and "tie" not in lines
+    assert "seed=1,2,3" in lines
+
+
+def test_the_verdict_compares_mobilenet_v2_with_every_efficientnet_at_native_sizes():
+    native = {"b0": 224, "b1": 240, "b2": 260, "b3": 300, "mobilenet_v2": 224}
+    rows = [
+        (b, s, 0.80 + 0.01 * i + 0.001 * s, 10 + i) for i, b in enumerate(native) for s in (1, 2)
+    ]
+    (table,) = tables.compare(_runs(rows, native)).values()
+    lines = [line for line in verdict.verdict(table) if "MobileNetV2 trains" in line]
+    for backbone in ("b0", "b1", "b2", "b3"):
+        assert sum(f"{backbone} at {native[backbone]} px" in line for line in lines) == 1
+    assert all("mobilenet_v2 at 224 px" in line for line in lines) and len(lines) == 4
+
+
+def test_a_non_native_size_is_only_compared_at_the_same_size():
+    sizes = {"b1": 224, "mobilenet_v2": 160}  # neither matches the other nor is native for b1
+    rows = [("b1", 1, 0.8, 10), ("b1", 2, 0.81, 10), ("mobilenet_v2", 1, 0.7, 5),
+            ("mobilenet_v2", 2, 0.71, 5)]  # fmt: skip
+    (table,) = tables.compare(_runs(rows, sizes)).values()
+    assert not [line for line in verdict.verdict(table) if "MobileNetV2 trains" in line]
+
+
+def test_runs_that_differ_in_any_config_key_or_condition_are_never_averaged():
+    runs = _runs([("b0", 1, 0.80, 100), ("b0", 1, 0.90, 300), ("b0", 2, 0.82, 110)])
+    runs["freeze.blocks"] = [1, 6, 1]
+    runs["tensorflow_version"] = ["2.21.0", "2.21.0", "2.21.0"]
+    (table,) = tables.compare(runs).values()
+    assert table.index.names == ["backbone", "image_size", "freeze.blocks"]
+    assert table.loc[("b0", 224, 1), ("best_val_accuracy", "count")] == 2
+    assert table.loc[("b0", 224, 6), ("best_val_accuracy", "mean")] == 0.90
+    runs["tensorflow_version"] = ["2.21.0", "2.20.0", "2.21.0"]
+    runs["freeze.blocks"] = 1
+    (table,) = tables.compare(runs).values()
+    assert "tensorflow_version" in table.index.names and len(table) == 2
 
 
 def test_published_numbers_sit_next_to_matching_runs():
-    runs = pd.DataFrame(
-        [{"experiment": "keras_io_cifar100", "backbone": "b0", "dataset": "cifar100",
-          "freeze": "two_phase", "status": "completed", "final_val_accuracy": 0.79,
-          "best_val_accuracy": 0.80, **{m: 1.0 for m in load.METRICS[2:]}}]
-    )  # fmt: skip
-    joined = report.reference(runs, "cifar100").set_index("metric")
+    def run(epochs: int) -> dict:
+        return {"experiment": "keras_io_cifar100", "backbone": "b0", "dataset": "cifar100",
+                "freeze": "two_phase", "status": "completed", "final_val_accuracy": 0.79,
+                "best_val_accuracy": 0.80, "epochs": epochs, "freeze.head_epochs": epochs,
+                **{m: 1.0 for m in load.METRICS[2:]}}  # fmt: skip
+
+    joined = report.reference(pd.DataFrame([run(25)]), "cifar100").set_index("metric")
     assert joined.loc["final_val_accuracy", "published"] == 0.8072
     assert joined.loc["final_val_accuracy", "ours"] == 0.79
+    assert joined.loc["final_val_accuracy", "recipe"] == "same length (50 epochs)"
     assert "keras-io" in joined.loc["best_val_accuracy", "source"]
+    short = report.reference(pd.DataFrame([run(1)]), "cifar100").set_index("metric")
+    assert short.loc["final_val_accuracy", "recipe"] == "shortened: 2 of 50 epochs, not comparable"
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -259,9 +355,56 @@ def test_cols_put_an_axis_across_the_table(tmp_path):
     runs["freeze"] = ["frozen", "finetune", "frozen"]
     (table,) = tables.compare(runs, ["backbone"], ["freeze"]).values()
     wide = tables.pivot(table, ["freeze"])
-    assert wide.loc["b0", ("best_val_accuracy", "mean", "finetune")] == 0.80
-    assert pd.isna(wide.loc["mobilenet_v2", ("best_val_accuracy", "mean", "finetune")])
+    assert wide.loc[("b0", 224), ("best_val_accuracy", "mean", "finetune")] == 0.80
+    assert pd.isna(wide.loc[("mobilenet_v2", 224), ("best_val_accuracy", "mean", "finetune")])
     loaded = load.Loaded(runs=runs, history=pd.DataFrame(columns=["run_id"]))
     tables.write_tables(loaded, tmp_path, ["backbone"], ["freeze"])
     markdown = (tmp_path / "comparison_d.md").read_text()
     assert "best_val_accuracy | finetune" in markdown and "nan" not in markdown
+
+
+def _wandb_run(run_id: str, config: dict, accuracy: float) -> Run:
+    """A public-API Run as the W&B server returns it, with the given config."""
+    attrs = {
+        "name": run_id, "displayName": run_id, "state": "finished",
+        "config": json.dumps({k: {"value": v} for k, v in config.items()}),
+        "summaryMetrics": json.dumps({"status": "completed", "best_val_accuracy": accuracy,
+                                      "train_time_s": 10.0}),
+        "group": "g", "tags": [], "createdAt": "2026-11-22T10:00:00", "jobType": "train",
+    }  # fmt: skip
+    return Run(None, "entity", "bench", run_id, attrs=attrs)
+
+
+MULTIRUN_CONFIG = {
+    "backbone": {"name": "b0"}, "dataset": {"name": "shapes"}, "head": {"name": "linear"},
+    "freeze": {"name": "frozen"}, "optimizer": {"name": "adam", "lr": 0.001},
+    "augment": {"name": "none"}, "batch_size": 32, "epochs": 2, "image_size": 224, "seed": 1,
+}  # fmt: skip
+
+
+def test_a_sweep_agent_run_aggregates_with_multirun_runs():
+    # What an agent leaves: its parameters flat, replacing or shadowing the nested values.
+    agent = {**MULTIRUN_CONFIG, "backbone": "b1", "optimizer.lr": 0.01, "image_size": 240}
+    with_copy = {**agent, "bench_config": {**MULTIRUN_CONFIG, "seed": 2}}
+    found = [
+        (load.record_from_wandb(_wandb_run("a", MULTIRUN_CONFIG, 0.8)), "wandb"),
+        (load.record_from_wandb(_wandb_run("b", agent, 0.7)), "wandb"),
+        (load.record_from_wandb(_wandb_run("c", with_copy, 0.9)), "wandb"),
+    ]
+    runs = load.build(found, []).runs.set_index("run_id")
+    assert runs.loc["a", "backbone"] == "b0" and runs.loc["a", "lr"] == 0.001
+    assert runs.loc["b", "backbone"] == "b1" and runs.loc["b", "lr"] == 0.01  # the agent's value
+    assert runs.loc["c", "seed"] == 2  # bench_config, the whole nested config, wins
+    (table,) = tables.compare(runs.reset_index()).values()
+    assert table[("best_val_accuracy", "count")].sum() == 3
+
+
+def test_history_from_wandb_keeps_the_latest_attempt_of_each_epoch():
+    epochs = [(1, 0.1), (2, 0.2), (1, 0.5), (2, 0.6), (3, 0.7)]  # crashed after 2, resumed
+    logged = [
+        {"epoch": e, "phase": "train", "val_accuracy": v, "_step": i}
+        for i, (e, v) in enumerate(epochs)
+    ]
+    logged.append({"_step": 9, "comparison": "table"})
+    rows = load.latest_epochs(logged)
+    assert [(r.epoch, r.val_accuracy) for r in rows] == [(1, 0.5), (2, 0.6), (3, 0.7)]

@@ -16,6 +16,8 @@ import pandas as pd
 
 from bench.core import record
 from bench.core.record import ErrorInfo, HistoryRow, Metrics, Record, Status, WandbInfo
+from bench.core.schema import Config
+from bench.core.spec import NOT_IDENTITY
 
 # Short column names for the axes and conditions of a run (the rest keep dotted names).
 RENAMES = {
@@ -42,9 +44,37 @@ AXES = [
     "experiment", "backbone", "source", "weights", "dataset", "head", "freeze", "optimizer",
     "lr", "augment", "batch_size", "epochs", "image_size", "precision", "seed",
 ]  # fmt: skip
-METRICS = [f.name for f in dataclasses.fields(Metrics)]
+METRICS = [f.name for f in dataclasses.fields(Metrics) if f.name != "phases"]
 HISTORY = [f.name for f in dataclasses.fields(HistoryRow)]
+# Where and on what a run ran: runs that differ in these are never averaged together.
+CONDITIONS = ["device_kinds", "strategy_used", "tensorflow_version"]  # precision is config
+_CONFIG_FIELDS = {f.name for f in dataclasses.fields(Config)} | {"experiment"}
+_GROUPS = ("backbone", "dataset", "head", "freeze", "optimizer", "augment")
 _DROPPED = ("history", "schema_version", "wandb.dir")
+
+
+def config_columns(runs: pd.DataFrame) -> list[str]:
+    """The columns that came from the run's config (axes under their short names)."""
+    short = {new for old, new in RENAMES.items() if old.startswith("config.")}
+    return [c for c in runs.columns if c in short or c.split(".")[0] in _CONFIG_FIELDS]
+
+
+def identity_columns(runs: pd.DataFrame) -> list[str]:
+    """What makes two runs the same experiment: every config key but ``seed`` and where the
+    run's outputs went (``NOT_IDENTITY``), plus the conditions it ran under."""
+    ignored = [RENAMES.get(f"config.{key}", key) for key in NOT_IDENTITY]
+    keys = [
+        c for c in config_columns(runs)
+        if c != "seed" and not any(c == k or c.startswith(f"{k}.") for k in ignored)
+    ]  # fmt: skip
+    return keys + [c for c in CONDITIONS if c in runs]
+
+
+def phase_columns(runs: pd.DataFrame) -> list[str]:
+    """Per-phase figures of multi-phase runs (``phases.head.epoch_time_s`` ...)."""
+    return [
+        c for c in runs.columns if c.startswith("phases.") and not c.startswith("phases.train.")
+    ]
 
 
 @dataclass
@@ -84,6 +114,7 @@ def record_from_wandb(run, history: list[dict] | None = None) -> Record:
     config = {k: v for k, v in dict(run.config).items() if not k.startswith("_")}
     run_id = config.pop("run_id", run.id)
     env = config.pop("env", {})
+    config = config.pop("bench_config", None) or nested(config)
     summary = dict(run.summary)
     status = summary.get("status") or ("completed" if run.state == "finished" else "failed")
     error = None
@@ -96,12 +127,36 @@ def record_from_wandb(run, history: list[dict] | None = None) -> Record:
         finished_at=None,
         config=config,
         env=record.pick(record.Env, env),
-        metrics=Metrics(**{key: summary.get(key) for key in METRICS}),
-        history=[record.pick(HistoryRow, row) for row in history or [] if "epoch" in row],
+        metrics=record.metrics_from_dict(summary),
+        history=latest_epochs(history or []),
         wandb=WandbInfo(mode="online", id=run.id, url=getattr(run, "url", None)),
         error=error,
         job={"group": run.group},
     )
+
+
+def nested(config: dict) -> dict:
+    """A sweep agent's flat config (``optimizer.lr``, ``backbone: b1``) in the multirun layout."""
+    out: dict = {}
+    # Dotted keys last: the agent's flat value wins over the nested one given to wandb.init.
+    for key, value in sorted(config.items(), key=lambda item: "." in item[0]):
+        if key in _GROUPS and not isinstance(value, dict):
+            value = {"name": value}
+        *parents, leaf = key.split(".")
+        node = out
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        if isinstance(value, dict) and isinstance(node.get(leaf), dict):
+            node[leaf].update(value)
+        else:
+            node[leaf] = value
+    return out
+
+
+def latest_epochs(rows: list[dict]) -> list[HistoryRow]:
+    """One row per epoch, the last one logged (a resumed run logs its epochs again)."""
+    by_epoch = {int(row["epoch"]): row for row in rows if row.get("epoch") is not None}
+    return [record.pick(HistoryRow, {**by_epoch[e], "epoch": e}) for e in sorted(by_epoch)]
 
 
 def from_wandb(
@@ -165,5 +220,6 @@ def history_frame(found: list[Record], runs: pd.DataFrame) -> pd.DataFrame:
     """Per-epoch rows in long format, with the run's id and its axes from ``runs``."""
     rows = [{"run_id": r.run_id, **dataclasses.asdict(row)} for r in found for row in r.history]
     history = pd.DataFrame(rows, columns=["run_id", *HISTORY])
-    keep = ["run_id", *(a for a in AXES if a in runs and a not in history)]
+    wanted = ["status", *AXES, *identity_columns(runs)]
+    keep = ["run_id", *(c for c in dict.fromkeys(wanted) if c in runs and c not in history)]
     return history.merge(runs[keep], on="run_id", how="left")

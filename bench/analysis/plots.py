@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 _PHASE_MARKERS = {"train": "", "head": "o", "finetune": "s"}
 
@@ -68,6 +69,8 @@ def accuracy_curves(history: pd.DataFrame, keys: list[str], dataset: str, out: P
     Markers show each epoch's phase; a dashed line marks where a phase changes.
     """
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    text = {k: history[k].map(lambda v: "-" if v is None or v != v else str(v)) for k in keys}
+    history = history.assign(**{k: v for k, v in text.items() if history[k].dtype == object})
     by_epoch = history.groupby([*keys, "epoch"], dropna=False).agg(
         mean=("val_accuracy", "mean"), std=("val_accuracy", "std"), phase=("phase", "first")
     )
@@ -85,6 +88,7 @@ def accuracy_curves(history: pd.DataFrame, keys: list[str], dataset: str, out: P
         changed = rows["phase"].ne(rows["phase"].shift()).to_numpy()[1:]
         for epoch in rows["epoch"].to_numpy()[1:][changed]:
             ax.axvline(epoch - 0.5, color=color, linestyle="--", linewidth=0.8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_xlabel("epoch (dashed: phase change; o head, s fine-tune)")
     ax.set_ylabel("validation accuracy")
     ax.set_title(f"Validation accuracy per epoch - {dataset}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import importlib.resources
 import sys
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import pandas as pd
 from bench.analysis import cli, plots, tables
 from bench.analysis.load import METRICS, Loaded
 from bench.analysis.verdict import primary_metric, verdict
+from bench.core import schema
 from bench.core.wandb_mode import has_credentials
 
 # results/reference/ of the repository, shipped in the wheel as the bench.reference package.
@@ -46,22 +48,45 @@ class Section:
     figures: list[Path] = field(default_factory=list)
 
 
+@functools.cache
+def recipe_length(preset: str) -> int:
+    """Epochs a preset trains (head-only epochs included), from its composed config."""
+    cfg = schema.compose([f"experiment={preset}"])
+    return int(cfg.epochs) + int(cfg.freeze.head_epochs)
+
+
 def reference(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """Published numbers next to ours, for runs of a preset that match a reference row."""
+    """Published numbers next to ours, for runs of a preset that match a reference row.
+
+    The ``recipe`` column says whether our runs trained as long as the published recipe
+    or were shortened (``epochs=5`` on a 50-epoch preset), so the two are not read as peers.
+    """
     with REFERENCE.open() as handle:
         published = pd.read_csv(handle)
     ours = runs[(runs["status"] == "completed") & (runs["dataset"] == dataset)]
     if ours.empty or "experiment" not in ours:
         return pd.DataFrame()
+    ours = ours.assign(length=ours["epochs"] + ours["freeze.head_epochs"])
     keys = ["experiment", "backbone", "dataset", "freeze"]
-    means = ours.groupby(keys, dropna=True)[list(METRICS)].mean().reset_index()
+    grouped = ours.groupby([*keys, "length"], dropna=True)
+    means = grouped[list(METRICS)].mean().join(grouped.size().rename("n")).reset_index()
     merged = published.rename(columns={"preset": "experiment"}).merge(means, on=keys)
     if merged.empty:
         return merged
     merged["ours"] = [row[row["metric"]] for _, row in merged.iterrows()]
-    return merged[[*keys, "metric", "value", "ours", "source"]].rename(
+    merged["recipe"] = [
+        _length_note(row["experiment"], int(row["length"])) for _, row in merged.iterrows()
+    ]
+    return merged[[*keys, "metric", "value", "ours", "n", "recipe", "source"]].rename(
         columns={"value": "published"}
     )
+
+
+def _length_note(preset: str, ours: int) -> str:
+    theirs = recipe_length(preset)
+    if ours == theirs:
+        return f"same length ({theirs} epochs)"
+    return f"shortened: {ours} of {theirs} epochs, not comparable"
 
 
 def sections(loaded: Loaded, rows: list[str], cols: list[str], out: Path) -> list[Section]:
@@ -69,7 +94,10 @@ def sections(loaded: Loaded, rows: list[str], cols: list[str], out: Path) -> lis
     found = []
     for dataset, table in tables.compare(loaded.runs, rows, cols).items():
         keys = list(table.index.names)
-        history = loaded.history[loaded.history["dataset"] == dataset]
+        # Curves of completed runs only: a failed run's partial epochs are not part of a mean.
+        history = loaded.history[
+            (loaded.history["dataset"] == dataset) & (loaded.history["status"] == "completed")
+        ]
         figures_dir = out / "figures"
         figures = [
             plots.training_time(table, dataset, figures_dir),

@@ -12,37 +12,64 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.analysis import cli
-from bench.analysis.load import AXES, METRICS, Loaded
+from bench.analysis import cli, stats
+from bench.analysis.load import METRICS, Loaded, identity_columns, phase_columns
 
 
-def varying_axes(runs: pd.DataFrame, exclude: tuple[str, ...] = ("seed",)) -> list[str]:
-    """Axes that take more than one value among ``runs`` (seeds excluded)."""
-    return [a for a in AXES if a in runs and a not in exclude and runs[a].nunique(dropna=False) > 1]
+def group_keys(part: pd.DataFrame, rows: list[str], cols: list[str]) -> list[str]:
+    """``rows`` + ``cols``, the resolution beside the backbone, and every identity key that
+    varies among ``part``: only runs that differ in nothing but their seed share a group."""
+    extra = ["image_size"] if "backbone" in rows + cols and "image_size" in part else []
+    varying = [
+        c for c in identity_columns(part)
+        if c != "dataset" and part[c].astype(str).nunique() > 1
+    ]  # fmt: skip
+    return list(dict.fromkeys(rows + cols + extra + varying))
 
 
 def compare(
     runs: pd.DataFrame, rows: list[str] | None = None, cols: list[str] | None = None
 ) -> dict[str, pd.DataFrame]:
-    """Comparison tables per dataset: mean, std and count of each metric per group.
+    """Comparison tables per dataset: mean, std, count and 95% interval of each metric per group.
 
-    Runs are grouped by ``rows`` + ``cols`` and every other axis that varies, so that only
-    repeated seeds are ever averaged together.
+    Completed runs are grouped by :func:`group_keys`, so a row averages exactly the runs
+    whose resolved configs and conditions differ only in ``seed``.
 
     Returns:
         ``{dataset: table}``; each table has one row per group and columns
-        ``(metric, stat)`` with stat in mean, std, count. ``cols`` stay in the index; see
-        :func:`pivot` for the wide layout.
+        ``(metric, stat)`` with stat in mean, std, count, ci_low, ci_high. ``cols`` stay in
+        the index; see :func:`pivot` for the wide layout.
     """
     rows, cols = list(rows or ["backbone"]), list(cols or [])
     done = runs[runs["status"] == "completed"]
     tables = {}
     for dataset, part in done.groupby("dataset", sort=True):
-        keys = rows + cols + [a for a in varying_axes(part) if a not in rows + cols + ["dataset"]]
-        present = [m for m in METRICS if m in part and part[m].notna().any()]
-        table = part.groupby(keys, dropna=False)[present].agg(["mean", "std", "count"])
-        tables[str(dataset)] = table
+        keys = group_keys(part, rows, cols)
+        part = part.assign(**{k: _comparable(part[k]) for k in keys if part[k].dtype == object})
+        metrics = [m for m in METRICS + phase_columns(part) if m in part and part[m].notna().any()]
+        table = part.groupby(keys, dropna=False)[metrics].agg(["mean", "std", "count"])
+        tables[str(dataset)] = with_intervals(table)
     return tables
+
+
+def _comparable(column: pd.Series) -> pd.Series:
+    """Object keys as text, so that None, numbers and strings sort together."""
+    return column.map(lambda v: "-" if v is None or v != v else str(v))
+
+
+def with_intervals(table: pd.DataFrame) -> pd.DataFrame:
+    """Adds each metric's 95% interval of the mean (NaN for a single run), metrics in order."""
+    parts = {}
+    for metric in dict.fromkeys(table.columns.get_level_values(0)):
+        part = table[metric].copy()
+        bounds = [
+            stats.mean_interval(m, s, int(n)) or (float("nan"), float("nan"))
+            for m, s, n in zip(part["mean"], part["std"], part["count"], strict=True)
+        ]
+        part["ci_low"] = [low for low, _ in bounds]
+        part["ci_high"] = [high for _, high in bounds]
+        parts[metric] = part
+    return pd.concat(parts, axis=1)
 
 
 def pivot(table: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
@@ -51,14 +78,14 @@ def pivot(table: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
 
 
 def display(table: pd.DataFrame) -> pd.DataFrame:
-    """Human-readable cells: ``mean ± std (n)``, memory in MiB, parameters in millions."""
+    """Human-readable cells: ``mean ± std (n; 95% CI)``, memory in MiB, parameters in millions."""
     out = pd.DataFrame(index=table.index)
     for metric in dict.fromkeys(table.columns.get_level_values(0)):
-        mean, std, count = (table[(metric, stat)] for stat in ("mean", "std", "count"))
+        columns = [table[(metric, k)] for k in ("mean", "std", "count", "ci_low", "ci_high")]
         name, scale, digits = _unit(metric)
         out[name] = [
-            _cell(m / scale, s / scale, int(n), digits)
-            for m, s, n in zip(mean, std, count, strict=True)
+            _cell(m / scale, s / scale, int(n), lo / scale, hi / scale, digits)
+            for m, s, n, lo, hi in zip(*columns, strict=True)
         ]
     return out
 
@@ -73,12 +100,15 @@ def _unit(metric: str) -> tuple[str, float, int]:
     return metric, 1.0, 1
 
 
-def _cell(mean: float, std: float, count: int, digits: int) -> str:
+def _cell(mean: float, std: float, count: int, low: float, high: float, digits: int) -> str:
     if pd.isna(mean):
         return "-"
     if count < 2 or pd.isna(std):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f} (n={count})"
+        return f"{mean:.{digits}f} (n={count})"
+    return (
+        f"{mean:.{digits}f} ± {std:.{digits}f} "
+        f"(n={count}; 95% CI {low:.{digits}f} to {high:.{digits}f})"
+    )
 
 
 def write_tables(loaded: Loaded, out: Path, rows: list[str], cols: list[str]) -> list[Path]:

@@ -178,7 +178,7 @@ class Record:
             finished_at=data["finished_at"],
             config=data["config"],
             env=pick(Env, data["env"]),
-            metrics=_metrics(data["metrics"]),
+            metrics=metrics_from_dict(data["metrics"]),
             history=[pick(HistoryRow, row) for row in data["history"]],
             wandb=pick(WandbInfo, data["wandb"]),
             error=None if data["error"] is None else pick(ErrorInfo, data["error"]),
@@ -187,7 +187,8 @@ class Record:
         )
 
 
-def _metrics(values: dict) -> Metrics:
+def metrics_from_dict(values: dict) -> Metrics:
+    """A :class:`Metrics` from its JSON layout (phases included), ignoring unknown keys."""
     metrics = pick(Metrics, values)
     metrics.phases = {
         name: pick(PhaseMetrics, p) for name, p in (values.get("phases") or {}).items()

@@ -24,7 +24,7 @@ from bench.core.schema import Config, Loader, Policy, Source, WandbMode
 from bench.core.wandb_mode import has_credentials
 
 # Keys that say where or how a run is executed, not what it is: they stay out of run_id.
-_NOT_IDENTITY = ("results_dir", "data_dir", "isolate", "wandb", "dataset.download")
+NOT_IDENTITY = ("results_dir", "data_dir", "isolate", "wandb", "dataset.download")
 _MIN_IMAGE_SIZE = 32  # the smallest input Keras EfficientNet and MobileNetV2 accept
 
 
@@ -248,7 +248,7 @@ def resolve(cfg: Config) -> None:
 def run_id(cfg: Config) -> str:
     """A stable 12-hex-digit hash of what defines the run (seed included)."""
     identity = OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
-    for dotted in _NOT_IDENTITY:
+    for dotted in NOT_IDENTITY:
         *parents, leaf = dotted.split(".")
         node = identity
         for parent in parents:

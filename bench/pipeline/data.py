@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 import tf_keras as keras
@@ -139,14 +140,22 @@ def pipeline(
 
 
 def augmentation(aug: AugmentConfig, seed: int) -> keras.Sequential | None:
-    """Keras preprocessing layers for the augment config, or None when it asks for none."""
+    """Keras preprocessing layers for the augment config, or None when it asks for none.
+
+    Each layer gets its own seed derived from the run's (``numpy.random.SeedSequence``):
+    layers seeded alike would draw the same random numbers, so a flip and a rotation
+    would always fire together.
+    """
+    seeds = iter(int(s) for s in np.random.SeedSequence(seed).generate_state(4))
     layers = []
     if aug.flip != Flip.none:
-        layers.append(keras.layers.RandomFlip(Flip(aug.flip).value, seed=seed))
+        layers.append(keras.layers.RandomFlip(Flip(aug.flip).value, seed=next(seeds)))
     if aug.rotation:
-        layers.append(keras.layers.RandomRotation(aug.rotation, seed=seed))
+        layers.append(keras.layers.RandomRotation(aug.rotation, seed=next(seeds)))
     if aug.translation:
-        layers.append(keras.layers.RandomTranslation(aug.translation, aug.translation, seed=seed))
+        layers.append(
+            keras.layers.RandomTranslation(aug.translation, aug.translation, seed=next(seeds))
+        )
     if aug.contrast:
-        layers.append(keras.layers.RandomContrast(aug.contrast, seed=seed))
+        layers.append(keras.layers.RandomContrast(aug.contrast, seed=next(seeds)))
     return keras.Sequential(layers, name="augment") if layers else None
