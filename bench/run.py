@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 import bench  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 from bench.core import schema
+from bench.core.errors import EXIT_CONFIG_ERROR
 from bench.launch import job
 
 schema.register()
@@ -23,5 +24,16 @@ def main(cfg: DictConfig) -> dict:
     return job.run(cfg)
 
 
+def cli() -> None:
+    """Runs the Hydra app. Hydra exits 1 for any failure; one before any job started means
+    it could not compose the config (an unknown option or key), a config error: exit 2."""
+    try:
+        main()
+    except SystemExit as exit:
+        if exit.code == 1 and not job.started():
+            raise SystemExit(EXIT_CONFIG_ERROR) from None
+        raise
+
+
 if __name__ == "__main__":
-    main()
+    cli()

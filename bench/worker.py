@@ -2,18 +2,46 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import os
+import signal
 import sys
 from pathlib import Path
 
 import bench  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
+from bench.core.errors import Interrupted
 from bench.core.spec import RunSpec
 from bench.pipeline.execute import execute
 
 
 def main(argv: list[str]) -> int:
     """Runs the spec file named by ``argv[0]``; exit code 1 when the run failed."""
+    die_with_launcher()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, interrupt)
     spec = RunSpec.from_json(Path(argv[0]).read_text())
     return 0 if execute(spec).completed else 1
+
+
+def interrupt(signum, frame) -> None:
+    """SIGTERM or SIGINT: stop training now; the run records ``Interrupted`` and keeps its
+    checkpoint, so a relaunch resumes. Later signals are ignored while the record is written."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+    name = signal.Signals(signum).name
+    raise Interrupted(f"stopped by {name}; the checkpoint is kept, relaunch to resume")
+
+
+def die_with_launcher() -> None:
+    """Asks Linux to send this worker SIGTERM when its launcher dies, so none outlives it."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: the launcher still forwards the signals it receives
+    if os.getppid() == 1:  # the launcher died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,10 @@ def test_backbone_builds_with_keras_parameter_count(name):
     spec = make_spec(f"backbone={name}", "backbone.weights=none", "image_size=64")
     backbone = model.keras_backbone(spec, (64, 64, 3))
     assert backbone.count_params() == KERAS_NOTOP_PARAMS[name]
+    # The registry's block count (used to validate freeze.blocks before training) is the
+    # number of blocks its pattern finds in the model Keras builds.
+    found = {spec.backbone.block_of(layer.name) for layer in backbone.layers} - {None}
+    assert len(found) == backbones.get(name).blocks
 
 
 def test_registry_covers_the_counts():

@@ -143,3 +143,29 @@ def test_every_preset_runs_end_to_end_on_shapes(tmp_path, tfds_dir, hub_dir, pre
     phases = ["head", "finetune"] if cfg.freeze.head_epochs else ["train"]
     assert [row["phase"] for row in record["history"]] == phases
     assert [row["epoch"] for row in record["history"]] == list(range(1, len(phases) + 1))
+
+
+def test_a_killed_rerun_does_not_report_the_earlier_completed_record_as_its_own(tmp_path, tfds_dir):
+    """The launcher reads back only the record its own worker wrote (the attempt id), and
+    the completed record survives the killed forced rerun."""
+    args = ["epochs=2", *TINY, "wandb.mode=disabled"]
+    first = bench_run(tmp_path, tfds_dir, *args)
+    assert first.returncode == 0, first.stderr[-2000:]
+    (done,) = load_records(tmp_path)
+    assert done["status"] == "completed"
+    command = [sys.executable, "-m", "bench.run", *args, "force=true"]
+    command.append(f"results_dir={tmp_path / 'runs'}")
+    parent = subprocess.Popen(
+        command, cwd=tmp_path, env=bench_env(tmp_path, tfds_dir), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    for line in parent.stdout:
+        if "Epoch 1/2" in line:
+            psutil.Process(parent.pid).children()[0].kill()
+            break
+    rest = parent.stdout.read()
+    assert parent.wait(timeout=120) != 0
+    assert "job 1 failed" in rest and "job 1 completed" not in rest
+    assert "WorkerDied" in rest
+    (kept,) = load_records(tmp_path)
+    assert kept["status"] == "completed" and kept["job"]["attempt"] == done["job"]["attempt"]

@@ -104,7 +104,7 @@ def test_a_rerun_resumes_the_same_wandb_run(multirun, tfds_dir):
     tmp, _, found = multirun
     first = next(r for r in found if r["config"]["seed"] == 1)
     args = ["seed=1", "backbone=mobilenet_v2", "epochs=2", *TINY, "experiment=demo"]
-    proc = bench_run(tmp, tfds_dir, *args, "image_size=32")
+    proc = bench_run(tmp, tfds_dir, *args, "image_size=32", "force=true")  # else: skipped
     assert proc.returncode == 0, proc.stderr[-3000:]
     again = next(r for r in load_records(tmp) if r["config"]["seed"] == 1)
     assert again["run_id"] == first["run_id"] == again["wandb"]["id"]

@@ -103,7 +103,7 @@ def _unit(metric: str) -> tuple[str, float, int]:
 def _cell(mean: float, std: float, count: int, low: float, high: float, digits: int) -> str:
     if pd.isna(mean):
         return "-"
-    if count < 2 or pd.isna(std):
+    if count < 2 or pd.isna(std) or std == 0:  # one run, or identical runs (parameters)
         return f"{mean:.{digits}f} (n={count})"
     return (
         f"{mean:.{digits}f} ± {std:.{digits}f} "

@@ -10,6 +10,7 @@ The module imports no TensorFlow, so configs can be validated before TF is loade
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class BackboneInfo:
         hub_fine_tunable: Whether ``hub_handle`` can be fine-tuned (TF1 hub.Modules cannot).
         hub_handle_tf2: A fine-tunable TF2 SavedModel handle for the same network.
         block_pattern: Regex whose group 1 names the block a layer belongs to.
+        blocks: How many blocks ``block_pattern`` finds in the Keras model.
     """
 
     name: str
@@ -53,6 +55,7 @@ class BackboneInfo:
     hub_fine_tunable: bool
     hub_handle_tf2: str
     block_pattern: str
+    blocks: int
 
     def input_range(self, source: str) -> tuple[float, float]:
         """The pixel range this backbone expects from ``source`` (``keras`` or ``hub``)."""
@@ -77,6 +80,12 @@ class BackboneInfo:
         return getattr(tf_keras.applications, self.keras_builder)(**kwargs)
 
 
+# EfficientNet's seven stages repeat their block (1, 2, 2, 3, 3, 4, 1) times, scaled by
+# the variant's depth coefficient and rounded up (Tan & Le 2019; Keras' round_repeats).
+_STAGE_REPEATS = (1, 2, 2, 3, 3, 4, 1)
+_DEPTH = (1.0, 1.1, 1.2, 1.4, 1.8, 2.2, 2.6, 3.1)
+
+
 def _efficientnet(index: int, resolution: int) -> BackboneInfo:
     return BackboneInfo(
         name=f"b{index}",
@@ -88,6 +97,7 @@ def _efficientnet(index: int, resolution: int) -> BackboneInfo:
         hub_fine_tunable=False,
         hub_handle_tf2=f"https://tfhub.dev/tensorflow/efficientnet/b{index}/feature-vector/1",
         block_pattern=_EFFICIENTNET_BLOCKS,
+        blocks=sum(math.ceil(_DEPTH[index] * repeats) for repeats in _STAGE_REPEATS),
     )
 
 
@@ -110,6 +120,7 @@ REGISTRY: dict[str, BackboneInfo] = {
             hub_fine_tunable=True,
             hub_handle_tf2=_MOBILENET_V2_HUB,
             block_pattern=_MOBILENET_V2_BLOCKS,
+            blocks=17,  # expanded_conv and block_1 .. block_16
         ),
     ]
 }

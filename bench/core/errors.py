@@ -66,5 +66,13 @@ class Diverged(RuntimeError):
     """The loss became NaN or infinite; training stopped (Keras' TerminateOnNaN)."""
 
 
+class OutOfMemory(RuntimeError):
+    """The run needed more device or host memory than there was."""
+
+
+class Interrupted(RuntimeError):
+    """The run got SIGTERM or SIGINT (pre-emption, scancel, a sweep agent stopping it)."""
+
+
 class WorkerDied(RuntimeError):
     """The worker process ended without writing its record (killed, out of memory)."""

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
@@ -135,6 +136,18 @@ class ErrorInfo:
 
 
 @dataclass
+class SkippedFiles:
+    """Input files left out because they could not be decoded (a ``folder`` dataset)."""
+
+    count: int = 0
+    first: list[str] = field(default_factory=list)  # the first few, relative to dataset.path
+
+    @classmethod
+    def of(cls, paths: list[str], shown: int = 10) -> SkippedFiles:
+        return cls(count=len(paths), first=list(paths[:shown]))
+
+
+@dataclass
 class Record:
     """One run's result, as written to ``<results_dir>/<run_id>.json``."""
 
@@ -150,6 +163,11 @@ class Record:
     error: ErrorInfo | None = None
     job: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    # How many attempts the point has had (every one kept under attempts/<run_id>/), and how
+    # many times this run was resumed from its checkpoint.
+    attempts: int = field(default=1, metadata={"since": 2})
+    resumes: int = field(default=0, metadata={"since": 2})
+    skipped_files: SkippedFiles = field(default_factory=SkippedFiles, metadata={"since": 2})
 
     @property
     def completed(self) -> bool:
@@ -184,6 +202,9 @@ class Record:
             error=None if data["error"] is None else pick(ErrorInfo, data["error"]),
             job=data.get("job") or {},
             schema_version=data["schema_version"],
+            attempts=data.get("attempts", 1),
+            resumes=data.get("resumes", 0),
+            skipped_files=pick(SkippedFiles, data.get("skipped_files") or {}),
         )
 
 
@@ -242,11 +263,50 @@ def path_for(results_dir: str | os.PathLike, run_id: str) -> Path:
     return Path(results_dir) / f"{run_id}.json"
 
 
+def attempt_path(results_dir: str | os.PathLike, run_id: str, attempt: str) -> Path:
+    """Where one attempt of a point is kept: ``attempts/<run_id>/<attempt>.json``."""
+    return Path(results_dir) / "attempts" / run_id / f"{attempt}.json"
+
+
+def save(record: Record, results_dir: str | os.PathLike) -> Path:
+    """Keeps this attempt, and makes it the point's record unless that would replace a
+    completed record with a failed one (a failed rerun never loses a result).
+
+    Returns:
+        ``<results_dir>/<run_id>.json``.
+    """
+    attempt = record.job.get("attempt") or uuid.uuid4().hex
+    folder = attempt_path(results_dir, record.run_id, attempt).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    record.attempts = len({*folder.glob("*.json"), folder / f"{attempt}.json"})
+    _write_atomic(record, folder / f"{attempt}.json")
+    target = path_for(results_dir, record.run_id)
+    try:
+        current = read(target)
+    except (OSError, ValueError):
+        current = None
+    if current is not None and current.completed and not record.completed:
+        current.attempts = record.attempts
+        record = current
+    return _write_atomic(record, target)
+
+
+def find_attempt(results_dir: str | os.PathLike, run_id: str, attempt: str) -> Record | None:
+    """The record one attempt wrote, or None when it wrote none."""
+    try:
+        return read(attempt_path(results_dir, run_id, attempt))
+    except (OSError, ValueError):
+        return None
+
+
 def write(record: Record, results_dir: str | os.PathLike) -> Path:
     """Writes ``<results_dir>/<run_id>.json`` atomically (temp file + rename)."""
-    directory = Path(results_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    target = path_for(directory, record.run_id)
+    Path(results_dir).mkdir(parents=True, exist_ok=True)
+    return _write_atomic(record, path_for(results_dir, record.run_id))
+
+
+def _write_atomic(record: Record, target: Path) -> Path:
+    directory = target.parent
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{record.run_id}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as handle:

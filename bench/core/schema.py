@@ -184,6 +184,7 @@ class Config:
     results_dir: str = "results/runs"
     data_dir: str | None = None  # null: TFDS_DATA_DIR or ~/tensorflow_datasets
     isolate: bool = True  # run each job in a fresh process (own memory, time, Keras state)
+    force: bool = False  # train a point again even when its record is completed
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
 

@@ -24,7 +24,7 @@ from bench.core.schema import Config, Loader, Policy, Source, WandbMode
 from bench.core.wandb_mode import has_credentials
 
 # Keys that say where or how a run is executed, not what it is: they stay out of run_id.
-NOT_IDENTITY = ("results_dir", "data_dir", "isolate", "wandb", "dataset.download")
+NOT_IDENTITY = ("results_dir", "data_dir", "isolate", "force", "wandb", "dataset.download")
 _MIN_IMAGE_SIZE = 32  # the smallest input Keras EfficientNet and MobileNetV2 accept
 
 
@@ -156,6 +156,13 @@ def _check_weights(weights: str) -> None:
 
 def _check_freeze(cfg: Config) -> None:
     freeze = cfg.freeze
+    blocks = backbones.get(cfg.backbone.name).blocks
+    top = freeze.policy == Policy.top_blocks and cfg.backbone.source == Source.keras
+    if top and freeze.blocks > blocks:
+        raise ConfigError(
+            "freeze.blocks", freeze.blocks, f"1 to {blocks} for {cfg.backbone.name}",
+            f"pass freeze.blocks={blocks} or fewer", why=f"{cfg.backbone.name} has {blocks} blocks",
+        )  # fmt: skip
     if freeze.policy == Policy.top_blocks and freeze.blocks < 1:
         raise ConfigError(
             "freeze.blocks", freeze.blocks, ">= 1 with freeze.policy=top_blocks",

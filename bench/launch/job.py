@@ -14,24 +14,57 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from bench.core import record
 from bench.core.console import say
 from bench.core.errors import EXIT_CONFIG_ERROR, UserError
 from bench.core.record import Record
 from bench.core.spec import JobInfo, RunSpec, build
-from bench.launch import isolate, progress
+from bench.launch import isolate, locks, progress
+
+_started = False  # set once a job's task function runs (see started())
+
+
+def started() -> bool:
+    """Whether Hydra got as far as running a job (so a failure was not in composing it)."""
+    return _started
 
 
 def run(cfg: DictConfig) -> dict:
     """The Hydra task function's body; returns the job's summary row.
 
+    A point whose record is completed is skipped (``force=true`` trains it again); a point
+    another process is training is skipped too; otherwise the point is claimed for the time
+    its worker runs.
+
     Raises:
         SystemExit: with code 2 when the config is wrong.
         progress.RunFailed: when the run failed, so Hydra counts the job as failed.
     """
+    global _started
+    _started = True
     spec = validated(cfg, job_info())
-    progress.announce(spec)
-    record = isolate.run(spec) if spec.cfg.isolate else in_this_process(spec)
-    return progress.outcome(record, spec)
+    if (done := completed(spec)) is not None:
+        return progress.skipped(done, spec)
+    claim = locks.claim(spec.cfg.results_dir, spec.run_id)
+    if not isinstance(claim, locks.Lock):
+        return progress.elsewhere(claim, spec)
+    with claim:
+        if (done := completed(spec)) is not None:  # finished by another process meanwhile
+            return progress.skipped(done, spec)
+        progress.announce(spec)
+        written = isolate.run(spec) if spec.cfg.isolate else in_this_process(spec)
+    return progress.outcome(written, spec)
+
+
+def completed(spec: RunSpec) -> Record | None:
+    """The point's completed record, unless ``force=true`` asks to train it again."""
+    if spec.cfg.force:
+        return None
+    try:
+        found = record.read(spec.record_path)
+    except (OSError, ValueError):
+        return None
+    return found if found.completed else None
 
 
 def validated(cfg: DictConfig, job: JobInfo) -> RunSpec:

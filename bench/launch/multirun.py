@@ -98,8 +98,7 @@ class MultirunProgress(Callback):
     def _summarise(self) -> None:
         self.printed = True
         config = self.config
-        done = sum(row.get("status") == "completed" for row in self.rows)
-        say(f"{len(self.rows)} jobs: {done} completed, {len(self.rows) - done} failed")
+        say(progress.counts(self.rows))
         print(progress.format_table(self.rows), flush=True)
         group = config.wandb.group or Path(config.hydra.sweep.dir).name
         columns = [key for _, key, _ in progress.COLUMNS] + ["record"]

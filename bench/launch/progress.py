@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from tabulate import tabulate
@@ -86,6 +87,46 @@ def outcome(record: Record, spec: RunSpec) -> dict[str, Any]:
     if not record.completed:
         raise RunFailed(f"run {spec.run_id} failed: {row['error']}", row)
     return row
+
+
+def skipped(done: Record, spec: RunSpec) -> dict[str, Any]:
+    """The row of a point whose record is already completed (nothing is trained)."""
+    say(
+        f"job {_place(spec)}: {spec.cfg.backbone.name} on {spec.cfg.dataset.name} "
+        f"run_id={spec.run_id} already completed ({spec.record_path}); skipped, "
+        "force=true trains it again"
+    )
+    return summary(done, spec)
+
+
+def elsewhere(holder: dict, spec: RunSpec) -> dict[str, Any]:
+    """The row of a point another launcher or agent is training right now."""
+    who = f"{holder.get('host')} pid {holder.get('pid')} since {holder.get('started_at')}"
+    say(f"job {_place(spec)}: run_id={spec.run_id} is being trained by {who}; skipped")
+    return {**summary_of(spec), "status": "running elsewhere"}
+
+
+def _place(spec: RunSpec) -> str:
+    return f"{spec.job.num + 1}/{spec.job.total}" if spec.job.total else str(spec.job.num + 1)
+
+
+def summary_of(spec: RunSpec) -> dict[str, Any]:
+    """A row for a job that has no record of its own."""
+    return {
+        "job": spec.job.num + 1, "backbone": spec.cfg.backbone.name,
+        "dataset": spec.cfg.dataset.name, "freeze": spec.cfg.freeze.name,
+        "run_id": spec.run_id, "record": str(spec.record_path),
+    }  # fmt: skip
+
+
+def counts(rows: list[dict]) -> str:
+    """``5 jobs: 4 completed, 1 failed`` (and any other status, e.g. running elsewhere)."""
+    found = Counter(row.get("status") or "failed" for row in rows)
+    others = {s: n for s, n in found.items() if s not in ("completed", "running elsewhere")}
+    text = f"{len(rows)} jobs: {found['completed']} completed, {sum(others.values())} failed"
+    if found["running elsewhere"]:
+        text += f", {found['running elsewhere']} running elsewhere"
+    return text
 
 
 def format_table(rows: list[dict]) -> str:

@@ -8,7 +8,7 @@ source expects (the registry says which).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
@@ -16,9 +16,11 @@ import tensorflow_datasets as tfds
 import tf_keras as keras
 
 import bench.pipeline.datasets.shapes  # noqa: F401  (registers the embedded TFDS builder)
+from bench.core.console import say
 from bench.core.errors import ConfigError, DataUnavailable
 from bench.core.schema import AugmentConfig, Config, Flip, Loader
 from bench.core.spec import RunSpec
+from bench.pipeline import folder
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -33,6 +35,7 @@ class Data:
     num_classes: int
     class_names: list[str]
     train_examples: int | None
+    skipped_files: list[str] = field(default_factory=list)  # unreadable, left out (folder)
 
 
 def load(spec: RunSpec, drop_remainder: bool = False) -> Data:
@@ -47,8 +50,9 @@ def load(spec: RunSpec, drop_remainder: bool = False) -> Data:
         DataUnavailable: when the data cannot be found or downloaded.
     """
     cfg = spec.cfg
+    skipped: list[str] = []
     if cfg.dataset.loader == Loader.folder:
-        raw, class_names = _folder_splits(cfg)
+        raw, class_names, skipped = _folder_splits(cfg)
     else:
         raw, class_names = _tfds_splits(cfg)
     input_range = spec.backbone.input_range(cfg.backbone.source.value)
@@ -62,6 +66,7 @@ def load(spec: RunSpec, drop_remainder: bool = False) -> Data:
         num_classes=cfg.dataset.num_classes or len(class_names),
         class_names=class_names,
         train_examples=train_examples,
+        skipped_files=skipped,
     )
 
 
@@ -103,18 +108,14 @@ def _tfds_splits(cfg: Config):
 
 
 def _folder_splits(cfg: Config):
-    train, val = keras.utils.image_dataset_from_directory(
-        cfg.dataset.path,
-        label_mode="int",
-        color_mode="rgb",
-        batch_size=None,
-        image_size=(cfg.image_size, cfg.image_size),
-        shuffle=True,
-        seed=cfg.seed,
-        validation_split=cfg.dataset.val_fraction,
-        subset="both",
-    )
-    return (train, val, None), list(train.class_names)
+    found = folder.load(cfg.dataset.path, cfg.dataset.val_fraction, cfg.seed)
+    if found.skipped:
+        more = ", ..." if len(found.skipped) > 5 else ""
+        say(
+            f"dataset.path={cfg.dataset.path}: skipped {len(found.skipped)} unreadable files "
+            f"({', '.join(found.skipped[:5])}{more})"
+        )
+    return (found.train, found.val, None), found.class_names, found.skipped
 
 
 def pipeline(

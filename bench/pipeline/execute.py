@@ -9,12 +9,15 @@ from __future__ import annotations
 import logging
 import traceback
 
+import tensorflow as tf
 import tf_keras as keras
 
 from bench.core import environment, record
-from bench.core.record import ErrorInfo, Metrics, Record, Status
+from bench.core.errors import OutOfMemory
+from bench.core.record import ErrorInfo, Metrics, Record, SkippedFiles, Status
 from bench.core.spec import RunSpec
 from bench.pipeline import data, measure, model, strategy, train
+from bench.pipeline.checkpoint import RunCheckpoint
 from bench.pipeline.tracker import Tracker
 
 log = logging.getLogger("bench")
@@ -31,8 +34,10 @@ def execute(spec: RunSpec) -> Record:
     """
     started_at = record.now()
     tracker = Tracker(spec)
-    result, facts, error = train.TrainResult(), None, None
+    checkpoint = RunCheckpoint(spec.cfg.results_dir, spec.run_id)
+    result, facts, error, resumes, dataset = train.TrainResult(), None, None, 0, None
     try:
+        resumes = checkpoint.start()
         tracker.start()
         keras.utils.set_random_seed(spec.cfg.seed)
         strat = strategy.select(spec.cfg.strategy)
@@ -44,7 +49,14 @@ def execute(spec: RunSpec) -> Record:
         tracker.update_config({"dataset": spec.config_dict()["dataset"]})
         with strat.scope():
             built = model.build(spec, dataset.num_classes, on_tpu)
-        train.run(built, dataset, spec, strat, tracker.log_epoch, result)
+        train.run(built, dataset, spec, strat, tracker.log_epoch, result, checkpoint)
+    except tf.errors.ResourceExhaustedError as exc:
+        error = OutOfMemory(
+            f"out of memory at batch_size={spec.cfg.batch_size}, image_size="
+            f"{spec.cfg.image_size} ({exc.message.splitlines()[0][:200]}); lower batch_size or "
+            "image_size"
+        )
+        log.error("run %s ran out of memory:\n%s", spec.run_id, traceback.format_exc())
     except Exception as exc:  # noqa: BLE001  (a failed run is recorded, not lost)
         error = exc
         log.error("run %s failed:\n%s", spec.run_id, traceback.format_exc())
@@ -60,8 +72,12 @@ def execute(spec: RunSpec) -> Record:
         wandb=tracker.info(),
         error=ErrorInfo.from_exception(error) if error else None,
         job=spec.job_dict(),
+        resumes=resumes,
+        skipped_files=SkippedFiles.of(dataset.skipped_files if dataset else []),
     )
-    path = record.write(written, spec.cfg.results_dir)
+    path = record.save(written, spec.cfg.results_dir)
+    if written.completed:
+        checkpoint.clear()
     tracker.finish(written, path)
     return written
 

@@ -27,10 +27,16 @@ class EpochRecorder(keras.callbacks.Callback):
     are numbered from 1 and continue across phases, because Keras is given ``initial_epoch``.
     """
 
-    def __init__(self, phase: str, on_row: Callable[[HistoryRow], None] | None = None):
+    def __init__(
+        self,
+        phase: str,
+        on_row: Callable[[HistoryRow], None] | None = None,
+        on_saved: Callable[[HistoryRow, float], None] | None = None,
+    ):
         super().__init__()
         self.phase = phase
         self.on_row = on_row
+        self.on_saved = on_saved
         self.rows: list[HistoryRow] = []
         self.train_seconds: list[float] = []
         self._start = self._train_end = 0.0
@@ -44,6 +50,12 @@ class EpochRecorder(keras.callbacks.Callback):
     def on_test_begin(self, logs=None):
         if not self._train_end:
             self._train_end = time.perf_counter()
+
+    def restore(self, rows: list[tuple[HistoryRow, float]]) -> float:
+        """Starts from epochs an earlier attempt finished; returns their seconds."""
+        self.rows = [row for row, _ in rows]
+        self.train_seconds = [seconds for _, seconds in rows]
+        return sum(row.epoch_time_s or 0.0 for row in self.rows)
 
     def phase_metrics(self, train_examples: int | None, wall_s: float) -> PhaseMetrics:
         """This phase's figures (see :class:`bench.core.record.PhaseMetrics`)."""
@@ -78,7 +90,12 @@ class EpochRecorder(keras.callbacks.Callback):
             lr=self._lr,
             epoch_time_s=end - self._start,
         )
-        self.rows.append(row)
+        # A resumed epoch that was logged but not backed up runs again: keep the new one.
+        kept = [i for i, old in enumerate(self.rows) if old.epoch != row.epoch]
+        self.rows = [self.rows[i] for i in kept] + [row]
+        self.train_seconds = [self.train_seconds[i] for i in kept] + [self.train_seconds[-1]]
+        if self.on_saved:
+            self.on_saved(row, self.train_seconds[-1])
         if self.on_row:
             self.on_row(row)
 

@@ -127,6 +127,8 @@ class Tracker:
         artifact.add_file(str(record_path), name="record.json")
         self.run.log_artifact(artifact)
         run_dir = os.path.dirname(self.run.dir)
+        if record.error and record.error.type == "Interrupted":
+            self.run.mark_preempting()  # W&B shows it as pre-empted, to be resumed
         self.run.finish(exit_code=0 if record.completed else 1)
         if self.mode == "offline":
             say(f"W&B run saved offline; upload it with: wandb sync {run_dir}")

@@ -15,6 +15,7 @@ from bench.core.record import HistoryRow, PhaseMetrics
 from bench.core.schema import OptimizerConfig, Policy
 from bench.core.spec import RunSpec
 from bench.pipeline import freeze, measure, optim
+from bench.pipeline.checkpoint import RunCheckpoint
 from bench.pipeline.data import Data
 from bench.pipeline.model import Built
 
@@ -67,6 +68,7 @@ def run(
     strategy: tf.distribute.Strategy,
     on_epoch: Callable[[HistoryRow], None] | None = None,
     result: TrainResult | None = None,
+    checkpoint: RunCheckpoint | None = None,
 ) -> TrainResult:
     """Trains every phase and evaluates the test split.
 
@@ -77,6 +79,9 @@ def run(
         strategy: The strategy the model was built under; compiling happens in its scope.
         on_epoch: Called with each history row as it is produced (W&B logging).
         result: Filled in place, so a caller keeps the epochs done if training fails.
+        checkpoint: Where each epoch is backed up; a run that has one resumes from it
+            (finished phases are loaded, the phase in progress continues after its last
+            finished epoch).
     """
     result = result if result is not None else TrainResult()
     steps = optim.steps_per_epoch(data.train_examples, spec.cfg.batch_size)
@@ -92,8 +97,19 @@ def run(
                 metrics=["accuracy"],
             )
         result.params_total, result.params_trainable = measure.parameter_counts(built.model)
-        recorder = measure.EpochRecorder(phase.name, on_epoch)
+        recorder = measure.EpochRecorder(
+            phase.name, on_epoch, on_saved=checkpoint.save_row if checkpoint else None
+        )
+        earlier = recorder.restore(checkpoint.rows(phase.name) if checkpoint else [])
+        if checkpoint and checkpoint.phase_done(phase.name):
+            checkpoint.load_phase(phase.name, built.model)
+            result.history.extend(recorder.rows)
+            result.phases[phase.name] = recorder.phase_metrics(data.train_examples, earlier)
+            result.train_time_s += earlier
+            done += phase.epochs
+            continue
         schedule_callbacks = optim.callbacks(phase.optimizer)
+        backup = [checkpoint.backup(phase.name)] if checkpoint else []
         start = time.perf_counter()
         try:
             built.model.fit(
@@ -102,16 +118,24 @@ def run(
                 initial_epoch=done,
                 epochs=done + phase.epochs,
                 # A NaN or infinite loss stops at once; recorder.diverged() then names it.
-                callbacks=[keras.callbacks.TerminateOnNaN(), recorder, *schedule_callbacks],
+                # The recorder saves each epoch's row before the backup saves the epoch.
+                callbacks=[
+                    keras.callbacks.TerminateOnNaN(),
+                    recorder,
+                    *backup,
+                    *schedule_callbacks,
+                ],
                 verbose=1 if sys.stdout.isatty() else 2,
             )
         finally:
-            wall = time.perf_counter() - start
+            wall = time.perf_counter() - start + earlier
             result.train_time_s += wall
             result.history.extend(recorder.rows)
             result.phases[phase.name] = recorder.phase_metrics(data.train_examples, wall)
         if recorder.diverged():
             raise recorder.diverged()
+        if checkpoint:
+            checkpoint.save_phase(phase.name, built.model)
         done += phase.epochs
     if data.test is not None:
         scores = built.model.evaluate(data.test, return_dict=True, verbose=0)

@@ -1,0 +1,82 @@
+"""A run's checkpoint folder, so that a relaunch continues where a crash, kill or pre-emption
+stopped it.
+
+``<results_dir>/checkpoints/<run_id>/`` holds, while the run is unfinished:
+
+- ``<phase>/``: Keras' ``BackupAndRestore`` backup of the phase in progress (model,
+  optimizer, epoch), written at the end of every epoch and removed by Keras when the
+  phase's ``fit`` ends normally;
+- ``<phase>.weights.h5``: the model after a finished phase, so a two-phase run killed in
+  its fine-tune phase does not train its head again;
+- ``history.jsonl``: every finished epoch's history row and training seconds, because the
+  worker's memory dies with it; a re-run epoch is logged again and the later row wins;
+- ``resumes``: how many times the run was started again.
+
+The folder is deleted when the run completes. Not restored (Keras' own limits): the data
+iterator's position and random state, and the counters of ReduceLROnPlateau.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import tf_keras as keras
+
+from bench.core.record import HistoryRow
+
+
+class RunCheckpoint:
+    """The checkpoint folder of one run (one point of a sweep)."""
+
+    def __init__(self, results_dir: str | Path, run_id: str):
+        self.dir = Path(results_dir) / "checkpoints" / run_id
+        self._history = self.dir / "history.jsonl"
+
+    def start(self) -> int:
+        """Counts this start; returns how many times the run was resumed before it."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        resumes_file = self.dir / "resumes"
+        resumes = int(resumes_file.read_text()) + 1 if self._history.exists() else 0
+        resumes_file.write_text(str(resumes))
+        return resumes
+
+    def backup(self, phase: str) -> keras.callbacks.BackupAndRestore:
+        """Keras' per-epoch backup for ``phase`` (never shared between runs or phases)."""
+        return keras.callbacks.BackupAndRestore(backup_dir=str(self.dir / phase))
+
+    def save_row(self, row: HistoryRow, train_s: float) -> None:
+        """Appends one finished epoch."""
+        with self._history.open("a") as handle:
+            handle.write(json.dumps({**dataclasses.asdict(row), "train_s": train_s}) + "\n")
+
+    def rows(self, phase: str) -> list[tuple[HistoryRow, float]]:
+        """The finished epochs of ``phase``, once each (the latest), in order."""
+        if not self._history.exists():
+            return []
+        latest: dict[int, dict] = {}
+        for line in self._history.read_text().splitlines():
+            if line.strip():
+                data = json.loads(line)
+                if data["phase"] == phase:
+                    latest[data["epoch"]] = data
+        return [
+            (HistoryRow(**{k: v for k, v in d.items() if k != "train_s"}), d["train_s"])
+            for _, d in sorted(latest.items())
+        ]
+
+    def phase_done(self, phase: str) -> bool:
+        return (self.dir / f"{phase}.weights.h5").exists()
+
+    def save_phase(self, phase: str, model: keras.Model) -> None:
+        """Keeps the model as it is after ``phase`` finished."""
+        model.save_weights(str(self.dir / f"{phase}.weights.h5"))
+
+    def load_phase(self, phase: str, model: keras.Model) -> None:
+        model.load_weights(str(self.dir / f"{phase}.weights.h5"))
+
+    def clear(self) -> None:
+        """Removes the folder (the run completed)."""
+        shutil.rmtree(self.dir, ignore_errors=True)
