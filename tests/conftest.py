@@ -12,6 +12,16 @@ import pytest
 
 import bench  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
+# Every test runs offline on purpose: a download (Keras ImageNet weights, a TF Hub handle)
+# goes to a refused local port, so tests that need it to fail stay true on a machine with
+# network. Set at import, before any fixture of any scope, and inherited by subprocesses.
+REFUSED = "http://127.0.0.1:9"
+for _name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+    os.environ[_name] = REFUSED
+for _name in ("NO_PROXY", "no_proxy"):
+    os.environ.pop(_name, None)
+os.environ["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"  # the packaging test runs pip offline
+
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"  # the same folder the package composes from (pkg://bench.conf)
 GROUPS = ("backbone", "dataset", "head", "freeze", "optimizer", "augment", "experiment")

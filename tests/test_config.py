@@ -10,7 +10,7 @@ from hydra.errors import ConfigCompositionException
 
 from bench.core import backbones
 from bench.core.errors import ConfigError
-from bench.core.spec import build, run_id
+from bench.core.spec import build
 from tests.conftest import GROUPS, compose, make_spec, options
 
 
@@ -87,7 +87,10 @@ def test_run_id_is_stable_and_ignores_where_a_run_goes():
     assert make_spec("backbone=b1", "epochs=3", "seed=7").run_id != base.run_id
     # The native size written out explicitly is the same run as leaving it to the registry.
     assert make_spec("backbone=b1", "epochs=3", "image_size=240").run_id == base.run_id
-    assert run_id(base.cfg) == base.run_id
+    for identity in ("optimizer.lr=0.5", "backbone=b2", "freeze=top_blocks", "head=linear"):
+        assert make_spec("backbone=b1", "epochs=3", identity).run_id != base.run_id, identity
+    for place in ("data_dir=/data", "isolate=false", "force=true", "dataset.download=false"):
+        assert make_spec("backbone=b1", "epochs=3", place).run_id == base.run_id, place
 
 
 def test_unknown_backbone_exits_with_hydra_choices_and_no_record(tmp_path):

@@ -47,29 +47,20 @@ def test_multirun_of_two_backbones_writes_two_complete_records(tmp_path, tfds_di
         assert record["run_id"] in proc.stdout.split("2 jobs:")[1]
 
 
-@pytest.mark.parametrize("isolate", [True, False], ids=["isolated", "one-process"])
-def test_each_job_measures_only_itself(tmp_path, tfds_dir, isolate):
-    """A heavy job then a light one: isolated, the light one keeps its own, lower peak.
-
-    The one-process case shows why isolation is the default: ru_maxrss never goes down in
-    a process, so there the light job reports the heavy job's peak.
-    """
+def test_each_job_measures_only_itself(tmp_path, tfds_dir):
+    """A heavy job then a light one: isolated, the light one keeps its own, lower peak."""
     sweep = ["-m", "backbone=b3,b0", "image_size=null", "epochs=1", *TINY[:2], "freeze=frozen"]
     sweep += ["dataset.train_split='train[:64]'", "dataset.val_split='validation[:32]'"]
     sweep += ["dataset.test_split=null", "batch_size=32", "wandb.mode=disabled"]
-    proc = bench_run(tmp_path, tfds_dir, *sweep, f"isolate={isolate}")
+    proc = bench_run(tmp_path, tfds_dir, *sweep)
     assert proc.returncode == 0, proc.stderr[-3000:]
     by_backbone = {r["config"]["backbone"]["name"]: r for r in load_records(tmp_path)}
     heavy, light = by_backbone["b3"], by_backbone["b0"]
     assert (heavy["config"]["image_size"], light["config"]["image_size"]) == (300, 224)
     heavy_rss = heavy["metrics"]["peak_host_rss_bytes"]
     light_rss = light["metrics"]["peak_host_rss_bytes"]
-    if isolate:
-        assert heavy["env"]["pid"] != light["env"]["pid"]
-        assert light_rss < heavy_rss
-    else:
-        assert heavy["env"]["pid"] == light["env"]["pid"]
-        assert light_rss >= heavy_rss
+    assert heavy["env"]["pid"] != light["env"]["pid"]
+    assert light_rss < heavy_rss
 
 
 def test_a_failed_job_does_not_stop_the_sweep(tmp_path, tfds_dir):

@@ -25,7 +25,8 @@ def multirun(tmp_path_factory, tfds_dir):
         patch.setenv("WANDB_API_KEY", MARKER)
         patch.setenv("WANDB_DIR", str(tmp))
         args = ["-m", "seed=1,2,3", "backbone=mobilenet_v2", "epochs=2", *TINY]
-        args += ["experiment=demo", "image_size=32"]
+        # The preset tags itself [demo]; replacing that list shows the tracker adds the name.
+        args += ["experiment=demo", "image_size=32", "wandb.tags=[mine]"]
         proc = bench_run(tmp, tfds_dir, *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp, proc, load_records(tmp)
@@ -51,7 +52,7 @@ def test_what_reached_wandb_matches_the_record(multirun):
         meta, config = run["run"], run["config"]
         assert meta.display_name == "mobilenet_v2-shapes-unfrozen-adam-bs32"
         assert meta.run_group == record["job"]["group"] and meta.run_group
-        assert "demo" in meta.tags
+        assert set(meta.tags) == {"mine", "demo"}
         assert config["backbone"]["name"] == "mobilenet_v2"
         assert config["seed"] == record["config"]["seed"]
         assert config["dataset"]["num_classes"] == 4
