@@ -171,3 +171,20 @@ def test_wandb_online_without_credentials_stops_before_training(monkeypatch):
     monkeypatch.setenv("NETRC", "/nonexistent")
     with pytest.raises(ConfigError, match="wandb.mode=online: no W&B credentials"):
         make_spec(*BASE, "wandb.mode=online")
+
+
+def test_an_out_of_memory_error_leaves_an_out_of_memory_record(tmp_path, tfds_dir, monkeypatch):
+    """Injected: TensorFlow's own error type raised from training, as a GPU raises it."""
+
+    def exhausted(*args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+
+    monkeypatch.setattr(train, "run", exhausted)
+    spec = make_spec(*BASE, "epochs=1", "batch_size=16", f"results_dir={tmp_path}",
+                     "wandb.mode=disabled", tfds_dir=tfds_dir)  # fmt: skip
+    record = execute(spec)
+    data = json.loads(spec.record_path.read_text())
+    assert not record.completed and data["error"]["type"] == "OutOfMemory"
+    assert (
+        "batch_size=16" in data["error"]["message"] and "image_size=32" in data["error"]["message"]
+    )
