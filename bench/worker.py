@@ -10,18 +10,28 @@ import sys
 from pathlib import Path
 
 import bench  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
-from bench.core.errors import Interrupted
+from bench.core.console import say
+from bench.core.errors import EXIT_CONFIG_ERROR, Interrupted, UserError
 from bench.core.spec import RunSpec
 from bench.pipeline.execute import execute
 
 
 def main(argv: list[str]) -> int:
-    """Runs the spec file named by ``argv[0]``; exit code 1 when the run failed."""
+    """Runs the spec file named by ``argv[0]``.
+
+    Returns:
+        0 when the run completed, 1 when it failed (its record says why), 2 for a config
+        error only the worker can see (the replica count), with nothing written.
+    """
     die_with_launcher()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, interrupt)
     spec = RunSpec.from_json(Path(argv[0]).read_text())
-    return 0 if execute(spec).completed else 1
+    try:
+        return 0 if execute(spec).completed else 1
+    except UserError as error:
+        say(f"config error: {error}", error=True)
+        return EXIT_CONFIG_ERROR
 
 
 def interrupt(signum, frame) -> None:

@@ -102,12 +102,20 @@ TINY = [
 ]
 
 
+def inject(env: dict, **faults: str) -> dict:
+    """``env`` with test faults switched on in worker processes (tests/inject/sitecustomize.py),
+    e.g. ``inject(env, BENCH_TEST_OOM_ABOVE="16")``."""
+    where = str(ROOT / "tests" / "inject")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [where, env.get("PYTHONPATH")]))
+    return {**env, **faults}
+
+
 def bench_run(tmp_path: Path, tfds_dir: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
     """Runs ``python -m bench.run ARGS`` in ``tmp_path``, records in ``tmp_path/runs``."""
     command = [sys.executable, "-m", "bench.run", *args, f"results_dir={tmp_path / 'runs'}"]
+    env = kwargs.pop("env", None) or bench_env(tmp_path, tfds_dir)
     return subprocess.run(
-        command, cwd=tmp_path, env=bench_env(tmp_path, tfds_dir), capture_output=True, text=True,
-        **kwargs,
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, **kwargs
     )  # fmt: skip
 
 

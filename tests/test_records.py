@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -92,10 +93,21 @@ def test_a_version_1_record_written_by_an_earlier_bench_still_reads():
     assert old.metrics.best_val_accuracy is not None and len(old.history) == 1
 
 
-def test_a_version_2_record_keeps_its_phases(tmp_path):
+def test_a_record_before_version_3_trained_at_the_batch_it_asked_for(tmp_path):
+    from bench.analysis import load
+
+    shutil.copy(Path(__file__).parent / "data" / "record_v1.json", tmp_path)
+    runs = load.from_records(tmp_path).runs
+    assert runs["effective_batch_size"].tolist() == runs["batch_size"].tolist()
+    assert runs["effective_batch_size"].notna().all()
+
+
+def test_a_version_3_record_keeps_its_phases_and_effective_batch(tmp_path):
     two = _record(
         metrics=Metrics(epochs_trained=3, phases={"head": record.PhaseMetrics(1, 2.0, 2.0, 50.0)})
     )
+    two.effective_batch_size = 16
     again = record.read(record.write(two, tmp_path))
     assert again.metrics.phases["head"] == record.PhaseMetrics(1, 2.0, 2.0, 50.0)
-    assert again.schema_version == record.SCHEMA_VERSION == 2
+    assert again.effective_batch_size == 16
+    assert again.schema_version == record.SCHEMA_VERSION == 3

@@ -20,8 +20,8 @@ import pytest
 from bench.core import record
 from bench.core.errors import EXIT_CONFIG_ERROR
 from bench.core.record import ErrorInfo, Record, Status
-from bench.launch import locks
-from tests.conftest import TINY, bench_env, bench_run, load_records
+from bench.launch import locks, oom
+from tests.conftest import TINY, bench_env, bench_run, inject, load_records
 
 
 def _record(run_id: str, status: Status, attempt: str) -> Record:
@@ -260,3 +260,70 @@ def test_a_folder_whose_files_are_all_unreadable_is_an_error(tmp_path):
         (tmp_path / name / "x.png").write_bytes(b"\x89PNG broken")
     with pytest.raises(DataUnavailable, match="split is empty"):
         folder.load(str(tmp_path), 0.2, seed=1)
+
+
+@pytest.mark.slow
+def test_a_multirun_survives_a_bad_weights_file_and_an_out_of_memory_job(tmp_path, tfds_dir):
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not an HDF5 file")
+    env = inject(bench_env(tmp_path, tfds_dir), BENCH_TEST_OOM_ABOVE="8")
+    tiny = [o for o in TINY if not o.startswith(("batch_size=", "wandb.mode=", "backbone.w"))]
+    args = ["-m", f"backbone.weights=none,{bad}", "batch_size=8,16", "epochs=1", *tiny]
+    proc = bench_run(tmp_path, tfds_dir, *args, "wandb.mode=disabled", env=env)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "4 jobs: 1 completed, 3 failed" in proc.stdout
+    found = {(r["config"]["backbone"]["weights"], r["config"]["batch_size"]): r
+             for r in load_records(tmp_path)}  # fmt: skip
+    assert found[("none", 8)]["status"] == "completed"
+    oom = found[("none", 16)]
+    assert oom["error"]["type"] == "OutOfMemory" and "batch_size=16" in oom["error"]["message"]
+    assert oom["effective_batch_size"] == 16
+    for batch in (8, 16):  # the weights fail first, whatever the batch
+        broken = found[(str(bad), batch)]
+        assert broken["status"] == "failed" and broken["error"]["type"] != "OutOfMemory"
+
+
+@pytest.mark.slow
+def test_oom_retry_trains_the_point_at_half_the_batch(tmp_path, tfds_dir):
+    env = inject(bench_env(tmp_path, tfds_dir), BENCH_TEST_OOM_ABOVE="16")
+    args = ["epochs=1", *TINY[:-1], "oom_retry=true", "wandb.mode=disabled"]  # batch_size=32
+    proc = bench_run(tmp_path, tfds_dir, *args, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "trying again at batch_size=16" in proc.stdout
+    (done,) = load_records(tmp_path)
+    assert done["status"] == "completed" and done["attempts"] == 2
+    assert done["config"]["batch_size"] == 32 and done["effective_batch_size"] == 16
+    (run_id,) = [p.name for p in (tmp_path / "runs" / "attempts").iterdir()]
+    tried = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "attempts" / run_id).iterdir()]
+    assert sorted(r["effective_batch_size"] for r in tried) == [16, 32]
+
+
+def test_oom_retry_halves_down_to_its_floor():
+    assert [oom.smaller_batch(b) for b in (64, 16, 15, 8)] == [32, 8, None, None]
+
+
+def _cgroup(tmp_path: Path, v2: bool, kills: int) -> tuple[Path, Path]:
+    tmp_path.mkdir()
+    proc_cgroup = tmp_path / "cgroup"
+    if v2:
+        proc_cgroup.write_text("0::/job\n")
+        events = tmp_path / "fs" / "job" / "memory.events"
+        text = f"low 0\nhigh 0\nmax 3\noom 2\noom_kill {kills}\n"
+    else:
+        proc_cgroup.write_text("4:memory:/job\n0::/\n")
+        events = tmp_path / "fs" / "memory" / "job" / "memory.oom_control"
+        text = f"oom_kill_disable 0\nunder_oom 0\noom_kill {kills}\n"
+    events.parent.mkdir(parents=True)
+    events.write_text(text)
+    return tmp_path / "fs", proc_cgroup
+
+
+@pytest.mark.parametrize("v2", [True, False], ids=["cgroup-v2", "cgroup-v1"])
+def test_a_sigkill_counted_by_the_memory_cgroup_is_out_of_memory(tmp_path, v2):
+    before = oom.kill_count(*_cgroup(tmp_path / "a", v2, kills=1))
+    after = oom.kill_count(*_cgroup(tmp_path / "b", v2, kills=2))
+    assert (before, after) == (1, 2)
+    assert oom.killed_by_oom(-signal.SIGKILL, before, after)
+    assert not oom.killed_by_oom(-signal.SIGKILL, before, before)  # killed by someone else
+    assert not oom.killed_by_oom(1, before, after)
+    assert oom.kill_count(tmp_path / "none", tmp_path / "no_such_file") is None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import tensorflow as tf
 from hydra.errors import ConfigCompositionException
@@ -41,3 +44,22 @@ def test_one_device_on_request():
     chosen = strategy.select("one_device")
     assert isinstance(chosen, tf.distribute.OneDeviceStrategy)
     assert strategy.describe(chosen)["replicas"] == 1
+
+
+def test_a_batch_the_replicas_cannot_share_names_the_batch_sizes_that_would():
+    """Two logical CPUs give MirroredStrategy two real replicas (in a fresh process: logical
+    devices must be configured before TensorFlow initialises them)."""
+    code = (
+        "import tensorflow as tf\n"
+        "cpu = tf.config.list_physical_devices('CPU')[0]\n"
+        "two = [tf.config.LogicalDeviceConfiguration()] * 2\n"
+        "tf.config.set_logical_device_configuration(cpu, two)\n"
+        "from bench.pipeline import strategy\n"
+        "mirrored = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])\n"
+        "strategy.check_batch(32, mirrored)\n"
+        "strategy.check_batch(33, mirrored)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "ConfigError" in proc.stderr and "batch_size=33" in proc.stderr
+    assert "a multiple of 2" in proc.stderr and "batch_size=32 or batch_size=34" in proc.stderr

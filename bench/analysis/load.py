@@ -47,7 +47,9 @@ AXES = [
 METRICS = [f.name for f in dataclasses.fields(Metrics) if f.name != "phases"]
 HISTORY = [f.name for f in dataclasses.fields(HistoryRow)]
 # Where and on what a run ran: runs that differ in these are never averaged together.
-CONDITIONS = ["device_kinds", "strategy_used", "tensorflow_version"]  # precision is config
+CONDITIONS = [
+    "effective_batch_size", "device_kinds", "strategy_used", "tensorflow_version",
+]  # fmt: skip
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(Config)} | {"experiment"}
 _GROUPS = ("backbone", "dataset", "head", "freeze", "optimizer", "augment")
 _DROPPED = ("history", "schema_version", "wandb.dir")
@@ -212,6 +214,9 @@ def runs_frame(found: list[tuple[Record, str]]) -> pd.DataFrame:
             flat[column] = flat[column].map(
                 lambda v: ",".join(map(str, v)) if isinstance(v, list) else v
             )
+    if "batch_size" in flat:  # records before schema 3 trained at the batch they asked for
+        effective = flat.get("effective_batch_size", pd.Series(index=flat.index, dtype=float))
+        flat["effective_batch_size"] = effective.fillna(flat["batch_size"]).astype("Int64")
     first = ["run_id", "status", *AXES, *METRICS]
     return flat[[c for c in first if c in flat] + [c for c in flat if c not in first]]
 

@@ -21,9 +21,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-# 2 added metrics.epochs_trained and metrics.phases; version 1 records still read.
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# 2 added metrics.epochs_trained and metrics.phases; 3 added effective_batch_size. Records
+# of every earlier version still read.
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 
 class Status(str, Enum):
@@ -168,6 +169,8 @@ class Record:
     attempts: int = field(default=1, metadata={"since": 2})
     resumes: int = field(default=0, metadata={"since": 2})
     skipped_files: SkippedFiles = field(default_factory=SkippedFiles, metadata={"since": 2})
+    # The global batch trained at; below config.batch_size when oom_retry lowered it.
+    effective_batch_size: int | None = field(default=None, metadata={"since": 3})
 
     @property
     def completed(self) -> bool:
@@ -205,6 +208,7 @@ class Record:
             attempts=data.get("attempts", 1),
             resumes=data.get("resumes", 0),
             skipped_files=pick(SkippedFiles, data.get("skipped_files") or {}),
+            effective_batch_size=data.get("effective_batch_size"),
         )
 
 

@@ -185,6 +185,7 @@ class Config:
     data_dir: str | None = None  # null: TFDS_DATA_DIR or ~/tensorflow_datasets
     isolate: bool = True  # run each job in a fresh process (own memory, time, Keras state)
     force: bool = False  # train a point again even when its record is completed
+    oom_retry: bool = False  # out of memory: retry in a fresh worker at half the batch (>= 8)
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,9 @@ from bench.core.schema import Config, Loader, Policy, Source, WandbMode
 from bench.core.wandb_mode import has_credentials
 
 # Keys that say where or how a run is executed, not what it is: they stay out of run_id.
-NOT_IDENTITY = ("results_dir", "data_dir", "isolate", "force", "wandb", "dataset.download")
+NOT_IDENTITY = (
+    "results_dir", "data_dir", "isolate", "force", "oom_retry", "wandb", "dataset.download",
+)  # fmt: skip
 _MIN_IMAGE_SIZE = 32  # the smallest input Keras EfficientNet and MobileNetV2 accept
 
 
@@ -39,6 +42,7 @@ class JobInfo:
     experiment: str | None = None
     overrides: list[str] = field(default_factory=list)
     attempt: str | None = None  # unique per launch: tells this attempt's record from older ones
+    batch_size: int | None = None  # trained at instead of cfg.batch_size (oom_retry lowered it)
 
 
 @dataclass
@@ -72,6 +76,16 @@ class RunSpec:
         config = dict(data["config"])
         config.pop("experiment", None)
         return cls(cfg=_typed(config), run_id=data["run_id"], job=JobInfo(**data["job"]))
+
+    @property
+    def batch_size(self) -> int:
+        """The global batch this attempt trains at: ``cfg.batch_size`` unless lowered."""
+        return self.job.batch_size or self.cfg.batch_size
+
+    def at_batch_size(self, batch_size: int) -> RunSpec:
+        """The same run (same ``run_id``) as a new attempt at a smaller global batch."""
+        job = dataclasses.replace(self.job, batch_size=batch_size, attempt=uuid.uuid4().hex)
+        return RunSpec(cfg=self.cfg, run_id=self.run_id, job=job)
 
     @property
     def backbone(self) -> backbones.BackboneInfo:

@@ -20,9 +20,10 @@ from pathlib import Path
 
 from bench.core import environment, record
 from bench.core.console import say
-from bench.core.errors import WorkerDied
+from bench.core.errors import EXIT_CONFIG_ERROR, OutOfMemory, WorkerDied
 from bench.core.record import ErrorInfo, Record, Status
 from bench.core.spec import RunSpec
+from bench.launch import oom
 
 GRACE_S = 60.0  # after SIGTERM: time for the worker to write its record before SIGKILL
 
@@ -38,12 +39,16 @@ def run(spec: RunSpec) -> Record:
     # this process group, so a signal to the group (scancel, a terminal's Ctrl-C) reaches
     # both; a signal to this process alone is forwarded below.
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    oom_kills = oom.kill_count()
     worker = subprocess.Popen([sys.executable, "-m", "bench.worker", str(spec_file)], env=env)
     code, received = _wait(worker)
     results_dir = spec.cfg.results_dir
     written = record.find_attempt(results_dir, spec.run_id, spec.job.attempt)
+    if written is None and code == EXIT_CONFIG_ERROR:
+        raise SystemExit(EXIT_CONFIG_ERROR)  # the worker printed which key to fix
     if written is None:
-        written = _died(spec, code, started_at)
+        by_oom_killer = oom.killed_by_oom(code, oom_kills, oom.kill_count())
+        written = _died(spec, code, started_at, by_oom_killer)
         record.save(written, results_dir)
     if received:
         name = signal.Signals(received[0]).name
@@ -78,10 +83,16 @@ def _wait(worker: subprocess.Popen) -> tuple[int, list[int]]:
             signal.signal(sig, handler)
 
 
-def _died(spec: RunSpec, code: int, started_at: str) -> Record:
+def _died(spec: RunSpec, code: int, started_at: str, by_oom_killer: bool) -> Record:
     how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-    hint = " (SIGKILL usually means the machine ran out of memory)" if code == -9 else ""
-    died = WorkerDied(f"worker process ended with {how} before writing its record{hint}")
+    if by_oom_killer:
+        died = OutOfMemory(
+            f"the kernel's OOM killer ended the worker ({how}) at batch_size={spec.batch_size}, "
+            f"image_size={spec.cfg.image_size}; lower batch_size or image_size, or oom_retry=true"
+        )
+    else:
+        hint = " (SIGKILL often means the machine ran out of memory)" if code == -9 else ""
+        died = WorkerDied(f"worker process ended with {how} before writing its record{hint}")
     return Record(
         run_id=spec.run_id,
         status=Status.failed,
@@ -91,4 +102,5 @@ def _died(spec: RunSpec, code: int, started_at: str) -> Record:
         env=environment.collect(),
         error=ErrorInfo.from_exception(died),
         job=spec.job_dict(),
+        effective_batch_size=spec.batch_size,
     )

@@ -19,7 +19,7 @@ from bench.core.console import say
 from bench.core.errors import EXIT_CONFIG_ERROR, UserError
 from bench.core.record import Record
 from bench.core.spec import JobInfo, RunSpec, build
-from bench.launch import isolate, locks, progress
+from bench.launch import isolate, locks, oom, progress
 
 _started = False  # set once a job's task function runs (see started())
 
@@ -52,8 +52,27 @@ def run(cfg: DictConfig) -> dict:
         if (done := completed(spec)) is not None:  # finished by another process meanwhile
             return progress.skipped(done, spec)
         progress.announce(spec)
-        written = isolate.run(spec) if spec.cfg.isolate else in_this_process(spec)
+        written = attempt(spec)
+        while (smaller := retry_batch(written, spec)) is not None:
+            say(
+                f"run {spec.run_id} ran out of memory at batch_size={spec.batch_size}; "
+                f"oom_retry: trying again at batch_size={smaller} in a fresh worker"
+            )
+            spec = spec.at_batch_size(smaller)
+            written = attempt(spec)
     return progress.outcome(written, spec)
+
+
+def attempt(spec: RunSpec) -> Record:
+    """One attempt at the run: in a fresh worker, or here with ``isolate=false``."""
+    return isolate.run(spec) if spec.cfg.isolate else in_this_process(spec)
+
+
+def retry_batch(written: Record, spec: RunSpec) -> int | None:
+    """The batch size to retry at after an out-of-memory failure with ``oom_retry=true``."""
+    if not spec.cfg.oom_retry or written.error is None or written.error.type != "OutOfMemory":
+        return None
+    return oom.smaller_batch(spec.batch_size)
 
 
 def completed(spec: RunSpec) -> Record | None:
@@ -83,7 +102,11 @@ def in_this_process(spec: RunSpec) -> Record:
     """
     from bench.pipeline.execute import execute
 
-    return execute(spec)
+    try:
+        return execute(spec)
+    except UserError as error:  # found by the worker (e.g. the replica count)
+        say(f"config error: {error}", error=True)
+        raise SystemExit(EXIT_CONFIG_ERROR) from error
 
 
 def job_info() -> JobInfo:

@@ -59,10 +59,16 @@ def load(spec: RunSpec, drop_remainder: bool = False) -> Data:
     train, val, test = raw
     count = int(train.cardinality())  # negative when unknown
     train_examples = count if count >= 0 else None
+
+    def evaluation(ds):
+        return pipeline(ds, cfg, spec.batch_size, input_range, training=False)
+
     return Data(
-        train=pipeline(train, cfg, input_range, training=True, drop_remainder=drop_remainder),
-        val=pipeline(val, cfg, input_range, training=False),
-        test=None if test is None else pipeline(test, cfg, input_range, training=False),
+        train=pipeline(
+            train, cfg, spec.batch_size, input_range, training=True, drop_remainder=drop_remainder
+        ),
+        val=evaluation(val),
+        test=None if test is None else evaluation(test),
         num_classes=cfg.dataset.num_classes or len(class_names),
         class_names=class_names,
         train_examples=train_examples,
@@ -121,6 +127,7 @@ def _folder_splits(cfg: Config):
 def pipeline(
     ds: tf.data.Dataset,
     cfg: Config,
+    batch_size: int,
     input_range: tuple[float, float],
     training: bool,
     drop_remainder: bool = False,
@@ -130,7 +137,7 @@ def pipeline(
         ds = ds.shuffle(cfg.dataset.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=True)
     size = (cfg.image_size, cfg.image_size)
     ds = ds.map(lambda x, y: (tf.image.resize(tf.cast(x, tf.float32), size), y), AUTOTUNE)
-    ds = ds.batch(cfg.batch_size, drop_remainder=drop_remainder)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     augmenter = augmentation(cfg.augment, cfg.seed) if training else None
     if augmenter is not None:
         ds = ds.map(lambda x, y: (augmenter(x, training=True), y), AUTOTUNE)

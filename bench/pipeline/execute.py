@@ -26,8 +26,12 @@ log = logging.getLogger("bench")
 def execute(spec: RunSpec) -> Record:
     """Runs one job in this process and writes its record.
 
-    Any exception after the spec was built becomes a ``failed`` record (with the epochs
-    that did finish).
+    Any exception after the strategy was chosen becomes a ``failed`` record (with the
+    epochs that did finish).
+
+    Raises:
+        UserError: before anything is written, when the strategy cannot be had or the
+            batch does not divide among its replicas.
 
     Returns:
         The record as written to ``<results_dir>/<run_id>.json``.
@@ -35,13 +39,16 @@ def execute(spec: RunSpec) -> Record:
     started_at = record.now()
     tracker = Tracker(spec)
     checkpoint = RunCheckpoint(spec.cfg.results_dir, spec.run_id)
-    result, facts, error, resumes, dataset = train.TrainResult(), None, None, 0, None
+    result, error, resumes, dataset = train.TrainResult(), None, 0, None
+    # Before anything is written: a strategy the machine lacks, or a batch the replicas
+    # cannot share, is the user's to fix (UserError, exit 2).
+    strat = strategy.select(spec.cfg.strategy)
+    strategy.check_batch(spec.batch_size, strat)
+    facts = strategy.describe(strat)
     try:
         resumes = checkpoint.start()
         tracker.start()
         keras.utils.set_random_seed(spec.cfg.seed)
-        strat = strategy.select(spec.cfg.strategy)
-        facts = strategy.describe(strat)
         measure.reset_device_memory(facts["devices"])
         on_tpu = "TPU" in type(strat).__name__
         dataset = data.load(spec, drop_remainder=on_tpu)
@@ -52,7 +59,7 @@ def execute(spec: RunSpec) -> Record:
         train.run(built, dataset, spec, strat, tracker.log_epoch, result, checkpoint)
     except tf.errors.ResourceExhaustedError as exc:
         error = OutOfMemory(
-            f"out of memory at batch_size={spec.cfg.batch_size}, image_size="
+            f"out of memory at batch_size={spec.batch_size}, image_size="
             f"{spec.cfg.image_size} ({exc.message.splitlines()[0][:200]}); lower batch_size or "
             "image_size"
         )
@@ -74,6 +81,7 @@ def execute(spec: RunSpec) -> Record:
         job=spec.job_dict(),
         resumes=resumes,
         skipped_files=SkippedFiles.of(dataset.skipped_files if dataset else []),
+        effective_batch_size=spec.batch_size,
     )
     path = record.save(written, spec.cfg.results_dir)
     if written.completed:

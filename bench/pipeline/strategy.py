@@ -53,6 +53,23 @@ def select(name: StrategyName | str) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+def check_batch(batch_size: int, strategy: tf.distribute.Strategy) -> None:
+    """Checks that the global batch splits evenly across the strategy's replicas.
+
+    Raises:
+        ConfigError: naming the replica count and the nearest batch sizes that divide.
+    """
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas == 0:
+        return
+    lower = max(batch_size // replicas, 1) * replicas
+    raise ConfigError(
+        "batch_size", batch_size, f"a multiple of {replicas} (the replicas in sync)",
+        f"pass batch_size={lower} or batch_size={lower + replicas}",
+        why=f"{type(strategy).__name__} splits each global batch across {replicas} replicas",
+    )  # fmt: skip
+
+
 def _tpu_resolver():
     try:
         return tf.distribute.cluster_resolver.TPUClusterResolver()  # TPU_NAME, Colab, GKE

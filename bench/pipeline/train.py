@@ -84,7 +84,7 @@ def run(
             finished epoch).
     """
     result = result if result is not None else TrainResult()
-    steps = optim.steps_per_epoch(data.train_examples, spec.cfg.batch_size)
+    steps = optim.steps_per_epoch(data.train_examples, spec.batch_size)
     done = 0
     for phase in phases(spec):
         with strategy.scope():
