@@ -66,7 +66,8 @@ def test_unknown_key_fails_at_composition():
 def test_bad_enum_value_names_the_allowed_values():
     with pytest.raises(ConfigCompositionException) as info:
         compose("precision=fp8")
-    assert "expected one of [float32, mixed_float16, mixed_bfloat16]" in str(info.value.__cause__)
+    expected = "expected one of [auto, float32, mixed_float16, mixed_bfloat16]"
+    assert expected in str(info.value.__cause__)
 
 
 def test_missing_weights_file_is_a_config_error(tmp_path):

@@ -37,6 +37,7 @@ RENAMES = {
     "wandb.mode": "wandb_mode",
     "job.group": "group",
     "env.strategy": "strategy_used",  # the class; config.strategy is what was asked for
+    "env.precision": "precision_used",  # the policy; config.precision may say auto
 }
 _VERSIONS = ("python", "tensorflow", "keras", "tensorflow_hub", "tensorflow_datasets", "wandb")
 RENAMES.update({f"env.{name}": f"{name}_version" for name in (*_VERSIONS, "hydra", "bench")})
@@ -48,7 +49,8 @@ METRICS = [f.name for f in dataclasses.fields(Metrics) if f.name != "phases"]
 HISTORY = [f.name for f in dataclasses.fields(HistoryRow)]
 # Where and on what a run ran: runs that differ in these are never averaged together.
 CONDITIONS = [
-    "effective_batch_size", "device_kinds", "strategy_used", "tensorflow_version",
+    "effective_batch_size", "precision_used", "device_kinds", "strategy_used",
+    "tensorflow_version",
 ]  # fmt: skip
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(Config)} | {"experiment"}
 _GROUPS = ("backbone", "dataset", "head", "freeze", "optimizer", "augment")
@@ -214,9 +216,13 @@ def runs_frame(found: list[tuple[Record, str]]) -> pd.DataFrame:
             flat[column] = flat[column].map(
                 lambda v: ",".join(map(str, v)) if isinstance(v, list) else v
             )
-    if "batch_size" in flat:  # records before schema 3 trained at the batch they asked for
-        effective = flat.get("effective_batch_size", pd.Series(index=flat.index, dtype=float))
-        flat["effective_batch_size"] = effective.fillna(flat["batch_size"]).astype("Int64")
+    # Records before schema 3 trained at the batch and precision they asked for.
+    for used, asked in (("effective_batch_size", "batch_size"), ("precision_used", "precision")):
+        if asked in flat:
+            known = flat.get(used, pd.Series(index=flat.index, dtype=object))
+            flat[used] = known.where(known.notna(), flat[asked])
+    if "effective_batch_size" in flat:
+        flat["effective_batch_size"] = flat["effective_batch_size"].astype("Int64")
     first = ["run_id", "status", *AXES, *METRICS]
     return flat[[c for c in first if c in flat] + [c for c in flat if c not in first]]
 

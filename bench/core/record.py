@@ -21,8 +21,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-# 2 added metrics.epochs_trained and metrics.phases; 3 added effective_batch_size. Records
-# of every earlier version still read.
+# 2 added metrics.epochs_trained and metrics.phases; 3 added effective_batch_size,
+# feature_cache, the env's compute settings and phases' first_epoch_time_s. Records of
+# every earlier version still read.
 SCHEMA_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 
@@ -65,6 +66,8 @@ class PhaseMetrics:
     train_time_s: float | None = None
     epoch_time_s: float | None = None
     train_images_per_s: float | None = None
+    # The first epoch on its own: it traces the graph and fills the input cache.
+    first_epoch_time_s: float | None = field(default=None, metadata={"since": 3})
 
 
 @dataclass
@@ -111,6 +114,26 @@ class Env:
     pid: int | None = None
     git_commit: str | None = None
     git_dirty: bool | None = None
+    # How the run computed (config keys resolved for the device; see pipeline.compute).
+    precision: str | None = field(default=None, metadata={"since": 3})
+    jit_compile: bool | None = field(default=None, metadata={"since": 3})
+    steps_per_execution: int | None = field(default=None, metadata={"since": 3})
+    input_cache: str | None = field(default=None, metadata={"since": 3})
+
+
+@dataclass
+class FeatureCacheInfo:
+    """Whether the run trained on cached backbone features (pipeline.features).
+
+    ``status``: ``hit`` (read an entry), ``filled`` (computed and stored it, taking
+    ``fill_time_s``), ``unused`` (``reason`` says why).
+    """
+
+    status: str = "unused"
+    reason: str | None = None
+    key: str | None = None
+    path: str | None = None
+    fill_time_s: float | None = None
 
 
 @dataclass
@@ -171,6 +194,7 @@ class Record:
     skipped_files: SkippedFiles = field(default_factory=SkippedFiles, metadata={"since": 2})
     # The global batch trained at; below config.batch_size when oom_retry lowered it.
     effective_batch_size: int | None = field(default=None, metadata={"since": 3})
+    feature_cache: FeatureCacheInfo = field(default_factory=FeatureCacheInfo, metadata={"since": 3})
 
     @property
     def completed(self) -> bool:
@@ -209,6 +233,7 @@ class Record:
             resumes=data.get("resumes", 0),
             skipped_files=pick(SkippedFiles, data.get("skipped_files") or {}),
             effective_batch_size=data.get("effective_batch_size"),
+            feature_cache=pick(FeatureCacheInfo, data.get("feature_cache") or {}),
         )
 
 

@@ -51,6 +51,7 @@ class Schedule(str, Enum):
 
 
 class Precision(str, Enum):
+    auto = "auto"  # mixed_bfloat16 on TPU, mixed_float16 on GPUs >= 7.0, else float32
     float32 = "float32"
     mixed_float16 = "mixed_float16"
     mixed_bfloat16 = "mixed_bfloat16"
@@ -179,7 +180,12 @@ class Config:
     epochs: int = 10
     image_size: int | None = None  # null: the backbone's native resolution (registry)
     seed: int = 42
-    precision: Precision = Precision.float32
+    precision: Precision = Precision.auto
+    jit_compile: str = "auto"  # auto (off for the registry's backbones) | true | false
+    steps_per_execution: int = 1  # train steps per call into the compiled graph
+    input_cache: str = "auto"  # auto (memory when it fits, else disk) | memory | disk | none
+    feature_cache: str = "auto"  # auto (frozen phase, no augmentation, pooled head) | true | false
+    feature_cache_dir: str | None = None  # null: <results_dir>/features
     strategy: StrategyName = StrategyName.auto
     results_dir: str = "results/runs"
     data_dir: str | None = None  # null: TFDS_DATA_DIR or ~/tensorflow_datasets

@@ -25,9 +25,13 @@ from bench.core.schema import Config, Loader, Policy, Source, WandbMode
 from bench.core.wandb_mode import has_credentials
 
 # Keys that say where or how a run is executed, not what it is: they stay out of run_id.
+# The speed knobs are here too: with or without them a run computes the same thing.
 NOT_IDENTITY = (
     "results_dir", "data_dir", "isolate", "force", "oom_retry", "wandb", "dataset.download",
+    "jit_compile", "steps_per_execution", "input_cache", "feature_cache", "feature_cache_dir",
 )  # fmt: skip
+SWITCHES = ("auto", "true", "false")
+INPUT_CACHES = ("auto", "memory", "disk", "none")
 _MIN_IMAGE_SIZE = 32  # the smallest input Keras EfficientNet and MobileNetV2 accept
 
 
@@ -147,6 +151,7 @@ def validate(cfg: Config) -> None:
     if cfg.dataset.loader == Loader.folder:
         _check_folder(cfg.dataset.path, cfg.dataset.val_fraction)
     _check_freeze(cfg)
+    _check_speed(cfg)
     if cfg.backbone.source == Source.hub:
         _check_hub(cfg)
     if cfg.wandb.mode == WandbMode.online and not has_credentials():
@@ -193,6 +198,52 @@ def _check_freeze(cfg: Config) -> None:
             why="freeze.head_epochs>0 trains the head first, then unfreezes per freeze.policy, "
             "and frozen unfreezes nothing",
         )  # fmt: skip
+
+
+def _check_speed(cfg: Config) -> None:
+    # Hydra reads true/false as booleans; the schema's str fields keep them as "True"/"False".
+    cfg.jit_compile, cfg.feature_cache = cfg.jit_compile.lower(), cfg.feature_cache.lower()
+    for key in ("jit_compile", "feature_cache"):
+        if getattr(cfg, key) not in SWITCHES:
+            raise ConfigError(key, getattr(cfg, key), SWITCHES, f"pass {key}=auto")
+    if cfg.input_cache not in INPUT_CACHES:
+        raise ConfigError("input_cache", cfg.input_cache, INPUT_CACHES, "pass input_cache=auto")
+    if cfg.steps_per_execution < 1:
+        raise ConfigError(
+            "steps_per_execution", cfg.steps_per_execution, "a positive integer",
+            "pass steps_per_execution=1",
+        )  # fmt: skip
+    reason = feature_cache_unused(cfg)
+    if cfg.feature_cache == "true" and reason is not None:
+        raise ConfigError(
+            "feature_cache", "true", "auto or false for this run",
+            "pass feature_cache=auto (it turns itself off where it cannot apply)", why=reason,
+        )  # fmt: skip
+
+
+def augments(cfg: Config) -> bool:
+    """Whether the augment config changes the training images."""
+    aug = cfg.augment
+    return aug.flip.value != "none" or bool(aug.rotation or aug.translation or aug.contrast)
+
+
+def feature_cache_unused(cfg: Config) -> str | None:
+    """Why the run cannot train on cached features, or None when it does.
+
+    It can when some phase keeps the backbone frozen (a frozen run, or the head phase of a
+    two-phase run) and no augmentation changes the images; ``auto`` also needs a head
+    without a conv layer, whose input is the pooled vector (a feature map is 49 times
+    larger at 7x7).
+    """
+    if cfg.feature_cache == "false":
+        return "feature_cache=false"
+    if cfg.freeze.policy != Policy.frozen and not cfg.freeze.head_epochs:
+        return f"the backbone trains (freeze.policy={cfg.freeze.policy.value})"
+    if augments(cfg):
+        return f"augmentation changes the images every epoch (augment={cfg.augment.name})"
+    if cfg.feature_cache == "auto" and cfg.head.conv_filters:
+        return "the head's conv layer needs feature maps (feature_cache=true stores them)"
+    return None
 
 
 def _check_hub(cfg: Config) -> None:

@@ -1,4 +1,5 @@
-"""One run in this process, step by step: tracking, seed, strategy, data, model, train, record.
+"""One run in this process, step by step: strategy, tracking, seed, data, model, features,
+train, record.
 
 ``python -m bench.worker`` calls :func:`execute` in a fresh process per job; the launcher
 calls it in its own process only with ``isolate=false``.
@@ -14,9 +15,9 @@ import tf_keras as keras
 
 from bench.core import environment, record
 from bench.core.errors import OutOfMemory
-from bench.core.record import ErrorInfo, Metrics, Record, SkippedFiles, Status
+from bench.core.record import ErrorInfo, FeatureCacheInfo, Metrics, Record, SkippedFiles, Status
 from bench.core.spec import RunSpec
-from bench.pipeline import data, measure, model, strategy, train
+from bench.pipeline import compute, data, features, measure, model, strategy, train
 from bench.pipeline.checkpoint import RunCheckpoint
 from bench.pipeline.tracker import Tracker
 
@@ -40,23 +41,29 @@ def execute(spec: RunSpec) -> Record:
     tracker = Tracker(spec)
     checkpoint = RunCheckpoint(spec.cfg.results_dir, spec.run_id)
     result, error, resumes, dataset = train.TrainResult(), None, 0, None
+    cache = FeatureCacheInfo()
     # Before anything is written: a strategy the machine lacks, or a batch the replicas
     # cannot share, is the user's to fix (UserError, exit 2).
     strat = strategy.select(spec.cfg.strategy)
     strategy.check_batch(spec.batch_size, strat)
     facts = strategy.describe(strat)
+    devices = compute.detect(facts)
+    settings = compute.settings(spec.cfg, devices)
+    policy, jit = settings["precision"], settings["jit_compile"]
     try:
         resumes = checkpoint.start()
         tracker.start()
         keras.utils.set_random_seed(spec.cfg.seed)
         measure.reset_device_memory(facts["devices"])
-        on_tpu = "TPU" in type(strat).__name__
-        dataset = data.load(spec, drop_remainder=on_tpu)
+        on_tpu = devices.kind == "TPU"
+        dataset = data.load(spec, drop_remainder=on_tpu, cache_dir=checkpoint.dir / "input")
+        settings["input_cache"] = dataset.input_cache
         spec.cfg.dataset.num_classes = dataset.num_classes
         tracker.update_config({"dataset": spec.config_dict()["dataset"]})
         with strat.scope():
-            built = model.build(spec, dataset.num_classes, on_tpu)
-        train.run(built, dataset, spec, strat, tracker.log_epoch, result, checkpoint)
+            built = model.build(spec, dataset.num_classes, policy, on_tpu)
+        cached, cache = features.prepare(spec, dataset, built.features, policy)
+        train.run(built, dataset, spec, strat, tracker.log_epoch, result, checkpoint, cached, jit)
     except tf.errors.ResourceExhaustedError as exc:
         error = OutOfMemory(
             f"out of memory at batch_size={spec.batch_size}, image_size="
@@ -73,7 +80,7 @@ def execute(spec: RunSpec) -> Record:
         started_at=started_at,
         finished_at=record.now(),
         config=spec.config_dict(),
-        env=environment.collect(facts),
+        env=environment.collect({**facts, **settings}),
         metrics=metrics(result, facts),
         history=result.history,
         wandb=tracker.info(),
@@ -82,6 +89,7 @@ def execute(spec: RunSpec) -> Record:
         resumes=resumes,
         skipped_files=SkippedFiles.of(dataset.skipped_files if dataset else []),
         effective_batch_size=spec.batch_size,
+        feature_cache=cache,
     )
     path = record.save(written, spec.cfg.results_dir)
     if written.completed:

@@ -8,6 +8,8 @@ run in the middle of an epoch. The validation share is held out after a seeded s
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +30,7 @@ class Folder:
     val: tf.data.Dataset
     class_names: list[str]
     skipped: list[str] = field(default_factory=list)
+    identity: str = ""  # the files used (names, sizes, times) and how they were split
 
 
 def _decode(path: tf.Tensor) -> tf.Tensor:
@@ -77,7 +80,17 @@ def load(path: str, val_fraction: float, seed: int) -> Folder:
         val=_pairs(splits["validation"]),
         class_names=class_names,
         skipped=skipped,
+        identity=f"folder:{root}:val={val_fraction}:seed={seed}:files={_listing(kept)}",
     )
+
+
+def _listing(files: list[tuple[str, int]]) -> str:
+    """A hash of the files' names, labels, sizes and modification times."""
+    sha = hashlib.sha256()
+    for name, label in sorted(files):
+        stat = os.stat(name)
+        sha.update(f"{name}\0{label}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return sha.hexdigest()[:16]
 
 
 def _pairs(files: list[tuple[str, int]]) -> tf.data.Dataset:

@@ -7,21 +7,20 @@ import tf_keras as keras
 from bench.core.schema import HeadConfig
 
 
-def build(features, head: HeadConfig, num_classes: int):
-    """Stacks the head described by ``head`` on ``features``.
+def build(feature_shape: tuple, head: HeadConfig, num_classes: int) -> keras.Model:
+    """The head described by ``head``, as a model from backbone features to probabilities.
 
-    Order: [Conv2D -> BatchNorm] -> global average pool -> [BatchNorm when there is no
-    conv] -> [Dropout] -> hidden Dense layers -> softmax classifier. The classifier
-    computes in float32 so mixed precision keeps a stable softmax.
+    Order: [Conv2D -> BatchNorm] -> global average pool (feature maps only) -> [BatchNorm
+    when there is no conv] -> [Dropout] -> hidden Dense layers -> softmax classifier. The
+    classifier computes in float32 so mixed precision keeps a stable softmax.
 
     Args:
-        features: The backbone's output tensor (a feature map or a pooled vector).
+        feature_shape: The backbone's output shape without the batch axis (a feature map
+            or a pooled vector).
         head: The head config.
         num_classes: Classifier width, from the dataset's metadata.
-
-    Returns:
-        The class-probability tensor.
     """
+    features = keras.Input(shape=feature_shape, name="features")
     x = features
     if head.conv_filters:
         # The guide's Conv2D(7, 7) sees a 7x7 map at native size; smaller maps need padding.
@@ -39,6 +38,7 @@ def build(features, head: HeadConfig, num_classes: int):
         x = keras.layers.Dropout(head.dropout, name="head_dropout")(x)
     for index, units in enumerate(head.hidden_units):
         x = keras.layers.Dense(units, activation=head.activation, name=f"head_dense_{index}")(x)
-    return keras.layers.Dense(
+    outputs = keras.layers.Dense(
         num_classes, activation="softmax", dtype="float32", name="predictions"
     )(x)
+    return keras.Model(features, outputs, name="head")

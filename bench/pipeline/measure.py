@@ -64,6 +64,7 @@ class EpochRecorder(keras.callbacks.Callback):
             train_time_s=wall_s,
             epoch_time_s=median_epoch_time(self.rows),
             train_images_per_s=images_per_second(train_examples, self.train_seconds),
+            first_epoch_time_s=self.rows[0].epoch_time_s if self.rows else None,
         )
 
     def diverged(self) -> Diverged | None:

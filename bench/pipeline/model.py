@@ -8,17 +8,25 @@ from dataclasses import dataclass
 import tf_keras as keras
 
 from bench.core.errors import ConfigError, WeightsUnavailable
-from bench.core.schema import Precision, Source
+from bench.core.schema import Source
 from bench.core.spec import RunSpec
 from bench.pipeline import freeze, heads
 
 
 @dataclass
 class Built:
-    """The full model and the backbone inside it (freeze policies act on the backbone)."""
+    """The full model and its parts, which share their weights with it.
+
+    ``features`` maps an image to what the head reads (the backbone's output, pooled
+    unless the head starts with a conv layer): the feature cache stores its outputs.
+    ``head`` maps those features to class probabilities; training it trains the model's
+    head. Freeze policies act on ``backbone``.
+    """
 
     model: keras.Model
     backbone: keras.layers.Layer
+    features: keras.Model
+    head: keras.Model
 
 
 class InferenceWhenFrozen(keras.layers.Layer):
@@ -40,12 +48,13 @@ class InferenceWhenFrozen(keras.layers.Layer):
         return self.backbone(inputs, training=training if self.backbone.trainable else False)
 
 
-def build(spec: RunSpec, num_classes: int, on_tpu: bool = False) -> Built:
+def build(spec: RunSpec, num_classes: int, policy: str = "float32", on_tpu: bool = False) -> Built:
     """Builds backbone + head for ``spec``; call under ``strategy.scope()``.
 
     Args:
         spec: The run.
         num_classes: Classifier width.
+        policy: The Keras precision policy (``pipeline.compute.precision``).
         on_tpu: Load hub SavedModels through the local host (TPU workers cannot read the
             local cache themselves).
 
@@ -54,7 +63,7 @@ def build(spec: RunSpec, num_classes: int, on_tpu: bool = False) -> Built:
         ConfigError: a weights file that does not fit the backbone.
     """
     cfg = spec.cfg
-    keras.mixed_precision.set_global_policy(Precision(cfg.precision).value)
+    keras.mixed_precision.set_global_policy(policy)
     shape = (cfg.image_size, cfg.image_size, 3)
     if cfg.backbone.source == Source.hub:
         backbone = hub_backbone(cfg.backbone.hub_handle, on_tpu)
@@ -64,10 +73,13 @@ def build(spec: RunSpec, num_classes: int, on_tpu: bool = False) -> Built:
             for layer in freeze.batchnorm_layers(backbone):
                 layer.momentum = cfg.backbone.bn_momentum
     inputs = keras.Input(shape=shape, name="image")
-    outputs = heads.build(InferenceWhenFrozen(backbone)(inputs), cfg.head, num_classes)
-    return Built(
-        keras.Model(inputs, outputs, name=f"{cfg.backbone.name}_{cfg.head.name}"), backbone
-    )
+    x = InferenceWhenFrozen(backbone)(inputs)
+    if len(x.shape) == 4 and not cfg.head.conv_filters:
+        x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+    head = heads.build(x.shape[1:], cfg.head, num_classes)
+    name = f"{cfg.backbone.name}_{cfg.head.name}"
+    model = keras.Model(inputs, head(x), name=name)
+    return Built(model, backbone, keras.Model(inputs, x, name="features"), head)
 
 
 def keras_backbone(spec: RunSpec, shape: tuple[int, int, int]) -> keras.Model:

@@ -17,6 +17,7 @@ from bench.core.spec import RunSpec
 from bench.pipeline import freeze, measure, optim
 from bench.pipeline.checkpoint import RunCheckpoint
 from bench.pipeline.data import Data
+from bench.pipeline.features import FeatureData
 from bench.pipeline.model import Built
 
 
@@ -69,12 +70,14 @@ def run(
     on_epoch: Callable[[HistoryRow], None] | None = None,
     result: TrainResult | None = None,
     checkpoint: RunCheckpoint | None = None,
+    features: FeatureData | None = None,
+    jit_compile: bool = False,
 ) -> TrainResult:
     """Trains every phase and evaluates the test split.
 
     Args:
-        built: The model and its backbone.
-        data: The pipelines.
+        built: The model and its parts.
+        data: The image pipelines.
         spec: The run.
         strategy: The strategy the model was built under; compiling happens in its scope.
         on_epoch: Called with each history row as it is produced (W&B logging).
@@ -82,20 +85,18 @@ def run(
         checkpoint: Where each epoch is backed up; a run that has one resumes from it
             (finished phases are loaded, the phase in progress continues after its last
             finished epoch).
+        features: Cached backbone features: a phase with a frozen backbone trains the head
+            on them (the same weights as the model's head) instead of running the backbone.
+        jit_compile: Compile the train step with XLA.
     """
     result = result if result is not None else TrainResult()
     steps = optim.steps_per_epoch(data.train_examples, spec.batch_size)
     done = 0
     for phase in phases(spec):
-        with strategy.scope():
-            freeze.apply(
-                built.backbone, phase.policy, spec.cfg.freeze.blocks, spec.backbone.block_of
-            )
-            built.model.compile(
-                optimizer=optim.build(phase.optimizer, steps, phase.epochs),
-                loss="sparse_categorical_crossentropy",
-                metrics=["accuracy"],
-            )
+        on_features = features is not None and phase.policy == Policy.frozen
+        fitted = built.head if on_features else built.model
+        train, val = (features.train, features.val) if on_features else (data.train, data.val)
+        prepare_phase(built, fitted, phase, spec, steps, strategy, jit_compile)
         result.params_total, result.params_trainable = measure.parameter_counts(built.model)
         recorder = measure.EpochRecorder(
             phase.name, on_epoch, on_saved=checkpoint.save_row if checkpoint else None
@@ -112,9 +113,9 @@ def run(
         backup = [checkpoint.backup(phase.name)] if checkpoint else []
         start = time.perf_counter()
         try:
-            built.model.fit(
-                data.train,
-                validation_data=data.val,
+            fitted.fit(
+                train,
+                validation_data=val,
                 initial_epoch=done,
                 epochs=done + phase.epochs,
                 # A NaN or infinite loss stops at once; recorder.diverged() then names it.
@@ -137,7 +138,41 @@ def run(
         if checkpoint:
             checkpoint.save_phase(phase.name, built.model)
         done += phase.epochs
-    if data.test is not None:
-        scores = built.model.evaluate(data.test, return_dict=True, verbose=0)
-        result.test_accuracy = float(scores["accuracy"])
+    result.test_accuracy = evaluate_test(built, data, features, phases(spec)[-1])
     return result
+
+
+def prepare_phase(
+    built: Built,
+    fitted: keras.Model,
+    phase: Phase,
+    spec: RunSpec,
+    steps: int,
+    strategy: tf.distribute.Strategy,
+    jit_compile: bool,
+) -> None:
+    """Applies the phase's freeze policy to the backbone and compiles ``fitted`` (the model,
+    or its head on cached features) with the phase's optimizer, in the strategy's scope."""
+    with strategy.scope():
+        freeze.apply(built.backbone, phase.policy, spec.cfg.freeze.blocks, spec.backbone.block_of)
+        fitted.compile(
+            optimizer=optim.build(phase.optimizer, steps, phase.epochs),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=jit_compile,
+            steps_per_execution=spec.cfg.steps_per_execution,
+        )
+
+
+def evaluate_test(
+    built: Built, data: Data, features: FeatureData | None, last: Phase
+) -> float | None:
+    """The final model's accuracy on the test split (from cached features when the last
+    phase trained on them: the same numbers, without running the backbone again)."""
+    if data.test is None:
+        return None
+    if features is not None and last.policy == Policy.frozen:
+        scores = built.head.evaluate(features.test, return_dict=True, verbose=0)
+    else:
+        scores = built.model.evaluate(data.test, return_dict=True, verbose=0)
+    return float(scores["accuracy"])

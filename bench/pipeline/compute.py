@@ -1,0 +1,71 @@
+"""How the run computes: precision policy and XLA compilation, resolved for the device.
+
+``precision=auto`` takes the fastest policy that is safe on the device (mixed_bfloat16 on
+a TPU, mixed_float16 on GPUs of compute capability 7.0 or newer, whose tensor cores run
+float16, float32 otherwise). ``jit_compile=auto`` keeps XLA off for the registry's
+backbones: XLA makes depthwise convolutions, which EfficientNet and MobileNetV2 are built
+from, far slower on some GPUs (tensorflow#59772). The classifier always computes in
+float32 (see :mod:`bench.pipeline.heads`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.core.schema import Precision
+
+FAST_FLOAT16_CAPABILITY = (7, 0)  # Volta: the first tensor cores
+
+
+@dataclass(frozen=True)
+class Devices:
+    """What precision and compilation depend on: the accelerator kind and, for GPUs,
+    their compute capabilities."""
+
+    kind: str  # "TPU" | "GPU" | "CPU"
+    gpu_capabilities: tuple[tuple[int, int], ...] = ()
+
+
+def precision(requested: Precision | str, devices: Devices) -> str:
+    """The Keras mixed-precision policy name for ``requested`` on ``devices``."""
+    requested = Precision(requested)
+    if requested != Precision.auto:
+        return requested.value
+    if devices.kind == "TPU":
+        return Precision.mixed_bfloat16.value
+    capabilities = devices.gpu_capabilities
+    if devices.kind == "GPU" and capabilities and min(capabilities) >= FAST_FLOAT16_CAPABILITY:
+        return Precision.mixed_float16.value
+    return Precision.float32.value
+
+
+def jit_compile(requested: str, devices: Devices) -> bool:
+    """Whether Keras compiles the train step with XLA (``auto``: off, see the module doc)."""
+    if requested == "auto":
+        return False
+    return requested == "true"
+
+
+def settings(cfg, devices: Devices) -> dict:
+    """The record's ``env`` compute settings for config ``cfg`` on ``devices``."""
+    return {
+        "precision": precision(cfg.precision, devices),
+        "jit_compile": jit_compile(cfg.jit_compile, devices),
+        "steps_per_execution": cfg.steps_per_execution,
+    }
+
+
+def detect(strategy_facts: dict) -> Devices:
+    """The :class:`Devices` of this process, from the strategy's facts."""
+    import tensorflow as tf
+
+    devices = strategy_facts.get("devices") or []
+    if any(d.startswith("TPU") for d in devices):
+        return Devices("TPU")
+    if any(d.startswith("GPU") for d in devices):
+        capabilities = []
+        for gpu in tf.config.list_physical_devices("GPU"):
+            details = tf.config.experimental.get_device_details(gpu)
+            capabilities.append(tuple(details.get("compute_capability", (0, 0))))
+        return Devices("GPU", tuple(capabilities))
+    return Devices("CPU")

@@ -1,0 +1,198 @@
+"""The feature cache: a frozen backbone's features, computed once per sweep, not per epoch.
+
+A frozen backbone without augmentation maps every image to the same features in every
+epoch of every run that shares it, so a head/optimizer/batch sweep can train on stored
+features. They are computed once under the run's strategy (backbone in inference mode,
+:class:`bench.pipeline.model.InferenceWhenFrozen`), stored as one ``.npz`` file per key
+in ``feature_cache_dir``, and read back by every later run with the same key. The key
+covers everything that changes the features (:func:`components`). Writes go to a private
+temporary file renamed into place, so two runs filling one entry at once both succeed and
+the entry is whole; a damaged entry is computed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from bench.core.record import FeatureCacheInfo
+from bench.core.spec import RunSpec, feature_cache_unused
+from bench.pipeline.data import AUTOTUNE, Data
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class FeatureData:
+    """The splits as (features, label) pipelines, batched like the image pipelines."""
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    test: tf.data.Dataset | None
+
+
+def prepare(
+    spec: RunSpec, data: Data, extractor: keras.Model, policy: str
+) -> tuple[FeatureData | None, FeatureCacheInfo]:
+    """The run's feature pipelines (None when the cache does not apply) and what happened.
+
+    Args:
+        spec: The run.
+        data: Its image pipelines (``data.plain`` is read once to fill the cache).
+        extractor: Image to cached features (the frozen backbone and, for heads without a
+            conv layer, the global pooling), built under the run's strategy.
+        policy: The precision policy in force (part of the key).
+    """
+    reason = feature_cache_unused(spec.cfg)
+    if reason is not None:
+        return None, FeatureCacheInfo(status="unused", reason=reason)
+    parts = components(spec, data, policy)
+    key = digest(parts)
+    path = cache_dir(spec) / f"{key}.npz"
+    arrays, status, fill_s = read(path), "hit", None
+    if arrays is None:
+        start = time.perf_counter()
+        arrays = compute(data, extractor)
+        write(path, arrays, parts)
+        status, fill_s = "filled", time.perf_counter() - start
+    info = FeatureCacheInfo(status=status, key=key, path=str(path), fill_time_s=fill_s)
+    return pipelines(arrays, spec), info
+
+
+def cache_dir(spec: RunSpec) -> Path:
+    """``feature_cache_dir``, or ``<results_dir>/features``."""
+    return Path(spec.cfg.feature_cache_dir or Path(spec.cfg.results_dir) / "features")
+
+
+def components(spec: RunSpec, data: Data, policy: str) -> dict:
+    """Everything the stored features depend on; the key is their hash."""
+    cfg = spec.cfg
+    source = cfg.backbone.source.value
+    return {
+        "backbone": cfg.backbone.name,
+        "source": source,
+        "weights": weights_identity(spec),
+        "dataset": data.identity,
+        "splits": [cfg.dataset.train_split, cfg.dataset.val_split, cfg.dataset.test_split],
+        "image_size": cfg.image_size,
+        "input_range": list(spec.backbone.input_range(source)),
+        "pooled": not cfg.head.conv_filters,
+        "precision": policy,
+        "tensorflow": tf.__version__,
+    }
+
+
+def weights_identity(spec: RunSpec) -> str:
+    """The backbone's weights: ImageNet and the Keras version, a file's content hash, a hub
+    handle (a local one with its files' hash), or random weights and the seed drawing them."""
+    cfg = spec.cfg
+    if cfg.backbone.source.value == "hub":
+        handle = cfg.backbone.hub_handle
+        return f"hub:{handle}:{tree_hash(handle)}" if os.path.isdir(handle) else f"hub:{handle}"
+    if cfg.backbone.weights == "imagenet":
+        return f"imagenet:tf_keras-{keras.__version__}"
+    if cfg.backbone.weights == "none":
+        return f"random:seed={cfg.seed}"
+    return f"file:{file_hash(cfg.backbone.weights)}"
+
+
+def file_hash(path: str | Path) -> str:
+    """The SHA-256 of a file's content."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def tree_hash(root: str | Path) -> str:
+    """The SHA-256 of every file under ``root``, names and contents."""
+    sha = hashlib.sha256()
+    for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
+        sha.update(str(path.relative_to(root)).encode())
+        sha.update(file_hash(path).encode())
+    return sha.hexdigest()
+
+
+def digest(parts: dict) -> str:
+    """The cache key: 16 hex digits of the components' hash."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def compute(data: Data, extractor: keras.Model) -> dict[str, np.ndarray]:
+    """Runs every split once through ``extractor`` (Keras ``predict``, so under the strategy
+    the model was built in); each label travels with its image, so order cannot drift."""
+    labelled = pair_model(extractor)
+    arrays = {}
+    for split in SPLITS:
+        ds = data.plain.get(split)
+        if ds is None:
+            continue
+        features, labels = labelled.predict(ds.map(lambda x, y: ((x, y),)), verbose=0)
+        arrays[f"{split}_x"] = features
+        arrays[f"{split}_y"] = labels.astype(np.int64)
+    return arrays
+
+
+def pair_model(extractor: keras.Model) -> keras.Model:
+    """(image, label) -> (features, label): predict keeps each label beside its features."""
+    image = keras.Input(shape=extractor.input_shape[1:], name="image")
+    label = keras.Input(shape=(), dtype="int64", name="label")
+    same = keras.layers.Lambda(lambda t: tf.identity(t), name="label_out")(label)
+    return keras.Model([image, label], [extractor(image, training=False), same])
+
+
+def read(path: Path) -> dict[str, np.ndarray] | None:
+    """The stored arrays, or None when the entry is missing or damaged."""
+    try:
+        with np.load(path) as stored:
+            return {name: stored[name] for name in stored.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return None
+
+
+def write(path: Path, arrays: dict[str, np.ndarray], parts: dict) -> None:
+    """Stores an entry atomically; a concurrent writer of the same key is harmless."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    shapes = {name: list(a.shape) for name, a in arrays.items()}
+    path.with_suffix(".json").write_text(json.dumps({**parts, "shapes": shapes}, indent=2))
+
+
+def pipelines(arrays: dict[str, np.ndarray], spec: RunSpec) -> FeatureData:
+    """Batched (features, label) datasets; the training one reshuffled every epoch with the
+    run's seed and buffer, as the image pipeline is."""
+    cfg = spec.cfg
+
+    def split(name: str) -> tf.data.Dataset | None:
+        if f"{name}_x" not in arrays:
+            return None
+        return tf.data.Dataset.from_tensor_slices((arrays[f"{name}_x"], arrays[f"{name}_y"]))
+
+    train = split("train").shuffle(
+        cfg.dataset.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=True
+    )
+    test = split("test")
+    return FeatureData(
+        train=train.batch(spec.batch_size).prefetch(AUTOTUNE),
+        val=split("val").batch(spec.batch_size).prefetch(AUTOTUNE),
+        test=None if test is None else test.batch(spec.batch_size).prefetch(AUTOTUNE),
+    )

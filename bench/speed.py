@@ -1,0 +1,53 @@
+"""``python -m bench.speed [--rounds N] [--out DIR] key=value ...``: what the harness costs.
+
+Composes the run config from the overrides exactly as ``bench.run`` does, measures the
+harness, a plain Keras loop, synthetic on-device data and the input pipeline alone in this
+process (:mod:`bench.pipeline.speed`), prints images/s and the ratios, and writes them as
+JSON under ``results/speed/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import bench  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
+from bench.core import schema
+from bench.core.console import say
+from bench.core.errors import EXIT_CONFIG_ERROR, UserError
+from bench.core.spec import build
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parses the options, measures, prints and writes the JSON; 2 for a config error."""
+    parser = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3, help="measured rounds (default: 3)")
+    parser.add_argument("--out", default="results/speed", help="folder for the JSON")
+    parser.add_argument("overrides", nargs="*", help="run config overrides, as for bench.run")
+    args = parser.parse_args(argv)
+    try:
+        spec = build(schema.compose(args.overrides))
+    except UserError as error:
+        say(f"config error: {error}", error=True)
+        return EXIT_CONFIG_ERROR
+    from bench.pipeline.speed import measure_speed  # TensorFlow loads here
+
+    result = measure_speed(spec, rounds=args.rounds)
+    for name, rate in result.images_per_s.items():
+        print(f"{name:>10}: {rate:10.1f} images/s   (warm-up {result.warmup_s[name]:.1f} s)")
+    for name, ratio in result.ratios.items():
+        print(f"{name:>22}: {ratio:.3f}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = spec.cfg
+    path = out / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.backbone.name}-{cfg.image_size}px.json"
+    path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    say(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""Speed without changing the answer: the feature cache (hit, miss, key, concurrent fills,
+same numbers), precision and XLA resolved per device, and the bench.speed command."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from bench.core.errors import ConfigError
+from bench.core.spec import feature_cache_unused
+from bench.pipeline import compute, data, features, folder, model
+from bench.pipeline.compute import Devices
+from bench.pipeline.execute import execute
+from tests.conftest import bench_env, compose, make_spec
+
+# A frozen hub backbone (the test's own SavedModel: real, non-vanishing features), a
+# linear head without dropout, so the two paths draw no different random numbers.
+FROZEN = ["dataset=shapes", "backbone.source=hub", "freeze=frozen", "head=linear",
+          "head.dropout=0", "image_size=32", "epochs=3", "wandb.mode=disabled"]  # fmt: skip
+
+BASE_KEY = ["dataset=shapes", "backbone=mobilenet_v2", "backbone.weights=none", "seed=1",
+            "image_size=32", "freeze=frozen", "head=linear"]  # fmt: skip
+
+
+def _frozen(tmp_path, hub_dir, tfds_dir, *extra):
+    return make_spec(*FROZEN, f"backbone.hub_handle={hub_dir}", f"results_dir={tmp_path}",
+                     *extra, tfds_dir=tfds_dir)  # fmt: skip
+
+
+def test_a_frozen_run_fills_the_cache_then_hits_it_with_the_same_numbers(
+    tmp_path, hub_dir, tfds_dir
+):
+    without = execute(_frozen(tmp_path / "a", hub_dir, tfds_dir, "feature_cache=false"))
+    filled = execute(_frozen(tmp_path / "b", hub_dir, tfds_dir))
+    hit = execute(_frozen(tmp_path / "b", hub_dir, tfds_dir, "force=true"))
+    assert without.feature_cache.status == "unused"
+    assert filled.feature_cache.status == "filled" and filled.feature_cache.fill_time_s > 0
+    assert hit.feature_cache.status == "hit" and hit.feature_cache.fill_time_s is None
+    assert hit.feature_cache.key == filled.feature_cache.key
+    # Stated tolerance: the same order, weights and batches; only the backbone's float32
+    # arithmetic runs in different batches, so losses agree to 1e-5 relative.
+    for run in (filled, hit):
+        assert [h.epoch for h in run.history] == [1, 2, 3]
+        np.testing.assert_allclose(
+            [h.loss for h in run.history], [h.loss for h in without.history], rtol=1e-5
+        )
+        np.testing.assert_allclose(
+            [h.val_accuracy for h in run.history], [h.val_accuracy for h in without.history]
+        )
+        assert run.metrics.test_accuracy == pytest.approx(without.metrics.test_accuracy)
+
+
+def test_cached_features_are_the_backbones_features_of_the_same_images(hub_dir, tfds_dir):
+    spec = make_spec(*FROZEN, f"backbone.hub_handle={hub_dir}", tfds_dir=tfds_dir)
+    loaded = data.load(spec)
+    built = model.build(spec, loaded.num_classes)
+    arrays = features.compute(loaded, built.features)
+    images, labels = zip(*((x, y) for x, y in loaded.plain["val"]), strict=True)
+    expected = np.concatenate([built.features(x, training=False).numpy() for x in images])
+    np.testing.assert_allclose(arrays["val_x"], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(arrays["val_y"], np.concatenate([y.numpy() for y in labels]))
+    assert arrays["val_x"].std() > 0.01  # features that carry information
+
+
+def test_a_two_phase_run_uses_the_cache_for_its_head_phase_only(tmp_path, hub_dir, tfds_dir):
+    spec = _frozen(tmp_path, hub_dir, tfds_dir, "freeze=unfrozen", "freeze.head_epochs=1",
+                   "epochs=1")  # fmt: skip
+    done = execute(spec)
+    assert done.completed and done.feature_cache.status == "filled"
+    assert [h.phase for h in done.history] == ["head", "finetune"]
+
+
+@pytest.mark.parametrize(
+    "overrides, reason",
+    [
+        (["freeze=unfrozen"], "the backbone trains"),
+        (["augment=flip"], "augmentation"),
+        (["head=guide_conv"], "conv layer"),
+        (["feature_cache=false"], "feature_cache=false"),
+    ],
+)
+def test_the_cache_is_never_used_with_augmentation_or_a_training_backbone(overrides, reason):
+    spec = make_spec(*BASE_KEY, *overrides)
+    assert reason in feature_cache_unused(spec.cfg)
+
+
+@pytest.mark.parametrize("overrides", [["augment=flip"], ["freeze=unfrozen"]])
+def test_asking_for_the_cache_where_it_cannot_apply_is_a_config_error(overrides):
+    with pytest.raises(ConfigError, match="feature_cache=true"):
+        make_spec(*BASE_KEY, "feature_cache=true", *overrides)
+
+
+DATA = SimpleNamespace(identity="tfds:shapes:1.0.0:image:label")
+
+
+def _key(*overrides, dataset=DATA, policy="float32") -> str:
+    spec = make_spec(*BASE_KEY, *overrides)
+    return features.digest(features.components(spec, dataset, policy))
+
+
+def _weights_file(tmp_path: Path, name: str, seed: int) -> str:
+    keras.utils.set_random_seed(seed)
+    net = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
+    path = tmp_path / name
+    net.save_weights(path)
+    return str(path)
+
+
+def test_the_key_changes_with_every_component_and_only_with_them(tmp_path, hub_dir, monkeypatch):
+    base = _key()
+    changed = {
+        "backbone": _key("backbone=b0"),
+        "random weights' seed": _key("seed=2"),
+        "weights file": _key(f"backbone.weights={_weights_file(tmp_path, 'a.h5', 1)}"),
+        "source and input range": _key(
+            "backbone.source=hub", "backbone.weights=imagenet", f"backbone.hub_handle={hub_dir}"
+        ),
+        "split": _key("dataset.train_split='train[:50%]'"),
+        "image size": _key("image_size=64"),
+        "pooling": _key("head=guide_conv", "feature_cache=true"),
+        "dataset version": _key(dataset=SimpleNamespace(identity="tfds:shapes:2.0.0:image:label")),
+        "precision": _key(policy="mixed_float16"),
+    }
+    monkeypatch.setattr(tf, "__version__", "0.0.0")
+    changed["tensorflow"] = _key()
+    monkeypatch.undo()
+    assert all(key != base for key in changed.values()), changed
+    assert len(set(changed.values())) == len(changed)
+    same = ["optimizer=sgd", "optimizer.lr=0.5", "batch_size=8", "epochs=7", "head=mlp",
+            "head.dropout=0.3", "force=true", "feature_cache_dir=/elsewhere"]  # fmt: skip
+    assert {_key(o) for o in same} == {base}
+
+
+def test_the_key_follows_file_contents_not_file_names(tmp_path, hub_dir):
+    one = _weights_file(tmp_path, "one.h5", 1)
+    other = _weights_file(tmp_path, "other.h5", 2)
+    assert _key(f"backbone.weights={one}") != _key(f"backbone.weights={other}")
+    (tmp_path / "other.h5").write_bytes((tmp_path / "one.h5").read_bytes())
+    assert _key(f"backbone.weights={one}") == _key(f"backbone.weights={other}")
+    copy = tmp_path / "hub_copy"
+    subprocess.run(["cp", "-r", str(hub_dir), str(copy)], check=True)
+    hub = ("backbone.source=hub", "backbone.weights=imagenet")
+    before = _key(*hub, f"backbone.hub_handle={copy}")
+    (copy / "saved_model.pb").write_bytes(b"changed" + (copy / "saved_model.pb").read_bytes())
+    assert _key(*hub, f"backbone.hub_handle={copy}") != before
+
+
+def test_a_folder_datasets_identity_follows_its_files_and_split(tmp_path):
+    from PIL import Image
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for index in range(3):
+            Image.new("RGB", (8, 8), (index * 40, 0, 0)).save(tmp_path / name / f"{index}.png")
+    first = folder.load(str(tmp_path), 0.34, seed=1).identity
+    assert folder.load(str(tmp_path), 0.34, seed=1).identity == first
+    assert folder.load(str(tmp_path), 0.34, seed=2).identity != first
+    assert folder.load(str(tmp_path), 0.5, seed=1).identity != first
+    Image.new("RGB", (9, 9)).save(tmp_path / "a" / "0.png")
+    assert folder.load(str(tmp_path), 0.34, seed=1).identity != first
+
+
+def _fill(args) -> None:
+    path, value = args
+    arrays = {"train_x": np.full((2000, 512), value, np.float32), "train_y": np.arange(2000)}
+    for _ in range(5):
+        features.write(Path(path), arrays, {"writer": value})
+
+
+def test_two_runs_filling_one_entry_at_once_neither_fail_nor_corrupt_it(tmp_path):
+    path = tmp_path / "entry.npz"
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pool.map(_fill, [(str(path), 1.0), (str(path), 2.0)])
+    stored = features.read(path)
+    assert stored["train_x"].shape == (2000, 512) and np.unique(stored["train_x"]).size == 1
+    assert not list(tmp_path.glob(".*"))  # no temporary file left behind
+
+
+def test_a_damaged_entry_is_a_miss(tmp_path):
+    path = tmp_path / "entry.npz"
+    path.write_bytes(b"PK\x03\x04 truncated")
+    assert features.read(path) is None
+
+
+@pytest.mark.parametrize(
+    "requested, devices, policy",
+    [
+        ("auto", Devices("CPU"), "float32"),
+        ("auto", Devices("TPU"), "mixed_bfloat16"),
+        ("auto", Devices("GPU", ((8, 0), (8, 0))), "mixed_float16"),
+        ("auto", Devices("GPU", ((7, 0),)), "mixed_float16"),
+        ("auto", Devices("GPU", ((6, 1),)), "float32"),
+        ("auto", Devices("GPU", ((8, 6), (6, 0))), "float32"),  # the slowest GPU decides
+        ("mixed_float16", Devices("CPU"), "mixed_float16"),  # asked for: given
+        ("float32", Devices("TPU"), "float32"),
+    ],
+)
+def test_precision_is_resolved_per_device(requested, devices, policy):
+    assert compute.precision(requested, devices) == policy
+
+
+@pytest.mark.parametrize("kind", ["CPU", "GPU", "TPU"])
+def test_jit_compile_auto_stays_off_for_depthwise_backbones(kind):
+    devices = Devices(kind, ((8, 0),) if kind == "GPU" else ())
+    assert compute.jit_compile("auto", devices) is False
+    assert compute.jit_compile("true", devices) is True
+
+
+def test_a_float16_model_still_outputs_float32():
+    spec = make_spec("backbone=b0", "backbone.weights=none", "image_size=32", "head=mlp")
+    try:
+        built = model.build(spec, num_classes=3, policy="mixed_float16")
+        out = built.model(tf.zeros((2, 32, 32, 3)))
+        assert built.backbone.compute_dtype == "float16"
+        assert out.dtype == tf.float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_switch_keys_accept_hydra_booleans():
+    spec = make_spec("jit_compile=true", "feature_cache=false", "dataset=shapes")
+    assert (spec.cfg.jit_compile, spec.cfg.feature_cache) == ("true", "false")
+    with pytest.raises(ConfigError, match="input_cache"):
+        make_spec("input_cache=gpu")
+
+
+def test_bench_speed_writes_its_json_with_every_field(tmp_path, tfds_dir):
+    command = [
+        sys.executable, "-m", "bench.speed", "--rounds", "1", "--out", str(tmp_path / "speed"),
+        "dataset=shapes", "backbone=mobilenet_v2", "backbone.weights=none", "image_size=32",
+        "freeze=unfrozen", "dataset.train_split='train[:64]'", "batch_size=16",
+    ]  # fmt: skip
+    proc = subprocess.run(
+        command, cwd=tmp_path, env=bench_env(tmp_path, tfds_dir), capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "speed round 1/1" in proc.stdout and "harness_over_keras" in proc.stdout
+    (path,) = (tmp_path / "speed").glob("*.json")
+    result = json.loads(path.read_text())
+    assert set(result["images_per_s"]) == {"harness", "keras", "synthetic", "input"}
+    assert all(rate > 0 for rate in result["images_per_s"].values())
+    assert set(result["ratios"]) == {
+        "harness_over_keras", "harness_over_synthetic", "input_over_harness"
+    }  # fmt: skip
+    assert result["images_per_epoch"] == 64 and result["steps_per_epoch"] == 4
+    assert result["env"]["precision"] == "float32" and result["config"]["image_size"] == 32
+    assert all(len(times) == 1 for times in result["round_s"].values())
+
+
+def test_the_composed_default_caches_by_device():
+    cfg = compose()
+    assert cfg.precision == "auto" and cfg.feature_cache == "auto" and cfg.input_cache == "auto"
