@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from bench.core import record
 from bench.core.record import ErrorInfo, HistoryRow, Metrics, Record, Status
@@ -111,3 +112,20 @@ def test_a_version_3_record_keeps_its_phases_and_effective_batch(tmp_path):
     assert again.metrics.phases["head"] == record.PhaseMetrics(1, 2.0, 2.0, 50.0)
     assert again.effective_batch_size == 16
     assert again.schema_version == record.SCHEMA_VERSION == 3
+
+
+def test_every_record_field_gets_its_own_column_beside_the_config_keys(tmp_path):
+    """The env's resolved settings share names with config keys (precision, input_cache...):
+    the tidy frame keeps both, under distinct names."""
+    from bench.analysis import load
+    from tests.conftest import compose
+
+    config = OmegaConf.to_container(compose(), resolve=False)
+    config.pop("hydra", None)
+    env = record.Env(precision="float32", jit_compile=False, steps_per_execution=1,
+                     input_cache="memory")  # fmt: skip
+    record.write(_record(config=config, env=env, effective_batch_size=32), tmp_path)
+    runs = load.from_records(tmp_path).runs
+    assert runs.columns.is_unique
+    assert runs.loc[0, "input_cache_used"] == "memory" and runs.loc[0, "input_cache"] == "auto"
+    assert runs.loc[0, "precision_used"] == "float32" and runs.loc[0, "precision"] == "auto"

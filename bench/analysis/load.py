@@ -38,6 +38,10 @@ RENAMES = {
     "job.group": "group",
     "env.strategy": "strategy_used",  # the class; config.strategy is what was asked for
     "env.precision": "precision_used",  # the policy; config.precision may say auto
+    # What the worker resolved, beside the config keys of the same names.
+    "env.jit_compile": "jit_compile_used",
+    "env.steps_per_execution": "steps_per_execution_used",
+    "env.input_cache": "input_cache_used",
 }
 _VERSIONS = ("python", "tensorflow", "keras", "tensorflow_hub", "tensorflow_datasets", "wandb")
 RENAMES.update({f"env.{name}": f"{name}_version" for name in (*_VERSIONS, "hydra", "bench")})
