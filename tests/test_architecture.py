@@ -18,7 +18,14 @@ import pytest
 import bench
 
 PACKAGE = Path(bench.__file__).parent
-COMMANDS = ["bench.run", "bench.aggregate", "bench.report", "bench.sweep", "bench.speed"]
+COMMANDS = [
+    "bench.run",
+    "bench.aggregate",
+    "bench.report",
+    "bench.sweep",
+    "bench.speed",
+    "bench.agents",
+]
 ROOMS = ("core", "launch", "pipeline", "analysis")
 # What each room may import from bench: core only itself; no room reaches into another's
 # siblings, except the launcher's one documented crossing for isolate=false (launch.job).

@@ -18,9 +18,10 @@ from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from bench.core import record
 from bench.core.console import say
 from bench.core.errors import EXIT_CONFIG_ERROR, UserError
-from bench.core.spec import build
+from bench.core.spec import RunSpec, build
 from bench.launch import progress, wandb_table
 
 
@@ -41,15 +42,28 @@ def expand(config: DictConfig) -> list[list[str]] | None:
     return [list(job) for job in itertools.product(*choices)]
 
 
-def problems(config: DictConfig, jobs: list[list[str]]) -> list[str]:
-    """Every job whose config does not compose or validate, with the reason."""
-    found = []
+def check(config: DictConfig, jobs: list[list[str]]) -> tuple[list[RunSpec], list[str]]:
+    """Every job's spec, and every job whose config does not compose or validate."""
+    specs, found = [], []
     for num, overrides in enumerate(jobs, start=1):
         try:
-            build(compose(config.hydra.job.config_name, overrides=overrides))
+            specs.append(build(compose(config.hydra.job.config_name, overrides=overrides)))
         except (UserError, HydraException) as error:
             found.append(f"job {num} ({' '.join(overrides)}): {error}")
-    return found
+    return specs, found
+
+
+def rows_from_records(specs: list[RunSpec]) -> list[dict]:
+    """The summary rows of jobs that ran in other processes (a parallel launcher), read
+    back from their records."""
+    rows = []
+    for num, spec in enumerate(specs):
+        spec.job.num = num
+        try:
+            rows.append(progress.summary(record.read(spec.record_path), spec))
+        except (OSError, ValueError):
+            rows.append({**progress.summary_of(spec), "status": "no record"})
+    return rows
 
 
 class MultirunProgress(Callback):
@@ -60,13 +74,14 @@ class MultirunProgress(Callback):
         self.total: int | None = None
         self.config: DictConfig | None = None
         self.printed = False
+        self.specs: list[RunSpec] = []
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.config = config
         jobs = expand(config)
         if jobs is None:
             return
-        found = problems(config, jobs)
+        self.specs, found = check(config, jobs)
         if found:
             say(f"{len(found)} of {len(jobs)} jobs have config errors; nothing ran:", error=True)
             for line in found:
@@ -91,7 +106,10 @@ class MultirunProgress(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra skips this when a job failed (the sweeper re-raises its error first), so the
-        # table is printed as the last job ends; this covers sweeps that could not be counted.
+        # table is printed as the last job ends; this covers sweeps that could not be
+        # counted, and launchers that run jobs (and their on_job_end) in other processes.
+        if not self.rows and self.specs:
+            self.rows = rows_from_records(self.specs)
         if self.rows and not self.printed:
             self._summarise()
 

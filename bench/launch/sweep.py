@@ -97,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep_id = wandb.sweep(sweep=sweep, project=project, entity=args.entity)
     path = "/".join(p for p in (args.entity or sweep.get("entity"), project, sweep_id) if p)
     print(f"created sweep {sweep_id}; start an agent with:\n  wandb agent {path}")
-    print(f"one agent per GPU:\n  CUDA_VISIBLE_DEVICES=0 wandb agent {path} &")
-    print(f"  CUDA_VISIBLE_DEVICES=1 wandb agent {path} &")
+    print(f"one agent per GPU of this machine:\n  python -m bench.agents {path}")
     return 0
 
 
