@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
 
-from bench.core import schema
+from bench.core import cluster, schema
+from bench.core.errors import ConfigError
 from bench.launch import agents
-from tests.conftest import TINY, bench_run, load_records
+from tests.conftest import TINY, bench_env, bench_run, load_records, make_spec
 
 
 def _hydra(*overrides: str):
@@ -77,3 +81,88 @@ def test_one_agent_starts_per_gpu_each_seeing_only_its_own(tmp_path):
     assert proc.returncode == 0, proc.stderr
     lines = sorted((tmp_path / "agents.txt").read_text().splitlines())
     assert lines == ["0 agent --count 5 me/bench/abc123", "1 agent --count 5 me/bench/abc123"]
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("localhost", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def _worker_env(tmp_path, tfds_dir, cluster: dict, index: int) -> dict:
+    env = bench_env(tmp_path, tfds_dir)
+    env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+    env["NO_PROXY"] = env["no_proxy"] = "localhost,127.0.0.1"  # gRPC between the workers
+    return env
+
+
+def test_the_chief_is_worker_0_and_the_others_get_private_results_dirs(monkeypatch):
+    cluster_spec = {"worker": ["a:1", "b:2"]}
+    for index, chief in ((0, True), (1, False)):
+        task = {"type": "worker", "index": index}
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster_spec, "task": task}))
+        spec = make_spec("dataset=shapes", "results_dir=/r", "wandb.mode=offline")
+        assert cluster.role().chief is chief and cluster.role().workers == 2
+        expected = "/r" if chief else "/r/workers/worker-1"
+        assert spec.cfg.results_dir == expected
+        assert (spec.cfg.wandb.mode.value == "offline") is chief
+        assert chief or spec.cfg.feature_cache_dir == "/r/features"  # read from the chief's
+
+
+@pytest.mark.slow
+def test_two_workers_on_localhost_train_one_run_into_one_record_and_one_wandb_run(
+    tmp_path, tfds_dir
+):
+    cluster_spec = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
+    command = [sys.executable, "-m", "bench.run", "epochs=2", *TINY,
+               f"results_dir={tmp_path / 'runs'}"]  # fmt: skip
+    envs = [_worker_env(tmp_path, tfds_dir, cluster_spec, index) for index in range(2)]
+    workers = [
+        subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for env in envs
+    ]  # fmt: skip
+    outputs = [worker.communicate(timeout=900) for worker in workers]
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err[-3000:]
+    (done,) = load_records(tmp_path)  # the chief's; the other worker's stays in workers/
+    assert done["status"] == "completed" and len(done["history"]) == 2
+    env = done["env"]
+    assert (env["strategy"], env["replicas"], env["workers"]) == (
+        "MultiWorkerMirroredStrategy",
+        2,
+        2,
+    )
+    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
+    alone_dir = tmp_path / "single"
+    alone_dir.mkdir()
+    single = bench_run(alone_dir, tfds_dir, "epochs=2", *TINY)
+    assert single.returncode == 0, single.stderr[-2000:]
+    (alone,) = load_records(alone_dir)
+    assert alone["run_id"] == done["run_id"]
+    # Same data, model and global batch: the same range (4 classes, chance is 0.25).
+    assert abs(alone["metrics"]["test_accuracy"] - done["metrics"]["test_accuracy"]) < 0.15
+
+
+@pytest.mark.parametrize("rule, factor", [("none", 1), ("linear", 4)])
+def test_linear_lr_scaling_multiplies_the_rate_by_the_replicas(rule, factor):
+    import contextlib
+
+    from bench.pipeline import model, train
+
+    four = SimpleNamespace(num_replicas_in_sync=4, scope=contextlib.nullcontext)  # injected
+    spec = make_spec("backbone=mobilenet_v2", "backbone.weights=none", "image_size=32",
+                     "optimizer=sgd", "optimizer.lr=0.01", f"lr_scaling={rule}")  # fmt: skip
+    built = model.build(spec, num_classes=3)
+    phase = train.phases(spec)[-1]
+    train.prepare_phase(built, built.model, phase, spec, 10, four, jit_compile=False)
+    assert float(built.model.optimizer.learning_rate) == pytest.approx(0.01 * factor)
+
+
+def test_an_unknown_lr_scaling_rule_is_a_config_error():
+    with pytest.raises(ConfigError, match="lr_scaling"):
+        make_spec("lr_scaling=sqrt")

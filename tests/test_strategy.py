@@ -10,6 +10,7 @@ import tensorflow as tf
 from hydra.errors import ConfigCompositionException
 
 from bench.core.errors import ConfigError
+from bench.core.schema import StrategyName
 from bench.pipeline import strategy
 from tests.conftest import compose
 
@@ -63,3 +64,25 @@ def test_a_batch_the_replicas_cannot_share_names_the_batch_sizes_that_would():
     assert proc.returncode != 0
     assert "ConfigError" in proc.stderr and "batch_size=33" in proc.stderr
     assert "a multiple of 2" in proc.stderr and "batch_size=32 or batch_size=34" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "tpu, gpus, multi_worker, expected",
+    [
+        (True, 0, False, StrategyName.tpu),
+        (True, 4, True, StrategyName.tpu),  # a TPU answers first
+        (False, 4, True, StrategyName.multi_worker),  # TF_CONFIG with several workers
+        (False, 4, False, StrategyName.mirrored),
+        (False, 1, False, StrategyName.one_device),
+        (False, 0, False, StrategyName.cpu),
+    ],
+)
+def test_auto_picks_by_what_the_machine_has(tpu, gpus, multi_worker, expected):
+    assert strategy.choose(StrategyName.auto, tpu, gpus, multi_worker) == expected
+
+
+def test_an_explicit_strategy_is_taken_as_asked():
+    assert strategy.choose(StrategyName.mirrored, False, 0, False) == StrategyName.mirrored
+    assert strategy.choose(StrategyName.cpu, False, 4, False) == StrategyName.cpu
+    with pytest.raises(ConfigError, match="no TPU answered"):
+        strategy.choose(StrategyName.tpu, False, 8, False)

@@ -115,6 +115,7 @@ class Env:
     git_commit: str | None = None
     git_dirty: bool | None = None
     # How the run computed (config keys resolved for the device; see pipeline.compute).
+    workers: int | None = field(default=None, metadata={"since": 3})  # hosts in the run
     precision: str | None = field(default=None, metadata={"since": 3})
     jit_compile: bool | None = field(default=None, metadata={"since": 3})
     steps_per_execution: int | None = field(default=None, metadata={"since": 3})

@@ -184,6 +184,7 @@ class Config:
     precision: Precision = Precision.auto
     jit_compile: str = "auto"  # auto (off for the registry's backbones) | true | false
     steps_per_execution: int = 1  # train steps per call into the compiled graph
+    lr_scaling: str = "none"  # none | linear: optimizer.lr x the replicas in sync
     input_cache: str = "auto"  # auto (memory when it fits, else disk) | memory | disk | none
     feature_cache: str = "auto"  # auto (frozen phase, no augmentation, pooled head) | true | false
     feature_cache_dir: str | None = None  # null: <results_dir>/features

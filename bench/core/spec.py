@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from bench.core import backbones, record
+from bench.core import backbones, cluster, record
 from bench.core.errors import ConfigError
 from bench.core.schema import Config, Loader, Policy, Source, WandbMode
 from bench.core.wandb_mode import has_credentials
@@ -32,6 +32,7 @@ NOT_IDENTITY = (
 )  # fmt: skip
 SWITCHES = ("auto", "true", "false")
 INPUT_CACHES = ("auto", "memory", "disk", "none")
+LR_SCALINGS = ("none", "linear")
 _MIN_IMAGE_SIZE = 32  # the smallest input Keras EfficientNet and MobileNetV2 accept
 
 
@@ -206,6 +207,8 @@ def _check_speed(cfg: Config) -> None:
     for key in ("jit_compile", "feature_cache"):
         if getattr(cfg, key) not in SWITCHES:
             raise ConfigError(key, getattr(cfg, key), SWITCHES, f"pass {key}=auto")
+    if cfg.lr_scaling not in LR_SCALINGS:
+        raise ConfigError("lr_scaling", cfg.lr_scaling, LR_SCALINGS, "pass lr_scaling=none")
     if cfg.input_cache not in INPUT_CACHES:
         raise ConfigError("input_cache", cfg.input_cache, INPUT_CACHES, "pass input_cache=auto")
     if cfg.steps_per_execution < 1:
@@ -309,6 +312,11 @@ def resolve(cfg: Config) -> None:
         cfg.backbone.hub_handle = os.path.abspath(os.path.expanduser(cfg.backbone.hub_handle))
     # Workers may start elsewhere; the command's working directory decides relative paths.
     cfg.results_dir = os.path.abspath(os.path.expanduser(cfg.results_dir))
+    this = cluster.role()
+    if not this.chief:  # a non-chief worker of a multi-worker run (bench.core.cluster)
+        cfg.feature_cache_dir = cfg.feature_cache_dir or str(Path(cfg.results_dir) / "features")
+        cfg.results_dir = cluster.private_results_dir(cfg.results_dir, this)
+        cfg.wandb.mode = WandbMode.disabled
     if cfg.data_dir:
         cfg.data_dir = os.path.abspath(os.path.expanduser(cfg.data_dir))
     if cfg.dataset.path:

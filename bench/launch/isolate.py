@@ -32,7 +32,8 @@ def run(spec: RunSpec) -> Record:
     """Executes ``spec`` in a new Python process and returns its record."""
     directory = Path(spec.job.output_dir or tempfile.mkdtemp(prefix="bench-"))
     directory.mkdir(parents=True, exist_ok=True)
-    spec_file = directory / f"spec-{spec.run_id}.json"
+    # The attempt id keeps two launchers in one folder (a multi-worker run) apart.
+    spec_file = directory / f"spec-{spec.run_id}-{spec.job.attempt}.json"
     spec_file.write_text(spec.to_json())
     started_at = record.now()
     # Unbuffered, so progress reaches a pipe or log file as it happens. The worker stays in

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import tf_keras as keras
 
+from bench.core import cluster
 from bench.core.record import HistoryRow
 
 
@@ -33,6 +34,9 @@ class RunCheckpoint:
 
     def __init__(self, results_dir: str | Path, run_id: str):
         self.dir = Path(results_dir) / "checkpoints" / run_id
+        # Keras' backups are read from the chief's folder by every worker (bench.core.cluster).
+        shared = cluster.shared_results_dir(results_dir, cluster.role())
+        self.backups = shared / "checkpoints" / run_id
         self._history = self.dir / "history.jsonl"
 
     def start(self) -> int:
@@ -45,7 +49,7 @@ class RunCheckpoint:
 
     def backup(self, phase: str) -> keras.callbacks.BackupAndRestore:
         """Keras' per-epoch backup for ``phase`` (never shared between runs or phases)."""
-        return keras.callbacks.BackupAndRestore(backup_dir=str(self.dir / phase))
+        return keras.callbacks.BackupAndRestore(backup_dir=str(self.backups / phase))
 
     def save_row(self, row: HistoryRow, train_s: float) -> None:
         """Appends one finished epoch."""

@@ -180,6 +180,19 @@ def _folder_splits(cfg: Config):
     return (found.train, found.val, None), found.class_names, found.skipped, found.identity
 
 
+def sharded(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """``ds`` split across the workers of a multi-worker run by element (auto-shard DATA).
+
+    tf.distribute's default shards by file, which fails for a TFDS split in fewer files
+    than workers, a folder dataset and the feature cache (all in memory); by element each
+    worker reads everything and keeps its share, which after the input cache's first
+    epoch costs little.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
 def batches(
     ds: tf.data.Dataset,
     cfg: Config,
@@ -199,7 +212,7 @@ def batches(
     low, high = input_range
     scale = (high - low) / 255.0
     ds = ds.map(lambda x, y: (tf.clip_by_value(x, 0.0, 255.0) * scale + low, y), AUTOTUNE)
-    return ds.prefetch(AUTOTUNE)
+    return sharded(ds.prefetch(AUTOTUNE))
 
 
 def augmentation(aug: AugmentConfig, seed: int) -> keras.Sequential | None:

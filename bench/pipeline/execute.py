@@ -13,7 +13,7 @@ import traceback
 import tensorflow as tf
 import tf_keras as keras
 
-from bench.core import environment, record
+from bench.core import cluster, environment, record
 from bench.core.errors import OutOfMemory
 from bench.core.record import ErrorInfo, FeatureCacheInfo, Metrics, Record, SkippedFiles, Status
 from bench.core.spec import RunSpec
@@ -48,7 +48,7 @@ def execute(spec: RunSpec) -> Record:
     strategy.check_batch(spec.batch_size, strat)
     facts = strategy.describe(strat)
     devices = compute.detect(facts)
-    settings = compute.settings(spec.cfg, devices)
+    settings = {**compute.settings(spec.cfg, devices), "workers": cluster.role().workers}
     policy, jit = settings["precision"], settings["jit_compile"]
     try:
         resumes = checkpoint.start()

@@ -25,9 +25,10 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from bench.core import cluster
 from bench.core.record import FeatureCacheInfo
 from bench.core.spec import RunSpec, feature_cache_unused
-from bench.pipeline.data import AUTOTUNE, Data
+from bench.pipeline.data import AUTOTUNE, Data, sharded
 
 SPLITS = ("train", "val", "test")
 
@@ -63,7 +64,8 @@ def prepare(
     if arrays is None:
         start = time.perf_counter()
         arrays = compute(data, extractor)
-        write(path, arrays, parts)
+        if cluster.role().chief:  # in a multi-worker run all compute, the chief stores
+            write(path, arrays, parts)
         status, fill_s = "filled", time.perf_counter() - start
     info = FeatureCacheInfo(status=status, key=key, path=str(path), fill_time_s=fill_s)
     return pipelines(arrays, spec), info
@@ -185,7 +187,8 @@ def pipelines(arrays: dict[str, np.ndarray], spec: RunSpec) -> FeatureData:
     def split(name: str) -> tf.data.Dataset | None:
         if f"{name}_x" not in arrays:
             return None
-        return tf.data.Dataset.from_tensor_slices((arrays[f"{name}_x"], arrays[f"{name}_y"]))
+        pairs = (arrays[f"{name}_x"], arrays[f"{name}_y"])
+        return sharded(tf.data.Dataset.from_tensor_slices(pairs))
 
     train = split("train").shuffle(
         cfg.dataset.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=True

@@ -17,10 +17,7 @@ from bench.core.schema import StrategyName
 
 
 def select(name: StrategyName | str) -> tf.distribute.Strategy:
-    """Creates the strategy named by the ``strategy`` config key.
-
-    ``auto`` picks a TPU if one answers, else MultiWorkerMirrored when ``TF_CONFIG``
-    describes several workers, else Mirrored over all GPUs, one GPU, or the CPU.
+    """Creates the strategy named by the ``strategy`` config key (see :func:`choose`).
 
     Raises:
         ConfigError: if the named hardware is not there.
@@ -32,25 +29,46 @@ def select(name: StrategyName | str) -> tf.distribute.Strategy:
     for gpu in gpus:
         # Without growth TF reserves the whole GPU and peak-memory figures mean nothing.
         tf.config.experimental.set_memory_growth(gpu, True)
-    if name in (StrategyName.auto, StrategyName.tpu):
-        resolver = _tpu_resolver()
-        if resolver is not None:
-            return _tpu_strategy(resolver)
-        if name == StrategyName.tpu:
-            raise ConfigError(
-                "strategy", "tpu", [s.value for s in StrategyName],
-                "use strategy=auto to take what this machine has",
-                why="no TPU answered (no TPU_NAME, no /dev/accel*)",
-            )  # fmt: skip
-    if name == StrategyName.multi_worker or (name == StrategyName.auto and _multi_worker()):
+    resolver = _tpu_resolver() if name in (StrategyName.auto, StrategyName.tpu) else None
+    chosen = choose(name, resolver is not None, len(gpus), _multi_worker())
+    if chosen == StrategyName.tpu:
+        return _tpu_strategy(resolver)
+    if chosen == StrategyName.multi_worker:
         return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == StrategyName.mirrored or (name == StrategyName.auto and len(gpus) > 1):
+    if chosen == StrategyName.mirrored:
         return tf.distribute.MirroredStrategy()
-    if name == StrategyName.one_device or gpus:
+    if chosen == StrategyName.one_device:
         return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
     # CPU: the default strategy. OneDeviceStrategy("/cpu:0") doubles the epoch time on a
     # 2-core machine (its per-step input prefetch competes for the cores; measured here).
     return tf.distribute.get_strategy()
+
+
+def choose(name: StrategyName, tpu: bool, gpus: int, multi_worker: bool) -> StrategyName:
+    """What ``strategy=name`` means on a machine with these resources.
+
+    ``auto`` picks a TPU if one answers, else MultiWorkerMirrored when ``TF_CONFIG``
+    describes several workers, else Mirrored over several GPUs, one GPU, or the CPU.
+
+    Raises:
+        ConfigError: ``tpu`` without a TPU.
+    """
+    auto = name == StrategyName.auto
+    if tpu and name in (StrategyName.auto, StrategyName.tpu):
+        return StrategyName.tpu
+    if name == StrategyName.tpu:
+        raise ConfigError(
+            "strategy", "tpu", [s.value for s in StrategyName],
+            "use strategy=auto to take what this machine has",
+            why="no TPU answered (no TPU_NAME, no /dev/accel*)",
+        )  # fmt: skip
+    if name == StrategyName.multi_worker or (auto and multi_worker):
+        return StrategyName.multi_worker
+    if name == StrategyName.mirrored or (auto and gpus > 1):
+        return StrategyName.mirrored
+    if name == StrategyName.one_device or (auto and gpus):
+        return StrategyName.one_device
+    return StrategyName.cpu
 
 
 def check_batch(batch_size: int, strategy: tf.distribute.Strategy) -> None:
@@ -103,6 +121,13 @@ def devices(strategy: tf.distribute.Strategy) -> list[str]:
     return [d for d in found if d.split(":")[0] in kinds]
 
 
+# Classes whose tf.distribute name differs from the one a user asks for.
+_PUBLIC_NAMES = {
+    "_DefaultDistributionStrategy": "DefaultStrategy",
+    "CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy",
+}
+
+
 def describe(strategy: tf.distribute.Strategy) -> dict:
     """The strategy facts that go into a record's ``env``."""
     kinds = []
@@ -113,7 +138,7 @@ def describe(strategy: tf.distribute.Strategy) -> dict:
         kinds = [os.environ.get("TPU_ACCELERATOR_TYPE", "TPU")]
     name = type(strategy).__name__
     return {
-        "strategy": "DefaultStrategy" if name == "_DefaultDistributionStrategy" else name,
+        "strategy": _PUBLIC_NAMES.get(name, name),
         "replicas": strategy.num_replicas_in_sync,
         "devices": devices(strategy),
         "device_kinds": sorted(set(kinds)) or ["CPU"],

@@ -152,11 +152,14 @@ def prepare_phase(
     jit_compile: bool,
 ) -> None:
     """Applies the phase's freeze policy to the backbone and compiles ``fitted`` (the model,
-    or its head on cached features) with the phase's optimizer, in the strategy's scope."""
+    or its head on cached features) with the phase's optimizer, its rate scaled by the
+    replica count under ``lr_scaling=linear``, in the strategy's scope."""
+    scale = strategy.num_replicas_in_sync if spec.cfg.lr_scaling == "linear" else 1
+    optimizer = dataclasses.replace(phase.optimizer, lr=phase.optimizer.lr * scale)
     with strategy.scope():
         freeze.apply(built.backbone, phase.policy, spec.cfg.freeze.blocks, spec.backbone.block_of)
         fitted.compile(
-            optimizer=optim.build(phase.optimizer, steps, phase.epochs),
+            optimizer=optim.build(optimizer, steps, phase.epochs),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
             jit_compile=jit_compile,
