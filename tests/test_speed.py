@@ -37,10 +37,15 @@ def _frozen(tmp_path, hub_dir, tfds_dir, *extra):
 
 
 def test_a_frozen_run_fills_the_cache_then_hits_it_with_the_same_numbers(
-    tmp_path, hub_dir, tfds_dir
+    tmp_path, hub_dir, tfds_dir, monkeypatch
 ):
     without = execute(_frozen(tmp_path / "a", hub_dir, tfds_dir, "feature_cache=false"))
     filled = execute(_frozen(tmp_path / "b", hub_dir, tfds_dir))
+
+    def no_backbone(*args, **kwargs):
+        raise AssertionError("a hit of a frozen run builds no backbone")
+
+    monkeypatch.setattr(model, "build", no_backbone)
     hit = execute(_frozen(tmp_path / "b", hub_dir, tfds_dir, "force=true"))
     assert without.feature_cache.status == "unused"
     assert filled.feature_cache.status == "filled" and filled.feature_cache.fill_time_s > 0
@@ -57,6 +62,9 @@ def test_a_frozen_run_fills_the_cache_then_hits_it_with_the_same_numbers(
             [h.val_accuracy for h in run.history], [h.val_accuracy for h in without.history]
         )
         assert run.metrics.test_accuracy == pytest.approx(without.metrics.test_accuracy)
+        # The whole model's size, also when only the head was built.
+        assert run.metrics.params_total == without.metrics.params_total
+        assert run.metrics.params_trainable == without.metrics.params_trainable
 
 
 def test_cached_features_are_the_backbones_features_of_the_same_images(hub_dir, tfds_dir):

@@ -6,8 +6,9 @@ stopped it.
 - ``<phase>/``: Keras' ``BackupAndRestore`` backup of the phase in progress (model,
   optimizer, epoch), written at the end of every epoch and removed by Keras when the
   phase's ``fit`` ends normally;
-- ``<phase>.weights.h5``: the model after a finished phase, so a two-phase run killed in
-  its fine-tune phase does not train its head again;
+- ``<phase>.model.weights.h5`` (or ``<phase>.head.weights.h5`` when the phase kept the
+  backbone frozen): the model after a finished phase, so a two-phase run killed in its
+  fine-tune phase does not train its head again;
 - ``history.jsonl``: every finished epoch's history row and training seconds, because the
   worker's memory dies with it; a re-run epoch is logged again and the later row wins;
 - ``resumes``: how many times the run was started again.
@@ -27,6 +28,7 @@ import tf_keras as keras
 
 from bench.core import cluster
 from bench.core.record import HistoryRow
+from bench.pipeline.model import Built
 
 
 class RunCheckpoint:
@@ -72,14 +74,26 @@ class RunCheckpoint:
         ]
 
     def phase_done(self, phase: str) -> bool:
-        return (self.dir / f"{phase}.weights.h5").exists()
+        return any(self._phase_file(phase, part).exists() for part in ("model", "head"))
 
-    def save_phase(self, phase: str, model: keras.Model) -> None:
-        """Keeps the model as it is after ``phase`` finished."""
-        model.save_weights(str(self.dir / f"{phase}.weights.h5"))
+    def save_phase(self, phase: str, built: Built, backbone_trained: bool) -> None:
+        """Keeps what ``phase`` changed: the whole model, or only the head when the backbone
+        stayed frozen (a relaunch builds that backbone again as it was)."""
+        if backbone_trained:
+            built.model.save_weights(str(self._phase_file(phase, "model")))
+        else:
+            built.head.save_weights(str(self._phase_file(phase, "head")))
 
-    def load_phase(self, phase: str, model: keras.Model) -> None:
-        model.load_weights(str(self.dir / f"{phase}.weights.h5"))
+    def load_phase(self, phase: str, built: Built) -> None:
+        """Puts the model back as it was after ``phase``."""
+        whole = self._phase_file(phase, "model")
+        if whole.exists():
+            built.model.load_weights(str(whole))
+        else:
+            built.head.load_weights(str(self._phase_file(phase, "head")))
+
+    def _phase_file(self, phase: str, part: str) -> Path:
+        return self.dir / f"{phase}.{part}.weights.h5"
 
     def clear(self) -> None:
         """Removes the folder (the run completed)."""

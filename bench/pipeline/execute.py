@@ -60,9 +60,14 @@ def execute(spec: RunSpec) -> Record:
         settings["input_cache"] = dataset.input_cache
         spec.cfg.dataset.num_classes = dataset.num_classes
         tracker.update_config({"dataset": spec.config_dict()["dataset"]})
+        entry = features.lookup(spec, dataset, policy)
+        stored = entry.head_input() if entry and not train.backbone_trains(spec) else None
         with strat.scope():
-            built = model.build(spec, dataset.num_classes, policy, on_tpu)
-        cached, cache = features.prepare(spec, dataset, built.features, policy)
+            if stored:  # every phase trains on cached features: no backbone to build
+                built = model.build_head(spec, dataset.num_classes, *stored, policy)
+            else:
+                built = model.build(spec, dataset.num_classes, policy, on_tpu)
+        cached, cache = features.prepare(spec, dataset, entry, built)
         train.run(built, dataset, spec, strat, tracker.log_epoch, result, checkpoint, cached, jit)
     except tf.errors.ResourceExhaustedError as exc:
         error = OutOfMemory(

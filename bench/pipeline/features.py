@@ -29,6 +29,7 @@ from bench.core import cluster
 from bench.core.record import FeatureCacheInfo
 from bench.core.spec import RunSpec, feature_cache_unused
 from bench.pipeline.data import AUTOTUNE, Data, sharded
+from bench.pipeline.model import Built
 
 SPLITS = ("train", "val", "test")
 
@@ -42,32 +43,63 @@ class FeatureData:
     test: tf.data.Dataset | None
 
 
+@dataclass
+class Entry:
+    """A run's place in the cache: its key, its file and, on a hit, the stored arrays."""
+
+    key: str
+    path: Path
+    parts: dict
+    arrays: dict[str, np.ndarray] | None = None  # None: not stored yet (a miss)
+
+    def head_input(self) -> tuple[tuple[int, ...], int] | None:
+        """On a hit: the features' shape and the size of the backbone that computed them
+        (what :func:`bench.pipeline.model.build_head` needs); else None."""
+        if self.arrays is None or "backbone_params" not in self.arrays:
+            return None
+        return self.arrays["train_x"].shape[1:], int(self.arrays["backbone_params"])
+
+
+def lookup(spec: RunSpec, data: Data, policy: str) -> Entry | None:
+    """The run's entry, read when it is stored; None when the cache does not apply.
+
+    Args:
+        spec: The run.
+        data: Its image pipelines (their ``identity`` is part of the key).
+        policy: The precision policy in force (part of the key).
+    """
+    if feature_cache_unused(spec.cfg) is not None:
+        return None
+    parts = components(spec, data, policy)
+    key = digest(parts)
+    path = cache_dir(spec) / f"{key}.npz"
+    return Entry(key, path, parts, read(path))
+
+
 def prepare(
-    spec: RunSpec, data: Data, extractor: keras.Model, policy: str
+    spec: RunSpec, data: Data, entry: Entry | None, built: Built
 ) -> tuple[FeatureData | None, FeatureCacheInfo]:
     """The run's feature pipelines (None when the cache does not apply) and what happened.
 
     Args:
         spec: The run.
         data: Its image pipelines (``data.plain`` is read once to fill the cache).
-        extractor: Image to cached features (the frozen backbone and, for heads without a
-            conv layer, the global pooling), built under the run's strategy.
-        policy: The precision policy in force (part of the key).
+        entry: What :func:`lookup` found.
+        built: The model, built under the run's strategy; on a miss its ``features``
+            (the frozen backbone and, for heads without a conv layer, the pooling) fill
+            the entry.
     """
-    reason = feature_cache_unused(spec.cfg)
-    if reason is not None:
-        return None, FeatureCacheInfo(status="unused", reason=reason)
-    parts = components(spec, data, policy)
-    key = digest(parts)
-    path = cache_dir(spec) / f"{key}.npz"
-    arrays, status, fill_s = read(path), "hit", None
+    if entry is None:
+        return None, FeatureCacheInfo(status="unused", reason=feature_cache_unused(spec.cfg))
+    arrays, status, fill_s = entry.arrays, "hit", None
     if arrays is None:
         start = time.perf_counter()
-        arrays = compute(data, extractor)
+        arrays = compute(data, built.features)
+        arrays["backbone_params"] = np.array(built.backbone.count_params(), np.int64)
         if cluster.role().chief:  # in a multi-worker run all compute, the chief stores
-            write(path, arrays, parts)
+            write(entry.path, arrays, entry.parts)
         status, fill_s = "filled", time.perf_counter() - start
-    info = FeatureCacheInfo(status=status, key=key, path=str(path), fill_time_s=fill_s)
+    info = FeatureCacheInfo(status=status, key=entry.key, path=str(entry.path), fill_time_s=fill_s)
     return pipelines(arrays, spec), info
 
 

@@ -9,7 +9,6 @@ import sys
 import time
 from collections.abc import Callable
 
-import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
@@ -147,9 +146,3 @@ def peak_host_rss() -> int:
     """This process's peak resident set size in bytes (Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
-
-
-def parameter_counts(model: keras.Model) -> tuple[int, int]:
-    """(total, trainable) parameter counts as the model will train now."""
-    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    return int(model.count_params()), trainable

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import tf_keras as keras
 
 from bench.core.errors import ConfigError, WeightsUnavailable
@@ -21,12 +22,24 @@ class Built:
     unless the head starts with a conv layer): the feature cache stores its outputs.
     ``head`` maps those features to class probabilities; training it trains the model's
     head. Freeze policies act on ``backbone``.
+
+    A run whose every phase trains on features already in the cache never runs the
+    backbone, so :func:`build_head` builds only the head: ``model`` is the head,
+    ``backbone`` and ``features`` are None and ``stored_backbone_params`` is the size of
+    the backbone that computed the features.
     """
 
     model: keras.Model
-    backbone: keras.layers.Layer
-    features: keras.Model
+    backbone: keras.layers.Layer | None
+    features: keras.Model | None
     head: keras.Model
+    stored_backbone_params: int = 0
+
+    def parameter_counts(self) -> tuple[int, int]:
+        """(total, trainable) parameter counts of the whole model as it trains now (a
+        backbone known only from the cache is frozen: none of it trains)."""
+        trainable = sum(int(np.prod(w.shape)) for w in self.model.trainable_weights)
+        return int(self.model.count_params()) + self.stored_backbone_params, trainable
 
 
 class InferenceWhenFrozen(keras.layers.Layer):
@@ -76,10 +89,32 @@ def build(spec: RunSpec, num_classes: int, policy: str = "float32", on_tpu: bool
     x = InferenceWhenFrozen(backbone)(inputs)
     if len(x.shape) == 4 and not cfg.head.conv_filters:
         x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
-    head = heads.build(x.shape[1:], cfg.head, num_classes)
+    head = seeded_head(spec, x.shape[1:], num_classes)
     name = f"{cfg.backbone.name}_{cfg.head.name}"
     model = keras.Model(inputs, head(x), name=name)
     return Built(model, backbone, keras.Model(inputs, x, name="features"), head)
+
+
+def build_head(
+    spec: RunSpec,
+    num_classes: int,
+    feature_shape: tuple[int, ...],
+    backbone_params: int,
+    policy: str = "float32",
+) -> Built:
+    """Only the head, on cached features of ``feature_shape``, for a run whose every phase
+    keeps the backbone frozen (building a backbone that never runs costs seconds: B0 about
+    2 s here, B7 more, plus loading its weights). Call under ``strategy.scope()``."""
+    keras.mixed_precision.set_global_policy(policy)
+    head = seeded_head(spec, tuple(feature_shape), num_classes)
+    return Built(head, None, None, head, stored_backbone_params=backbone_params)
+
+
+def seeded_head(spec: RunSpec, feature_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """The head, its initial weights drawn right after seeding: the same whether or not a
+    backbone was built before it in this process (a feature-cache hit builds none)."""
+    keras.utils.set_random_seed(spec.cfg.seed)
+    return heads.build(feature_shape, spec.cfg.head, num_classes)
 
 
 def keras_backbone(spec: RunSpec, shape: tuple[int, int, int]) -> keras.Model:

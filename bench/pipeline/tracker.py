@@ -132,3 +132,9 @@ class Tracker:
         self.run.finish(exit_code=0 if record.completed else 1)
         if self.mode == "offline":
             say(f"W&B run saved offline; upload it with: wandb sync {run_dir}")
+
+
+def shutdown() -> None:
+    """Stops W&B's service process, for a worker that ends without the interpreter's
+    teardown (which would otherwise stop it)."""
+    wandb.teardown()

@@ -54,6 +54,11 @@ def phases(spec: RunSpec) -> list[Phase]:
     ]
 
 
+def backbone_trains(spec: RunSpec) -> bool:
+    """Whether some phase trains the backbone (else a feature-cache hit needs no backbone)."""
+    return any(phase.policy != Policy.frozen for phase in phases(spec))
+
+
 def finetune_optimizer(spec: RunSpec) -> OptimizerConfig:
     """The second phase's optimizer: its own config, or the first's at ``finetune_lr``."""
     cfg = spec.cfg
@@ -97,13 +102,13 @@ def run(
         fitted = built.head if on_features else built.model
         train, val = (features.train, features.val) if on_features else (data.train, data.val)
         prepare_phase(built, fitted, phase, spec, steps, strategy, jit_compile)
-        result.params_total, result.params_trainable = measure.parameter_counts(built.model)
+        result.params_total, result.params_trainable = built.parameter_counts()
         recorder = measure.EpochRecorder(
             phase.name, on_epoch, on_saved=checkpoint.save_row if checkpoint else None
         )
         earlier = recorder.restore(checkpoint.rows(phase.name) if checkpoint else [])
         if checkpoint and checkpoint.phase_done(phase.name):
-            checkpoint.load_phase(phase.name, built.model)
+            checkpoint.load_phase(phase.name, built)
             result.history.extend(recorder.rows)
             result.phases[phase.name] = recorder.phase_metrics(data.train_examples, earlier)
             result.train_time_s += earlier
@@ -136,7 +141,7 @@ def run(
         if recorder.diverged():
             raise recorder.diverged()
         if checkpoint:
-            checkpoint.save_phase(phase.name, built.model)
+            checkpoint.save_phase(phase.name, built, backbone_trained=phase.policy != Policy.frozen)
         done += phase.epochs
     result.test_accuracy = evaluate_test(built, data, features, phases(spec)[-1])
     return result
@@ -157,7 +162,10 @@ def prepare_phase(
     scale = strategy.num_replicas_in_sync if spec.cfg.lr_scaling == "linear" else 1
     optimizer = dataclasses.replace(phase.optimizer, lr=phase.optimizer.lr * scale)
     with strategy.scope():
-        freeze.apply(built.backbone, phase.policy, spec.cfg.freeze.blocks, spec.backbone.block_of)
+        if built.backbone is not None:  # None: only the head was built (cached features)
+            freeze.apply(
+                built.backbone, phase.policy, spec.cfg.freeze.blocks, spec.backbone.block_of
+            )
         fitted.compile(
             optimizer=optim.build(optimizer, steps, phase.epochs),
             loss="sparse_categorical_crossentropy",
