@@ -113,6 +113,22 @@ def test_the_chief_is_worker_0_and_the_others_get_private_results_dirs(monkeypat
         assert chief or spec.cfg.feature_cache_dir == "/r/features"  # read from the chief's
 
 
+def test_a_worker_takes_a_point_the_chief_completed_as_done(tmp_path, monkeypatch):
+    from bench.core import record
+    from bench.core.record import Record, Status
+    from bench.launch import job
+
+    task = {"type": "worker", "index": 1}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
+                                                "task": task}))  # fmt: skip
+    spec = make_spec("dataset=shapes", f"results_dir={tmp_path}", "wandb.mode=disabled")
+    assert job.completed(spec) is None
+    done = Record(run_id=spec.run_id, status=Status.completed, started_at=record.now(),
+                  finished_at=record.now(), config=spec.config_dict())  # fmt: skip
+    record.write(done, tmp_path)  # the chief's results_dir, not this worker's own
+    assert job.completed(spec).run_id == spec.run_id
+
+
 @pytest.mark.slow
 def test_two_workers_on_localhost_train_one_run_into_one_record_and_one_wandb_run(
     tmp_path, tfds_dir

@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from bench.core import record
+from bench.core import cluster, record
 from bench.core.console import say
 from bench.core.errors import EXIT_CONFIG_ERROR, UserError
 from bench.core.record import Record
@@ -76,11 +76,16 @@ def retry_batch(written: Record, spec: RunSpec) -> int | None:
 
 
 def completed(spec: RunSpec) -> Record | None:
-    """The point's completed record, unless ``force=true`` asks to train it again."""
+    """The point's completed record, unless ``force=true`` asks to train it again.
+
+    Every worker of a multi-worker run reads the chief's record: a point the chief
+    completed is done for all (one worker training alone would wait for the others).
+    """
     if spec.cfg.force:
         return None
+    shared = cluster.shared_results_dir(spec.cfg.results_dir, cluster.role())
     try:
-        found = record.read(spec.record_path)
+        found = record.read(record.path_for(shared, spec.run_id))
     except (OSError, ValueError):
         return None
     return found if found.completed else None
