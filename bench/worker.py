@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import bench  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
+from bench.core import cluster
 from bench.core.console import say
 from bench.core.errors import EXIT_CONFIG_ERROR, Interrupted, UserError
 from bench.core.spec import RunSpec
@@ -60,8 +61,11 @@ def exit_now(code: int) -> None:
     """Ends the worker once its run is written (record, W&B run, checkpoint state).
 
     The interpreter's own teardown of TensorFlow takes about 0.9 s here and has nothing
-    left to save; for a run on cached features that is a seventh of its time.
+    left to save; for a run on cached features that is a seventh of its time. A worker of
+    a multi-worker run ends normally: TensorFlow's shutdown waits for the other workers.
     """
+    if cluster.role().workers > 1:
+        sys.exit(code)
     tracker.shutdown()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

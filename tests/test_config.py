@@ -94,6 +94,22 @@ def test_run_id_is_stable_and_ignores_where_a_run_goes():
         assert make_spec("backbone=b1", "epochs=3", place).run_id == base.run_id, place
 
 
+@pytest.mark.parametrize(
+    "overrides, earlier",
+    [
+        ([], "3bb59ecf27e8"),
+        (["backbone=mobilenet_v2", "dataset=cifar10", "freeze=two_phase", "seed=3"],
+         "3eb35220a365"),
+    ],
+)  # fmt: skip
+def test_keys_added_since_earlier_records_keep_their_run_ids(overrides, earlier):
+    """The run_ids bench 4e30797 gave these points (its default precision was float32):
+    keys added since, at the values that behave as bench did then, leave them alone, so a
+    relaunch of an earlier sweep still finds its completed points."""
+    assert make_spec(*overrides, "precision=float32").run_id == earlier
+    assert make_spec(*overrides, "precision=float32", "lr_scaling=linear").run_id != earlier
+
+
 def test_unknown_backbone_exits_with_hydra_choices_and_no_record(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "bench.run", "backbone=b9", f"results_dir={tmp_path / 'runs'}"],

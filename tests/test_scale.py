@@ -129,13 +129,25 @@ def test_a_worker_takes_a_point_the_chief_completed_as_done(tmp_path, monkeypatc
     assert job.completed(spec).run_id == spec.run_id
 
 
+# Two runs for two workers: fine-tuning from scratch, and a frozen backbone (the tests' own
+# hub SavedModel, whose features carry information) trained on the feature cache.
+TWO_WORKER_CASES = {
+    "fine-tuned": ["epochs=2", *TINY],
+    "frozen on cached features": [
+        "epochs=3", *(o for o in TINY if not o.startswith(("backbone.", "freeze="))),
+        "backbone.source=hub", "freeze=frozen", "head.dropout=0",
+    ],
+}  # fmt: skip
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("case", list(TWO_WORKER_CASES))
 def test_two_workers_on_localhost_train_one_run_into_one_record_and_one_wandb_run(
-    tmp_path, tfds_dir
+    tmp_path, tfds_dir, hub_dir, case
 ):
+    args = [*TWO_WORKER_CASES[case], f"backbone.hub_handle={hub_dir}"]
     cluster_spec = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
-    command = [sys.executable, "-m", "bench.run", "epochs=2", *TINY,
-               f"results_dir={tmp_path / 'runs'}"]  # fmt: skip
+    command = [sys.executable, "-m", "bench.run", *args, f"results_dir={tmp_path / 'runs'}"]
     envs = [_worker_env(tmp_path, tfds_dir, cluster_spec, index) for index in range(2)]
     workers = [
         subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
@@ -146,7 +158,8 @@ def test_two_workers_on_localhost_train_one_run_into_one_record_and_one_wandb_ru
     for worker, (_, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, err[-3000:]
     (done,) = load_records(tmp_path)  # the chief's; the other worker's stays in workers/
-    assert done["status"] == "completed" and len(done["history"]) == 2
+    assert done["status"] == "completed"
+    assert len(done["history"]) == done["config"]["epochs"]
     env = done["env"]
     assert (env["strategy"], env["replicas"], env["workers"]) == (
         "MultiWorkerMirroredStrategy",
@@ -154,28 +167,38 @@ def test_two_workers_on_localhost_train_one_run_into_one_record_and_one_wandb_ru
         2,
     )
     assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
+    if done["feature_cache"]["status"] != "unused":  # filled once, by the chief alone
+        assert done["feature_cache"]["status"] == "filled"
+        assert len(list((tmp_path / "runs").rglob("*.npz"))) == 1
+        assert not list((tmp_path / "runs" / "workers").rglob("features"))
     alone_dir = tmp_path / "single"
     alone_dir.mkdir()
-    single = bench_run(alone_dir, tfds_dir, "epochs=2", *TINY)
+    single = bench_run(alone_dir, tfds_dir, *args)
     assert single.returncode == 0, single.stderr[-2000:]
     (alone,) = load_records(alone_dir)
     assert alone["run_id"] == done["run_id"]
+    assert alone["feature_cache"]["status"] == done["feature_cache"]["status"]
     # Same data, model and global batch: the same range (4 classes, chance is 0.25).
     assert abs(alone["metrics"]["test_accuracy"] - done["metrics"]["test_accuracy"]) < 0.15
 
 
 @pytest.mark.parametrize("rule, factor", [("none", 1), ("linear", 4)])
-def test_linear_lr_scaling_multiplies_the_rate_by_the_replicas(rule, factor):
+def test_linear_lr_scaling_multiplies_every_rate_by_the_replicas(rule, factor):
     import contextlib
 
     from bench.pipeline import model, train
 
     four = SimpleNamespace(num_replicas_in_sync=4, scope=contextlib.nullcontext)  # injected
     spec = make_spec("backbone=mobilenet_v2", "backbone.weights=none", "image_size=32",
-                     "optimizer=sgd", "optimizer.lr=0.01", f"lr_scaling={rule}")  # fmt: skip
+                     "optimizer=sgd", "optimizer.lr=0.01", "optimizer.min_lr=0.001",
+                     "freeze=two_phase", "epochs=2", f"lr_scaling={rule}")  # fmt: skip
+    head, finetune = train.phases(spec, replicas=4)
+    assert (head.optimizer.lr, head.optimizer.min_lr) == pytest.approx(
+        (0.01 * factor, 0.001 * factor)
+    )
+    assert finetune.optimizer.lr == pytest.approx(0.001 * factor)  # lr / 10, scaled too
     built = model.build(spec, num_classes=3)
-    phase = train.phases(spec)[-1]
-    train.prepare_phase(built, built.model, phase, spec, 10, four, jit_compile=False)
+    train.prepare_phase(built, built.model, head, spec, 10, four, jit_compile=False)
     assert float(built.model.optimizer.learning_rate) == pytest.approx(0.01 * factor)
 
 

@@ -30,6 +30,9 @@ NOT_IDENTITY = (
     "results_dir", "data_dir", "isolate", "force", "oom_retry", "wandb", "dataset.download",
     "jit_compile", "steps_per_execution", "input_cache", "feature_cache", "feature_cache_dir",
 )  # fmt: skip
+# Keys added after records existed, hashed only when they differ from the value that
+# behaves as bench did before them: the points of an earlier sweep keep their run_id.
+HASHED_WHEN_NOT = {"lr_scaling": "none"}
 SWITCHES = ("auto", "true", "false")
 INPUT_CACHES = ("auto", "memory", "disk", "none")
 LR_SCALINGS = ("none", "linear")
@@ -155,7 +158,8 @@ def validate(cfg: Config) -> None:
     _check_speed(cfg)
     if cfg.backbone.source == Source.hub:
         _check_hub(cfg)
-    if cfg.wandb.mode == WandbMode.online and not has_credentials():
+    chief = cluster.role().chief  # other workers of a multi-worker run log nothing
+    if cfg.wandb.mode == WandbMode.online and chief and not has_credentials():
         raise ConfigError(
             "wandb.mode", "online", "auto, online (with credentials), offline, disabled",
             "run `wandb login` or set WANDB_API_KEY, or use wandb.mode=auto to log offline",
@@ -312,9 +316,12 @@ def resolve(cfg: Config) -> None:
         cfg.backbone.hub_handle = os.path.abspath(os.path.expanduser(cfg.backbone.hub_handle))
     # Workers may start elsewhere; the command's working directory decides relative paths.
     cfg.results_dir = os.path.abspath(os.path.expanduser(cfg.results_dir))
+    # Resolved before a non-chief worker's results_dir moves: all read the chief's cache.
+    cfg.feature_cache_dir = os.path.abspath(
+        os.path.expanduser(cfg.feature_cache_dir or str(Path(cfg.results_dir) / "features"))
+    )
     this = cluster.role()
     if not this.chief:  # a non-chief worker of a multi-worker run (bench.core.cluster)
-        cfg.feature_cache_dir = cfg.feature_cache_dir or str(Path(cfg.results_dir) / "features")
         cfg.results_dir = cluster.private_results_dir(cfg.results_dir, this)
         cfg.wandb.mode = WandbMode.disabled
     if cfg.data_dir:
@@ -334,5 +341,8 @@ def run_id(cfg: Config) -> str:
         for parent in parents:
             node = node[parent]
         node.pop(leaf, None)
+    for key, earlier in HASHED_WHEN_NOT.items():
+        if identity.get(key) == earlier:
+            identity.pop(key)
     text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]

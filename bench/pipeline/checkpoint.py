@@ -30,31 +30,44 @@ from bench.core import cluster
 from bench.core.record import HistoryRow
 from bench.pipeline.model import Built
 
+# What a finished phase left: the whole model, only the head, or the whole model under the
+# phase's bare name (as bench wrote it before it kept the head apart).
+PHASE_FILES = ("model", "head", "")
+
 
 class RunCheckpoint:
-    """The checkpoint folder of one run (one point of a sweep)."""
+    """The checkpoint folder of one run (one point of a sweep).
+
+    In a multi-worker run the folder is the chief's: every worker reads it, only the chief
+    writes it (Keras' backups follow the same rule, each other worker writing its own
+    temporary copy). ``scratch`` is this process's own folder, for files no other worker
+    may touch (the on-disk input cache); in a one-process run both are the same.
+    """
 
     def __init__(self, results_dir: str | Path, run_id: str):
-        self.dir = Path(results_dir) / "checkpoints" / run_id
-        # Keras' backups are read from the chief's folder by every worker (bench.core.cluster).
-        shared = cluster.shared_results_dir(results_dir, cluster.role())
-        self.backups = shared / "checkpoints" / run_id
+        this = cluster.role()
+        self.dir = cluster.shared_results_dir(results_dir, this) / "checkpoints" / run_id
+        self.scratch = Path(results_dir) / "checkpoints" / run_id
+        self.writes = this.chief
         self._history = self.dir / "history.jsonl"
 
     def start(self) -> int:
         """Counts this start; returns how many times the run was resumed before it."""
-        self.dir.mkdir(parents=True, exist_ok=True)
         resumes_file = self.dir / "resumes"
         resumes = int(resumes_file.read_text()) + 1 if self._history.exists() else 0
-        resumes_file.write_text(str(resumes))
+        if self.writes:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            resumes_file.write_text(str(resumes))
         return resumes
 
     def backup(self, phase: str) -> keras.callbacks.BackupAndRestore:
         """Keras' per-epoch backup for ``phase`` (never shared between runs or phases)."""
-        return keras.callbacks.BackupAndRestore(backup_dir=str(self.backups / phase))
+        return keras.callbacks.BackupAndRestore(backup_dir=str(self.dir / phase))
 
     def save_row(self, row: HistoryRow, train_s: float) -> None:
         """Appends one finished epoch."""
+        if not self.writes:
+            return
         with self._history.open("a") as handle:
             handle.write(json.dumps({**dataclasses.asdict(row), "train_s": train_s}) + "\n")
 
@@ -74,11 +87,13 @@ class RunCheckpoint:
         ]
 
     def phase_done(self, phase: str) -> bool:
-        return any(self._phase_file(phase, part).exists() for part in ("model", "head"))
+        return any(self._phase_file(phase, part).exists() for part in PHASE_FILES)
 
     def save_phase(self, phase: str, built: Built, backbone_trained: bool) -> None:
         """Keeps what ``phase`` changed: the whole model, or only the head when the backbone
         stayed frozen (a relaunch builds that backbone again as it was)."""
+        if not self.writes:
+            return
         if backbone_trained:
             built.model.save_weights(str(self._phase_file(phase, "model")))
         else:
@@ -86,15 +101,17 @@ class RunCheckpoint:
 
     def load_phase(self, phase: str, built: Built) -> None:
         """Puts the model back as it was after ``phase``."""
-        whole = self._phase_file(phase, "model")
-        if whole.exists():
-            built.model.load_weights(str(whole))
-        else:
-            built.head.load_weights(str(self._phase_file(phase, "head")))
+        for part in PHASE_FILES:
+            path = self._phase_file(phase, part)
+            if path.exists():
+                (built.head if part == "head" else built.model).load_weights(str(path))
+                return
 
     def _phase_file(self, phase: str, part: str) -> Path:
-        return self.dir / f"{phase}.{part}.weights.h5"
+        return self.dir / (f"{phase}.{part}.weights.h5" if part else f"{phase}.weights.h5")
 
     def clear(self) -> None:
         """Removes the folder (the run completed)."""
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.writes:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.rmtree(self.scratch, ignore_errors=True)

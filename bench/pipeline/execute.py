@@ -56,12 +56,12 @@ def execute(spec: RunSpec) -> Record:
         keras.utils.set_random_seed(spec.cfg.seed)
         measure.reset_device_memory(facts["devices"])
         on_tpu = devices.kind == "TPU"
-        dataset = data.load(spec, drop_remainder=on_tpu, cache_dir=checkpoint.dir / "input")
+        dataset = data.load(spec, drop_remainder=on_tpu, cache_dir=checkpoint.scratch / "input")
         settings["input_cache"] = dataset.input_cache
         spec.cfg.dataset.num_classes = dataset.num_classes
         tracker.update_config({"dataset": spec.config_dict()["dataset"]})
         entry = features.lookup(spec, dataset, policy)
-        stored = entry.head_input() if entry and not train.backbone_trains(spec) else None
+        stored = entry.head_input() if entry and head_only(spec) else None
         with strat.scope():
             if stored:  # every phase trains on cached features: no backbone to build
                 built = model.build_head(spec, dataset.num_classes, *stored, policy)
@@ -101,6 +101,13 @@ def execute(spec: RunSpec) -> Record:
         checkpoint.clear()
     tracker.finish(written, path)
     return written
+
+
+def head_only(spec: RunSpec) -> bool:
+    """Whether a feature-cache hit lets the run build only its head: every phase keeps the
+    backbone frozen, and the run is one process (the workers of a multi-worker run must
+    build the same variables, and each finds the cache entry or not on its own)."""
+    return not train.backbone_trains(spec) and cluster.role().workers == 1
 
 
 def metrics(result: train.TrainResult, facts: dict | None) -> Metrics:

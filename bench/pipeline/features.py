@@ -104,8 +104,8 @@ def prepare(
 
 
 def cache_dir(spec: RunSpec) -> Path:
-    """``feature_cache_dir``, or ``<results_dir>/features``."""
-    return Path(spec.cfg.feature_cache_dir or Path(spec.cfg.results_dir) / "features")
+    """``feature_cache_dir`` (resolved by the spec: ``<results_dir>/features`` unless set)."""
+    return Path(spec.cfg.feature_cache_dir)
 
 
 def components(spec: RunSpec, data: Data, policy: str) -> dict:

@@ -7,11 +7,11 @@ initialised, and multi-worker collectives must be configured at program start.
 from __future__ import annotations
 
 import glob
-import json
 import os
 
 import tensorflow as tf
 
+from bench.core import cluster
 from bench.core.errors import ConfigError
 from bench.core.schema import StrategyName
 
@@ -30,7 +30,7 @@ def select(name: StrategyName | str) -> tf.distribute.Strategy:
         # Without growth TF reserves the whole GPU and peak-memory figures mean nothing.
         tf.config.experimental.set_memory_growth(gpu, True)
     resolver = _tpu_resolver() if name in (StrategyName.auto, StrategyName.tpu) else None
-    chosen = choose(name, resolver is not None, len(gpus), _multi_worker())
+    chosen = choose(name, resolver is not None, len(gpus), cluster.role().workers > 1)
     if chosen == StrategyName.tpu:
         return _tpu_strategy(resolver)
     if chosen == StrategyName.multi_worker:
@@ -102,14 +102,6 @@ def _tpu_strategy(resolver) -> tf.distribute.Strategy:
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
-
-
-def _multi_worker() -> bool:
-    try:
-        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    except json.JSONDecodeError:
-        return False
-    return len(cluster.get("worker", [])) + len(cluster.get("chief", [])) > 1
 
 
 def devices(strategy: tf.distribute.Strategy) -> list[str]:

@@ -43,15 +43,29 @@ class TrainResult:
     params_trainable: int = 0
 
 
-def phases(spec: RunSpec) -> list[Phase]:
-    """The run's training phases: one, or a head-only phase and then the fine-tune phase."""
+def phases(spec: RunSpec, replicas: int = 1) -> list[Phase]:
+    """The run's training phases: one, or a head-only phase and then the fine-tune phase.
+
+    Under ``lr_scaling=linear`` every rate of each phase's schedule (its rate and
+    ``min_lr``, which the plateau and cosine schedules end at) is ``replicas`` times the
+    configured one.
+    """
     cfg = spec.cfg
     if not cfg.freeze.head_epochs:
-        return [Phase("train", cfg.epochs, cfg.freeze.policy, cfg.optimizer)]
-    return [
-        Phase("head", cfg.freeze.head_epochs, Policy.frozen, cfg.optimizer),
-        Phase("finetune", cfg.epochs, cfg.freeze.policy, finetune_optimizer(spec)),
-    ]
+        found = [Phase("train", cfg.epochs, cfg.freeze.policy, cfg.optimizer)]
+    else:
+        found = [
+            Phase("head", cfg.freeze.head_epochs, Policy.frozen, cfg.optimizer),
+            Phase("finetune", cfg.epochs, cfg.freeze.policy, finetune_optimizer(spec)),
+        ]
+    if cfg.lr_scaling != "linear":
+        return found
+    return [dataclasses.replace(p, optimizer=scaled(p.optimizer, replicas)) for p in found]
+
+
+def scaled(opt: OptimizerConfig, factor: int) -> OptimizerConfig:
+    """``opt`` with its rates multiplied by ``factor`` (the linear scaling rule)."""
+    return dataclasses.replace(opt, lr=opt.lr * factor, min_lr=opt.min_lr * factor)
 
 
 def backbone_trains(spec: RunSpec) -> bool:
@@ -97,7 +111,7 @@ def run(
     result = result if result is not None else TrainResult()
     steps = optim.steps_per_epoch(data.train_examples, spec.batch_size)
     done = 0
-    for phase in phases(spec):
+    for phase in phases(spec, strategy.num_replicas_in_sync):
         on_features = features is not None and phase.policy == Policy.frozen
         fitted = built.head if on_features else built.model
         train, val = (features.train, features.val) if on_features else (data.train, data.val)
@@ -157,17 +171,14 @@ def prepare_phase(
     jit_compile: bool,
 ) -> None:
     """Applies the phase's freeze policy to the backbone and compiles ``fitted`` (the model,
-    or its head on cached features) with the phase's optimizer, its rate scaled by the
-    replica count under ``lr_scaling=linear``, in the strategy's scope."""
-    scale = strategy.num_replicas_in_sync if spec.cfg.lr_scaling == "linear" else 1
-    optimizer = dataclasses.replace(phase.optimizer, lr=phase.optimizer.lr * scale)
+    or its head on cached features) with the phase's optimizer, in the strategy's scope."""
     with strategy.scope():
         if built.backbone is not None:  # None: only the head was built (cached features)
             freeze.apply(
                 built.backbone, phase.policy, spec.cfg.freeze.blocks, spec.backbone.block_of
             )
         fitted.compile(
-            optimizer=optim.build(optimizer, steps, phase.epochs),
+            optimizer=optim.build(phase.optimizer, steps, phase.epochs),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
             jit_compile=jit_compile,
