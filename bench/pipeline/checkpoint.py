@@ -91,13 +91,20 @@ class RunCheckpoint:
 
     def save_phase(self, phase: str, built: Built, backbone_trained: bool) -> None:
         """Keeps what ``phase`` changed: the whole model, or only the head when the backbone
-        stayed frozen (a relaunch builds that backbone again as it was)."""
+        stayed frozen (a relaunch builds that backbone again as it was).
+
+        Every worker of a multi-worker run saves (reading BatchNorm's synchronised
+        statistics is a collective step all must take, as in Keras' own checkpoints); the
+        others write theirs into their scratch folder and delete it.
+        """
+        part, model = ("model", built.model) if backbone_trained else ("head", built.head)
+        target = self._phase_file(phase, part)
         if not self.writes:
-            return
-        if backbone_trained:
-            built.model.save_weights(str(self._phase_file(phase, "model")))
-        else:
-            built.head.save_weights(str(self._phase_file(phase, "head")))
+            self.scratch.mkdir(parents=True, exist_ok=True)
+            target = self.scratch / f"{phase}.{part}.discarded.weights.h5"
+        model.save_weights(str(target))
+        if not self.writes:
+            target.unlink()
 
     def load_phase(self, phase: str, built: Built) -> None:
         """Puts the model back as it was after ``phase``."""
