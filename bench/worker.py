@@ -27,6 +27,12 @@ def main(argv: list[str]) -> int:
         error only the worker can see (the replica count), with nothing written.
     """
     die_with_launcher()
+    # TensorFlow's traceback filter raises TypeError rebuilding a traceback with a frame
+    # that has no line number, which a signal landing between two lines can leave (Python
+    # 3.11); the TypeError then stood in for Interrupted in the record.
+    import tensorflow as tf  # not at the top: bench must be imported before TensorFlow
+
+    tf.debugging.disable_traceback_filtering()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, interrupt)
     spec = RunSpec.from_json(Path(argv[0]).read_text())

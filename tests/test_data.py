@@ -155,3 +155,31 @@ def test_each_augmentation_layer_draws_its_own_random_numbers():
         layer._random_generator._seed for layer in data.augmentation(spec.cfg.augment, 7).layers
     ]
     assert again == seeds  # derived from the run's seed, so reproducible
+
+
+def _shard(ds: tf.data.Dataset, index: int) -> tf.data.Dataset:
+    # The rewrite tf.distribute applies to each worker's copy of a dataset.
+    from tensorflow.python.data.experimental.ops.distribute import _AutoShardDataset
+
+    return _AutoShardDataset(ds, num_workers=2, index=index, num_replicas=2)
+
+
+def _labels(ds: tf.data.Dataset) -> list[int]:
+    return sorted(int(y) for _, batch in ds for y in batch.numpy())
+
+
+@pytest.mark.parametrize("source", ["shapes (one TFDS file)", "folder"])
+def test_two_workers_each_read_half_of_every_split(tmp_path, tfds_dir, source):
+    if source == "folder":
+        root = _write_folder(tmp_path / "images")
+        overrides = ["dataset=folder", f"dataset.path={root}", "dataset.val_fraction=0.5"]
+    else:
+        overrides = ["dataset=shapes", "dataset.train_split='train[:64]'"]
+    loaded = data.load(make_spec(*overrides, "image_size=32", "batch_size=4", tfds_dir=tfds_dir))
+    # Unshuffled: two copies of a shuffled split in one process draw two orders, where two
+    # worker processes with one seed draw the same one.
+    for name in ("train", "val"):
+        ds = loaded.plain[name]
+        halves = [_labels(_shard(ds, index)) for index in (0, 1)]
+        assert sorted(halves[0] + halves[1]) == _labels(ds), name
+        assert abs(len(halves[0]) - len(halves[1])) <= 4, name  # a batch apart at most

@@ -37,6 +37,10 @@ def test_multirun_of_two_backbones_writes_two_complete_records(tmp_path, tfds_di
         assert metrics["peak_device_memory_bytes"] is None  # CPU only here
         assert metrics["params_trainable"] > 1_000_000
         assert record["env"]["strategy"] == "DefaultStrategy"
+        # What the auto settings resolved to on a CPU: no mixed precision, no XLA.
+        assert record["config"]["precision"] == "auto" and record["config"]["jit_compile"] == "auto"
+        assert record["env"]["precision"] == "float32" and record["env"]["jit_compile"] is False
+        assert record["env"]["steps_per_execution"] == 1
         assert record["wandb"]["mode"] == "offline" and record["wandb"]["id"] == record["run_id"]
         assert list(Path(record["wandb"]["dir"]).glob("run-*.wandb"))
     assert "[bench] job 1/2: b0" in proc.stdout and "[bench] job 2/2: mobilenet_v2" in proc.stdout

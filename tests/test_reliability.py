@@ -3,6 +3,7 @@ validate before anything runs, and stop cleanly on a signal."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -17,6 +18,7 @@ import numpy as np
 import psutil
 import pytest
 
+from bench.analysis import load
 from bench.core import record
 from bench.core.errors import EXIT_CONFIG_ERROR
 from bench.core.record import ErrorInfo, Record, Status
@@ -53,7 +55,7 @@ def _write_many(args):
 
 
 def test_ten_concurrent_writers_leave_ten_valid_records(tmp_path):
-    with multiprocessing.get_context("spawn").Pool(4) as pool:
+    with multiprocessing.get_context("spawn").Pool(10) as pool:
         pool.map(_write_many, [(tmp_path, i) for i in range(10)])
     found = sorted(tmp_path.glob("*.json"))
     assert len(found) == 10
@@ -116,8 +118,11 @@ VALIDATION = {
     "weights file missing": (["backbone.weights=/no/such.h5"], "backbone.weights=/no/such.h5"),
     "folder path missing": (["dataset=folder", "dataset.path=/no/such"], "dataset.path=/no/such"),
     "zero epochs": (["epochs=0"], "epochs=0"),
+    "negative epochs": (["epochs=-3"], "epochs=-3"),
     "negative learning rate": (["optimizer.lr=-0.1"], "optimizer.lr=-0.1"),
+    "zero learning rate": (["optimizer.lr=0"], "optimizer.lr=0"),
     "zero batch size": (["batch_size=0"], "batch_size=0"),
+    "negative batch size": (["batch_size=-8"], "batch_size=-8"),
 }
 
 
@@ -133,7 +138,19 @@ def test_every_config_error_exits_2_naming_the_key_and_writes_nothing(tmp_path, 
 def test_a_folder_with_one_class_exits_2(tmp_path):
     root = _folder(tmp_path, 1)
     proc = _bench(tmp_path, *TINY, "dataset=folder", f"dataset.path={root}")
-    assert proc.returncode == EXIT_CONFIG_ERROR and "found 1 subfolders" in proc.stderr
+    assert proc.returncode == EXIT_CONFIG_ERROR
+    assert f"dataset.path={root}" in proc.stderr and "found 1 subfolders" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_batch_the_replicas_cannot_share_exits_2_before_training(tmp_path, tfds_dir):
+    # Only the worker knows the replica count: two logical CPUs stand in for two GPUs.
+    env = inject(bench_env(tmp_path, tfds_dir), BENCH_TEST_CPU_REPLICAS="2")
+    proc = bench_run(tmp_path, tfds_dir, *TINY, "strategy=mirrored", "batch_size=15", env=env)
+    assert proc.returncode == EXIT_CONFIG_ERROR, proc.stderr[-2000:]
+    assert "batch_size=15" in proc.stderr and "a multiple of 2" in proc.stderr
+    assert "batch_size=14 or batch_size=16" in proc.stderr
+    assert "Epoch 1/" not in proc.stdout and load_records(tmp_path) == []
 
 
 @pytest.mark.slow
@@ -159,6 +176,9 @@ def test_a_second_invocation_trains_nothing_and_a_failed_forced_rerun_keeps_the_
         assert {**kept, "attempts": 1} == before[run_id]
         found = list((tmp_path / "runs" / "attempts" / run_id).glob("*.json"))
         assert sorted(json.loads(p.read_text())["status"] for p in found) == ["completed", "failed"]
+    # The aggregator reads the completed records, not the failed attempts beside them.
+    table = load.from_records(tmp_path / "runs").runs
+    assert sorted(table["run_id"]) == sorted(before) and set(table["status"]) == {"completed"}
 
 
 def _launch(tmp_path, tfds_dir, *args):
@@ -181,22 +201,30 @@ def _until(proc: subprocess.Popen, text: str) -> list[str]:
 RESUMABLE = ["epochs=4", *TINY, "wandb.mode=disabled"]
 
 
+# how the run is cut: (whom, signal, the error its record names)
+CUTS = {
+    "SIGKILL to the worker": ("worker", signal.SIGKILL, "WorkerDied"),
+    "SIGTERM to the launcher": ("launcher", signal.SIGTERM, "Interrupted"),
+    # The launcher cannot forward SIGKILL: Linux tells the worker its parent died.
+    "SIGKILL to the launcher": ("launcher", signal.SIGKILL, "Interrupted"),
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["SIGKILL to the worker", "SIGTERM to the launcher"])
+@pytest.mark.parametrize("how", list(CUTS))
 def test_a_run_cut_after_its_second_epoch_resumes_with_each_epoch_once(tmp_path, tfds_dir, how):
+    whom, sig, expected = CUTS[how]
     launcher = _launch(tmp_path, tfds_dir, *RESUMABLE)
     _until(launcher, "Epoch 3/4")  # epochs 1 and 2 are finished and checkpointed
     (worker,) = psutil.Process(launcher.pid).children()
-    if how.startswith("SIGKILL"):
-        worker.kill()
-    else:
-        launcher.send_signal(signal.SIGTERM)
-    rest = launcher.stdout.read()
+    (worker if whom == "worker" else psutil.Process(launcher.pid)).send_signal(sig)
+    rest = launcher.stdout.read()  # the worker holds the pipe too: this waits for both
     assert launcher.wait(timeout=120) != 0
+    with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
+        worker.wait(timeout=60)  # an orphan is reaped by init, or stays a zombie
     assert not psutil.pid_exists(worker.pid) or worker.status() == psutil.STATUS_ZOMBIE
     (cut,) = load_records(tmp_path)
     assert cut["status"] == "failed"
-    expected = "WorkerDied" if how.startswith("SIGKILL") else "Interrupted"
     assert cut["error"]["type"] == expected, rest[-2000:]
     assert list((tmp_path / "runs" / "checkpoints").iterdir())
     relaunch = bench_run(tmp_path, tfds_dir, *RESUMABLE)

@@ -110,6 +110,9 @@ def test_asking_for_the_cache_where_it_cannot_apply_is_a_config_error(overrides)
 DATA = SimpleNamespace(identity="tfds:shapes:1.0.0:image:label")
 
 
+REMOTE_HUB = ("backbone.source=hub", "backbone.weights=imagenet", "freeze=frozen")
+
+
 def _key(*overrides, dataset=DATA, policy="float32") -> str:
     spec = make_spec(*BASE_KEY, *overrides)
     return features.digest(features.components(spec, dataset, policy))
@@ -135,11 +138,23 @@ def test_the_key_changes_with_every_component_and_only_with_them(tmp_path, hub_d
         "split": _key("dataset.train_split='train[:50%]'"),
         "image size": _key("image_size=64"),
         "pooling": _key("head=guide_conv", "feature_cache=true"),
+        "dataset name": _key(dataset=SimpleNamespace(identity="tfds:other:1.0.0:image:label")),
         "dataset version": _key(dataset=SimpleNamespace(identity="tfds:shapes:2.0.0:image:label")),
         "precision": _key(policy="mixed_float16"),
+        "imagenet weights": _key("backbone.weights=imagenet"),
+        "remote hub handle": _key(*REMOTE_HUB, "backbone.hub_handle=https://example.org/m/1"),
+        "another remote hub handle": _key(
+            *REMOTE_HUB, "backbone.hub_handle=https://example.org/m/2"
+        ),
     }
     monkeypatch.setattr(tf, "__version__", "0.0.0")
     changed["tensorflow"] = _key()
+    monkeypatch.setattr(keras, "__version__", "0.0.0")
+    changed["keras version of imagenet weights"] = _key("backbone.weights=imagenet")
+    monkeypatch.undo()
+    registered = type(make_spec(*BASE_KEY).backbone)
+    monkeypatch.setattr(registered, "input_range", lambda self, source: (0.0, 1.0))
+    changed["input range"] = _key()
     monkeypatch.undo()
     assert all(key != base for key in changed.values()), changed
     assert len(set(changed.values())) == len(changed)
@@ -260,8 +275,11 @@ def test_bench_speed_writes_its_json_with_every_field(tmp_path, tfds_dir):
         "harness_over_keras", "harness_over_synthetic", "input_over_harness"
     }  # fmt: skip
     assert result["images_per_epoch"] == 64 and result["steps_per_epoch"] == 4
+    assert result["rounds"] == 1 and len(result["run_id"]) == 12
     assert result["env"]["precision"] == "float32" and result["config"]["image_size"] == 32
     assert all(len(times) == 1 for times in result["round_s"].values())
+    assert set(result["warmup_s"]) == set(result["round_s"])
+    assert all(seconds >= 0 for seconds in result["warmup_s"].values())
 
 
 def test_the_composed_default_caches_by_device():

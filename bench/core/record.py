@@ -13,13 +13,14 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Any
+
+from bench.core import atomic
 
 # 2 added metrics.epochs_trained and metrics.phases; 3 added effective_batch_size,
 # feature_cache, the env's compute settings and phases' first_epoch_time_s. Records of
@@ -336,17 +337,11 @@ def write(record: Record, results_dir: str | os.PathLike) -> Path:
 
 
 def _write_atomic(record: Record, target: Path) -> Path:
-    directory = target.parent
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{record.run_id}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(finite(record.to_dict()), handle, indent=2, allow_nan=False, default=str)
-            handle.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    def fill(handle) -> None:
+        json.dump(finite(record.to_dict()), handle, indent=2, allow_nan=False, default=str)
+        handle.write("\n")
+
+    return atomic.write(target, fill)
 
 
 def finite(value: Any) -> Any:

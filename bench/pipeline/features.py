@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from bench.core import cluster
+from bench.core import atomic, cluster
 from bench.core.record import FeatureCacheInfo
 from bench.core.spec import RunSpec, feature_cache_unused
 from bench.pipeline.data import AUTOTUNE, Data, sharded
@@ -199,16 +198,10 @@ def read(path: Path) -> dict[str, np.ndarray] | None:
 def write(path: Path, arrays: dict[str, np.ndarray], parts: dict) -> None:
     """Stores an entry atomically; a concurrent writer of the same key is harmless."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write(path, lambda handle: np.savez(handle, **arrays), binary=True)
     shapes = {name: list(a.shape) for name, a in arrays.items()}
-    path.with_suffix(".json").write_text(json.dumps({**parts, "shapes": shapes}, indent=2))
+    description = json.dumps({**parts, "shapes": shapes}, indent=2)
+    atomic.write(path.with_suffix(".json"), lambda handle: handle.write(description))
 
 
 def pipelines(arrays: dict[str, np.ndarray], spec: RunSpec) -> FeatureData:
