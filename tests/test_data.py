@@ -183,3 +183,28 @@ def test_two_workers_each_read_half_of_every_split(tmp_path, tfds_dir, source):
         halves = [_labels(_shard(ds, index)) for index in (0, 1)]
         assert sorted(halves[0] + halves[1]) == _labels(ds), name
         assert abs(len(halves[0]) - len(halves[1])) <= 4, name  # a batch apart at most
+
+
+def _epochs(loaded: data.Data, count: int) -> list[np.ndarray]:
+    return [np.concatenate([y.numpy() for _, y in loaded.train]) for _ in range(count)]
+
+
+@pytest.mark.parametrize("where", ["memory", "disk", "none"])
+def test_the_input_cache_keeps_the_batches_and_the_seeded_order(tmp_path, tfds_dir, where):
+    args = ["dataset=shapes", "dataset.train_split='train[:64]'", "image_size=32",
+            "batch_size=16", "seed=3"]  # fmt: skip
+    cache_dir = tmp_path / "input"
+    loaded = data.load(
+        make_spec(*args, f"input_cache={where}", tfds_dir=tfds_dir), cache_dir=cache_dir
+    )
+    assert loaded.input_cache == where
+    reference = data.load(make_spec(*args, "input_cache=none", tfds_dir=tfds_dir))
+    orders, expected = _epochs(loaded, 3), _epochs(reference, 3)
+    # Each epoch reshuffles; the same seed gives the same orders with any cache.
+    assert all(np.array_equal(a, b) for a, b in zip(orders, expected, strict=True))
+    assert not np.array_equal(orders[0], orders[1]) and sorted(orders[0]) == sorted(orders[1])
+    assert (where == "disk") == any(cache_dir.glob("train*"))  # written in the first epoch
+    images = [
+        np.concatenate([x.numpy() for x, _ in ld.plain["train"]]) for ld in (loaded, reference)
+    ]
+    assert np.allclose(*images)

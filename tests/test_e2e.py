@@ -36,6 +36,8 @@ def test_multirun_of_two_backbones_writes_two_complete_records(tmp_path, tfds_di
         )
         assert metrics["peak_device_memory_bytes"] is None  # CPU only here
         assert metrics["params_trainable"] > 1_000_000
+        (phase,) = metrics["phases"].values()  # the first epoch (tracing, cache fill) apart
+        assert phase["first_epoch_time_s"] == record["history"][0]["epoch_time_s"] > 0
         assert record["env"]["strategy"] == "DefaultStrategy"
         # What the auto settings resolved to on a CPU: no mixed precision, no XLA.
         assert record["config"]["precision"] == "auto" and record["config"]["jit_compile"] == "auto"

@@ -24,6 +24,8 @@ from bench.core.errors import EXIT_CONFIG_ERROR
 from bench.core.record import ErrorInfo, Record, Status
 from bench.launch import locks, oom
 from tests.conftest import TINY, bench_env, bench_run, inject, load_records
+from tests.wandb_files import read_run
+from tests.wandb_files import records as wandb_records
 
 
 def _record(run_id: str, status: Status, attempt: str) -> Record:
@@ -133,6 +135,7 @@ def test_every_config_error_exits_2_naming_the_key_and_writes_nothing(tmp_path, 
     assert proc.returncode == EXIT_CONFIG_ERROR, proc.stderr[-2000:]
     assert key in proc.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "wandb").exists()
+    assert not (tmp_path / "outputs").exists()  # not even Hydra's output folder
 
 
 def test_a_folder_with_one_class_exits_2(tmp_path):
@@ -157,7 +160,7 @@ def test_a_batch_the_replicas_cannot_share_exits_2_before_training(tmp_path, tfd
 def test_a_second_invocation_trains_nothing_and_a_failed_forced_rerun_keeps_the_record(
     tmp_path, tfds_dir
 ):
-    args = ["-m", "backbone=b0,mobilenet_v2", "epochs=1", *TINY, "wandb.mode=disabled"]
+    args = ["-m", "seed=1,2", "backbone=mobilenet_v2", "epochs=1", *TINY, "wandb.mode=disabled"]
     first = bench_run(tmp_path, tfds_dir, *args)
     assert first.returncode == 0, first.stderr[-2000:]
     before = {r["run_id"]: r for r in load_records(tmp_path)}
@@ -198,7 +201,7 @@ def _until(proc: subprocess.Popen, text: str) -> list[str]:
     raise AssertionError(f"{text!r} never appeared:\n{''.join(seen)[-3000:]}")
 
 
-RESUMABLE = ["epochs=4", *TINY, "wandb.mode=disabled"]
+RESUMABLE = ["epochs=4", *TINY, "backbone=mobilenet_v2", "wandb.mode=disabled"]
 
 
 # how the run is cut: (whom, signal, the error its record names)
@@ -210,11 +213,18 @@ CUTS = {
 }
 
 
+def _wandb_kinds(record: dict) -> list[str]:
+    (path,) = Path(record["wandb"]["dir"]).glob("run-*.wandb")
+    return [r.WhichOneof("record_type") for r in wandb_records(path)]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("how", list(CUTS))
 def test_a_run_cut_after_its_second_epoch_resumes_with_each_epoch_once(tmp_path, tfds_dir, how):
     whom, sig, expected = CUTS[how]
-    launcher = _launch(tmp_path, tfds_dir, *RESUMABLE)
+    # W&B offline once (its files are read back), off otherwise (it costs seconds a start).
+    wandb = "wandb.mode=offline" if sig == signal.SIGTERM else "wandb.mode=disabled"
+    launcher = _launch(tmp_path, tfds_dir, *RESUMABLE, wandb)
     _until(launcher, "Epoch 3/4")  # epochs 1 and 2 are finished and checkpointed
     (worker,) = psutil.Process(launcher.pid).children()
     (worker if whom == "worker" else psutil.Process(launcher.pid)).send_signal(sig)
@@ -227,17 +237,21 @@ def test_a_run_cut_after_its_second_epoch_resumes_with_each_epoch_once(tmp_path,
     assert cut["status"] == "failed"
     assert cut["error"]["type"] == expected, rest[-2000:]
     assert list((tmp_path / "runs" / "checkpoints").iterdir())
-    relaunch = bench_run(tmp_path, tfds_dir, *RESUMABLE)
+    relaunch = bench_run(tmp_path, tfds_dir, *RESUMABLE, wandb)
     assert relaunch.returncode == 0, relaunch.stderr[-3000:]
     assert "Epoch 1/4" not in relaunch.stdout and "Epoch 3/4" in relaunch.stdout
     (done,) = load_records(tmp_path)
     assert done["status"] == "completed" and done["resumes"] == 1
     assert [row["epoch"] for row in done["history"]] == [1, 2, 3, 4]
     assert not (tmp_path / "runs" / "checkpoints" / done["run_id"]).exists()
+    if wandb.endswith("offline"):  # one W&B run, marked pre-empted, then continued
+        assert cut["wandb"]["id"] == done["wandb"]["id"] == done["run_id"]
+        assert "preempting" in _wandb_kinds(cut) and "preempting" not in _wandb_kinds(done)
+        assert read_run(Path(done["wandb"]["dir"]))["run"].run_id == done["run_id"]
 
 
 # No dropout or stochastic depth: a relaunch then computes exactly what an uncut run does.
-TWO_PHASE = [*RESUMABLE, "freeze=two_phase", "freeze.head_epochs=2", "epochs=2",
+TWO_PHASE = [*RESUMABLE, "backbone=b0", "freeze=two_phase", "freeze.head_epochs=2", "epochs=2",
              "optimizer=adam", "optimizer.lr=0.001", "head.dropout=0",
              "backbone.drop_connect_rate=0"]  # fmt: skip
 

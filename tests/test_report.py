@@ -37,6 +37,7 @@ def results(tmp_path_factory, tfds_dir):
         common = ["dataset=shapes", "image_size=32", "epochs=2", "freeze=unfrozen", "head=linear"]
         common += ["backbone.bn_momentum=0.9"]
         common += ["dataset.train_split='train[:96]'", "dataset.val_split='validation[:64]'"]
+        common += ["dataset.test_split='test[:64]'"]
         common += [f"results_dir={root / 'runs'}"]
         for backbone, seed in RUNS:
             weights = "backbone.weights=none"

@@ -132,7 +132,7 @@ def test_a_worker_takes_a_point_the_chief_completed_as_done(tmp_path, monkeypatc
 # Two runs for two workers: fine-tuning from scratch, and a frozen backbone (the tests' own
 # hub SavedModel, whose features carry information) trained on the feature cache.
 TWO_WORKER_CASES = {
-    "fine-tuned": ["epochs=2", *TINY],
+    "fine-tuned": ["epochs=2", *TINY, "backbone=mobilenet_v2"],
     "frozen on cached features": [
         "epochs=3", *(o for o in TINY if not o.startswith(("backbone.", "freeze="))),
         "backbone.source=hub", "freeze=frozen", "head.dropout=0",

@@ -146,7 +146,7 @@ def test_wandb_that_cannot_start_online_in_auto_mode_goes_on_offline(
     monkeypatch.delenv("WANDB_MODE")
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)  # credentials present...
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # ...server refuses
-    monkeypatch.setenv("WANDB_INIT_TIMEOUT", "15")
+    monkeypatch.setenv("WANDB_INIT_TIMEOUT", "5")
     spec = make_spec(*BASE, "epochs=1", f"results_dir={tmp_path}", tfds_dir=tfds_dir)
     record = execute(spec)
     assert record.completed and record.wandb.mode == "offline"
@@ -157,7 +157,7 @@ def test_wandb_online_that_cannot_start_leaves_a_failed_record(tmp_path, tfds_di
     monkeypatch.delenv("WANDB_MODE")
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
-    monkeypatch.setenv("WANDB_INIT_TIMEOUT", "15")
+    monkeypatch.setenv("WANDB_INIT_TIMEOUT", "5")
     spec = make_spec(*BASE, "epochs=1", "wandb.mode=online", f"results_dir={tmp_path}",
                      tfds_dir=tfds_dir)  # fmt: skip
     record = execute(spec)

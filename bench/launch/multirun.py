@@ -1,9 +1,11 @@
-"""The multirun callback (``hydra.callbacks.progress`` in conf/config.yaml).
+"""The launch callback (``hydra.callbacks.progress`` in conf/config.yaml).
 
-Before the first job starts it expands the sweep the way Hydra's basic sweeper does (with
-the public override parser), composes and validates every job, and stops with exit code 2
-and every problem listed if any job's config is wrong: nothing is trained or written. It
-then tells each job how many jobs there are, and prints the table of scores at the end.
+A single run's config is validated before Hydra writes anything (its output folder).
+Before a multirun's first job starts, the callback expands the sweep the way Hydra's basic
+sweeper does (with the public override parser), composes and validates every job, and
+stops with exit code 2 and every problem listed if any job's config is wrong: nothing is
+trained or written. It then tells each job how many jobs there are, and prints the table
+of scores at the end.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from hydra import compose
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bench.core import record
 from bench.core.console import say
@@ -75,6 +77,15 @@ class MultirunProgress(Callback):
         self.config: DictConfig | None = None
         self.printed = False
         self.specs: list[RunSpec] = []
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Before Hydra makes the run's output folder: a config error leaves nothing behind.
+        task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+        try:
+            build(task)
+        except UserError as error:
+            say(f"config error: {error}", error=True)
+            raise SystemExit(EXIT_CONFIG_ERROR) from error
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.config = config
