@@ -91,7 +91,7 @@ def completed(spec: RunSpec) -> Record | None:
     return found if found.completed else None
 
 
-def validated(cfg: DictConfig, job: JobInfo) -> RunSpec:
+def validated(cfg: DictConfig, job: JobInfo | None = None) -> RunSpec:
     """The RunSpec, or exit code 2 with the error's message when the user must fix the config."""
     try:
         return build(cfg, job)

@@ -25,6 +25,7 @@ from bench.core.console import say
 from bench.core.errors import EXIT_CONFIG_ERROR, UserError
 from bench.core.spec import RunSpec, build
 from bench.launch import progress, wandb_table
+from bench.launch.job import validated
 
 
 def expand(config: DictConfig) -> list[list[str]] | None:
@@ -80,12 +81,7 @@ class MultirunProgress(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Before Hydra makes the run's output folder: a config error leaves nothing behind.
-        task = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
-        try:
-            build(task)
-        except UserError as error:
-            say(f"config error: {error}", error=True)
-            raise SystemExit(EXIT_CONFIG_ERROR) from error
+        validated(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"]))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.config = config
