@@ -13,9 +13,9 @@ from pathlib import Path
 import bench  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
 from bench.core import cluster
 from bench.core.console import say
-from bench.core.errors import EXIT_CONFIG_ERROR, Interrupted, UserError
+from bench.core.errors import EXIT_CONFIG_ERROR, UserError
 from bench.core.spec import RunSpec
-from bench.pipeline import tracker
+from bench.pipeline import stop, tracker
 from bench.pipeline.execute import execute
 
 
@@ -33,23 +33,13 @@ def main(argv: list[str]) -> int:
     import tensorflow as tf  # not at the top: bench must be imported before TensorFlow
 
     tf.debugging.disable_traceback_filtering()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, interrupt)
+    stop.install()  # SIGTERM, SIGINT: record Interrupted, keep the checkpoint (a relaunch resumes)
     spec = RunSpec.from_json(Path(argv[0]).read_text())
     try:
         return 0 if execute(spec).completed else 1
     except UserError as error:
         say(f"config error: {error}", error=True)
         return EXIT_CONFIG_ERROR
-
-
-def interrupt(signum, frame) -> None:
-    """SIGTERM or SIGINT: stop training now; the run records ``Interrupted`` and keeps its
-    checkpoint, so a relaunch resumes. Later signals are ignored while the record is written."""
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, signal.SIG_IGN)
-    name = signal.Signals(signum).name
-    raise Interrupted(f"stopped by {name}; the checkpoint is kept, relaunch to resume")
 
 
 def die_with_launcher() -> None:

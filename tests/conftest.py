@@ -1,35 +1,29 @@
-"""Shared fixtures: the real config, a prepared shapes dataset, an offline environment."""
+"""Shared fixtures: a prepared shapes dataset, a tiny hub backbone, an offline environment, the
+real command in the background, the runs several modules read, and the suite's time budget."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
+import time
 from pathlib import Path
 
 import pytest
 
-import bench  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from tests.helpers import SMALL_DATA, Launched, bench_env, command, hub_backbone, offline
+from tests.shared_runs import SHARED, sweep, sweep_report  # noqa: F401  (fixtures)
 
-# Every test runs offline on purpose: a download (Keras ImageNet weights, a TF Hub handle)
-# goes to a refused local port, so tests that need it to fail stay true on a machine with
-# network. Set at import, before any fixture of any scope, and inherited by subprocesses.
-REFUSED = "http://127.0.0.1:9"
-for _name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-    os.environ[_name] = REFUSED
-for _name in ("NO_PROXY", "no_proxy"):
-    os.environ.pop(_name, None)
-os.environ["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"  # the packaging test runs pip offline
-
-ROOT = Path(__file__).resolve().parent.parent
-CONF = ROOT / "conf"  # the same folder the package composes from (pkg://bench.conf)
-GROUPS = ("backbone", "dataset", "head", "freeze", "optimizer", "augment", "experiment")
+# The time budget (DEVELOPERS.md): the whole suite within 12 minutes of test time on a
+# 2-core machine, and the end-to-end (slow) tests within their share of it. Passing it is a
+# warning, never a failure: a busy machine is not a broken build.
+SUITE_BUDGET_S = 720.0
+SLOW_BUDGET_S = 600.0
 
 
-def options(group: str) -> list[str]:
-    """Every option file of a config group."""
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+@pytest.fixture(autouse=True)
+def offline_env(tmp_path, monkeypatch):
+    """Each test offline, in its own folder."""
+    offline(monkeypatch, tmp_path)
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -52,74 +46,77 @@ def hub_dir(tmp_path_factory) -> Path:
     return write_feature_vector(tmp_path_factory.mktemp("hub") / "feature_vector")
 
 
-@pytest.fixture(autouse=True)
-def offline_env(tmp_path, monkeypatch):
-    """No W&B server, no cached Keras weights, outputs under the test's tmp dir."""
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.chdir(tmp_path)
+@pytest.fixture()
+def tiny(hub_dir) -> list[str]:
+    """A whole run about the harness: a few batches of shapes on the hub backbone. Of two
+    overrides of one key the later wins (Hydra), so a test's own go after these."""
+    return [*SMALL_DATA, *hub_backbone(hub_dir), "wandb.mode=disabled"]
 
 
-def compose(*overrides: str):
-    """The real config composed with ``overrides`` (Hydra's compose API)."""
-    from bench.core import schema
+@pytest.fixture()
+def launch():
+    """Starts ``python -m bench.run`` in the background: ``launch(tmp_path, tfds_dir, *args)``.
+    Whatever is still running when the test ends is killed."""
+    started: list[Launched] = []
 
-    return schema.compose(list(overrides))
+    def start(tmp_path: Path, tfds_dir: Path | None, *args: str, env: dict | None = None):
+        running = Launched(command(tmp_path, *args), tmp_path, env or bench_env(tmp_path, tfds_dir))
+        started.append(running)
+        return running
 
-
-def make_spec(*overrides: str, tfds_dir: Path | None = None):
-    """A RunSpec from the real config with ``overrides``."""
-    from bench.core.spec import build
-
-    extra = [f"data_dir={tfds_dir}"] if tfds_dir else []
-    return build(compose(*overrides, *extra))
-
-
-def bench_env(tmp_path: Path, tfds_dir: Path | None = None) -> dict:
-    """Environment for a subprocess running the real command."""
-    env = dict(os.environ)
-    if tfds_dir:
-        env["TFDS_DATA_DIR"] = str(tfds_dir)
-    env["WANDB_DIR"] = str(tmp_path)
-    return env
+    yield start
+    for running in started:
+        if running.proc.poll() is None:
+            running.kill()
 
 
-TINY = [
-    "dataset=shapes",
-    "backbone.weights=none",
-    "freeze=unfrozen",
-    "head=linear",
-    "image_size=32",
-    "batch_size=32",
-    # TFDS split syntax; quoted because Hydra's grammar reads [...] as a list.
-    "dataset.train_split='train[:10%]'",
-    "dataset.val_split='validation[:25%]'",
-    "dataset.test_split='test[:25%]'",
-    "wandb.mode=offline",
-]
+# ---- The time budget -------------------------------------------------------------------
+
+_spent = {"slow": 0.0, "all": 0.0}
+_started = time.monotonic()
 
 
-def inject(env: dict, **faults: str) -> dict:
-    """``env`` with test faults switched on in worker processes (tests/inject/sitecustomize.py),
-    e.g. ``inject(env, BENCH_TEST_OOM_ABOVE="16")``."""
-    where = str(ROOT / "tests" / "inject")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [where, env.get("PYTHONPATH")]))
-    return {**env, **faults}
+def pytest_runtest_logreport(report):
+    """Adds each phase's time (setup, call, teardown) to the totals, on the controller."""
+    _spent["all"] += report.duration
+    if "slow" in report.keywords:
+        _spent["slow"] += report.duration
 
 
-def bench_run(tmp_path: Path, tfds_dir: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
-    """Runs ``python -m bench.run ARGS`` in ``tmp_path``, records in ``tmp_path/runs``."""
-    command = [sys.executable, "-m", "bench.run", *args, f"results_dir={tmp_path / 'runs'}"]
-    env = kwargs.pop("env", None) or bench_env(tmp_path, tfds_dir)
-    return subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, **kwargs
-    )  # fmt: skip
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Prints where the time went against the budget; a warning past it, never a failure."""
+    if hasattr(config, "workerinput"):
+        return  # an xdist worker: the controller prints the totals
+    wall = time.monotonic() - _started
+    terminalreporter.section("time budget")
+    lines = [
+        f"test time {_spent['all']:.0f} s in {wall:.0f} s of wall clock; "
+        f"suite budget {SUITE_BUDGET_S:.0f} s",
+        f"slow (end-to-end) tests {_spent['slow']:.0f} s of test time; "
+        f"budget {SLOW_BUDGET_S:.0f} s",
+    ]
+    for line in lines:
+        terminalreporter.write_line(line)
+    warnings = []
+    if wall > SUITE_BUDGET_S:
+        warnings.append(f"the suite took {wall:.0f} s, past its {SUITE_BUDGET_S:.0f} s budget")
+    if _spent["slow"] > SLOW_BUDGET_S:
+        warnings.append(
+            f"slow tests took {_spent['slow']:.0f} s, past their {SLOW_BUDGET_S:.0f} s budget"
+        )
+    for warning in warnings:
+        terminalreporter.write_line(f"WARNING: {warning} (see --durations)", yellow=True, bold=True)
 
 
-def load_records(tmp_path: Path) -> list[dict]:
-    """The records a ``bench_run`` in ``tmp_path`` wrote, as the JSON a user reads."""
-    paths = sorted((tmp_path / "runs").glob("*.json"))
-    return [json.loads(path.read_text()) for path in paths]
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker per core, at most four (each holds a TensorFlow of its own)."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the items
+def pytest_collection_modifyitems(config, items):
+    """Tests that read one expensive session fixture run on the same xdist worker, so the
+    fixture is paid for once (``--dist loadgroup``)."""
+    for item in items:
+        if SHARED & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("shared_runs"))

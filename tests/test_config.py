@@ -1,51 +1,14 @@
-"""The real config: every option of every group composes and validates; errors are early."""
+"""The real config: defaults, early errors, stable run ids (every option of every group:
+test_contract.py)."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import pytest
 from hydra.errors import ConfigCompositionException
 
 from bench.core import backbones
-from bench.core.errors import ConfigError
-from bench.core.spec import build
-from tests.conftest import GROUPS, compose, make_spec, options
-
-
-@pytest.mark.parametrize(
-    ("group", "option"), [(g, o) for g in GROUPS for o in options(g)], ids=lambda v: str(v)
-)
-def test_every_option_composes_and_validates(group, option, tmp_path):
-    overrides = [f"{group}={option}"]
-    if option == "folder":
-        for name in ("a", "b"):
-            (tmp_path / "imgs" / name).mkdir(parents=True)
-        overrides.append(f"dataset.path={tmp_path / 'imgs'}")
-    cfg = compose(*overrides)
-    spec = build(cfg)
-    if group != "experiment":
-        assert getattr(spec.cfg, group).name == option
-    assert len(spec.run_id) == 12
-
-
-def test_registry_and_backbone_configs_match():
-    assert set(options("backbone")) == set(backbones.REGISTRY)
-
-
-@pytest.mark.parametrize("name", sorted(backbones.REGISTRY))
-def test_image_size_defaults_to_native_resolution(name):
-    assert make_spec(f"backbone={name}").cfg.image_size == backbones.get(name).resolution
-    assert make_spec(f"backbone={name}", "image_size=96").cfg.image_size == 96
-
-
-def test_native_resolutions_are_the_published_ones():
-    native = {name: info.resolution for name, info in backbones.REGISTRY.items()}
-    assert native == {
-        "b0": 224, "b1": 240, "b2": 260, "b3": 300, "b4": 380, "b5": 456, "b6": 528,
-        "b7": 600, "mobilenet_v2": 224,
-    }  # fmt: skip
+from bench.core.errors import EXIT_CONFIG_ERROR, ConfigError
+from tests.helpers import bench_run, compose, make_spec
 
 
 def test_defaults_replay_the_wandb_report():
@@ -110,15 +73,10 @@ def test_keys_added_since_earlier_records_keep_their_run_ids(overrides, earlier)
     assert make_spec(*overrides, "precision=float32", "lr_scaling=linear").run_id != earlier
 
 
-def test_unknown_backbone_exits_with_hydra_choices_and_no_record(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.run", "backbone=b9", f"results_dir={tmp_path / 'runs'}"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-    )
-    assert proc.returncode != 0
+def test_unknown_backbone_exits_2_with_hydra_choices_and_writes_nothing(tmp_path):
+    proc = bench_run(tmp_path, None, "backbone=b9")
+    assert proc.returncode == EXIT_CONFIG_ERROR
     assert "Could not find 'backbone/b9'" in proc.stderr
     for name in backbones.REGISTRY:
         assert name in proc.stderr
-    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "outputs").exists()

@@ -7,7 +7,7 @@ import tf_keras as keras
 
 from bench.core.schema import Policy
 from bench.pipeline import freeze, model
-from tests.conftest import make_spec
+from tests.helpers import make_spec
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import os
 
 import pytest
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -12,29 +11,37 @@ from omegaconf import OmegaConf
 
 from bench.core.errors import EXIT_CONFIG_ERROR, ConfigError
 from bench.launch import multirun, progress
-from tests.conftest import TINY
+from tests.helpers import TINY, bench_run
 
 
-def _bench(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "bench.run", *args, f"results_dir={tmp_path / 'runs'}"]
-    return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+def _nothing_written(tmp_path) -> bool:
+    return not any((tmp_path / name).exists() for name in ("runs", "wandb", "outputs", "multirun"))
 
 
 def test_a_config_error_exits_2_naming_key_value_allowed_and_fix(tmp_path):
-    proc = _bench(tmp_path, *TINY, "epochs=0")
+    proc = bench_run(tmp_path, None, *TINY, "epochs=0")
     assert proc.returncode == EXIT_CONFIG_ERROR, proc.stderr[-2000:]
     assert "epochs=0" in proc.stderr and "Allowed: a positive integer" in proc.stderr
     assert "Fix: pass epochs=1 or more" in proc.stderr
-    assert not (tmp_path / "runs").exists() and not (tmp_path / "wandb").exists()
+    assert _nothing_written(tmp_path)  # not even Hydra's output folder
+
+
+def test_wandb_online_without_credentials_exits_2_before_anything_runs(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_API_KEY"}
+    env["NETRC"] = str(tmp_path / "no-netrc")
+    proc = bench_run(tmp_path, None, *TINY, "wandb.mode=online", env=env)
+    assert proc.returncode == EXIT_CONFIG_ERROR, proc.stderr[-2000:]
+    assert "wandb.mode=online: no W&B credentials" in proc.stderr and "wandb login" in proc.stderr
+    assert _nothing_written(tmp_path)
 
 
 def test_a_multirun_with_one_bad_job_runs_none_and_lists_every_problem(tmp_path):
-    proc = _bench(tmp_path, "-m", *TINY, "backbone=b0,b9", "optimizer.lr=0.001,-1")
+    proc = bench_run(tmp_path, None, "-m", *TINY, "backbone=b0,b9", "optimizer.lr=0.001,-1")
     assert proc.returncode == EXIT_CONFIG_ERROR, proc.stderr[-2000:]
     assert "3 of 4 jobs have config errors; nothing ran" in proc.stderr
     assert "Could not find 'backbone/b9'" in proc.stderr
     assert "optimizer.lr=-1.0" in proc.stderr
-    assert not (tmp_path / "runs").exists()
+    assert _nothing_written(tmp_path)
     assert "job 1/4" not in proc.stdout
 
 

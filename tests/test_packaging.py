@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, bench_env
+from tests.helpers import ROOT, bench_env
 
 
 def _run(args: list, cwd: Path, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
@@ -19,43 +20,63 @@ def _run(args: list, cwd: Path, env: dict | None = None, **kwargs) -> subprocess
     )
 
 
+def _copy_of_the_tree(target: Path) -> Path:
+    """The checkout's files (tracked, and new ones not ignored) copied to ``target``: the
+    wheel is built there, so no build/ or *.egg-info lands in the repository and no stale
+    build/lib ships deleted modules."""
+    listed = _run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], ROOT)
+    assert listed.returncode == 0, listed.stderr
+    for name in filter(None, listed.stdout.split("\0")):
+        source = ROOT / name
+        if source.is_file():  # a tracked file deleted in the working tree is not copied
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    return target
+
+
 @pytest.mark.slow
-def test_a_wheel_installed_elsewhere_runs_and_reports_from_an_empty_folder(tmp_path, tfds_dir):
+def test_a_wheel_installed_elsewhere_runs_and_reports_from_an_empty_folder(
+    tmp_path, tfds_dir, tiny
+):
+    before = _top_level()
+    source = _copy_of_the_tree(tmp_path / "source")
     build = _run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "-w", tmp_path / "dist", ROOT],
+         "-w", tmp_path / "dist", source],
         cwd=tmp_path,
     )  # fmt: skip
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("bench-*.whl")
-    venv = tmp_path / "venv"
-    # The stack comes from this interpreter's site-packages; bench only from the wheel.
-    assert (
-        _run([sys.executable, "-m", "venv", "--system-site-packages", venv], tmp_path).returncode
-        == 0
-    )
-    python = venv / "bin" / "python"
-    install = _run([python, "-m", "pip", "install", "--no-deps", "-q", wheel], tmp_path)
+    # bench from the wheel alone, into a folder of its own; the stack comes from this
+    # interpreter's environment (a virtual one or not), which PYTHONPATH goes before.
+    site = tmp_path / "site"
+    install = _run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", site,
+                    wheel], tmp_path)  # fmt: skip
     assert install.returncode == 0, install.stderr[-2000:]
     empty = tmp_path / "elsewhere"
     empty.mkdir()
-    env = bench_env(empty, tfds_dir)
-    env.pop("PYTHONPATH", None)
-    where = _run([python, "-c", "import bench.conf; print(bench.conf.__file__)"], empty, env)
-    assert str(venv) in where.stdout, "bench must come from the wheel, not the checkout"
-    run = _run(
-        [python, "-m", "bench.run", "backbone=mobilenet_v2", "experiment=demo", "epochs=1",
-         "dataset.train_split='train[:10%]'", "wandb.mode=offline"],
-        empty, env, timeout=600,
-    )  # fmt: skip
+    env = {**bench_env(empty, tfds_dir), "PYTHONPATH": str(site)}
+    where = _run(
+        [sys.executable, "-c", "import bench.conf; print(bench.conf.__file__)"], empty, env
+    )
+    assert where.stdout.startswith(str(site)), "bench must come from the wheel, not the checkout"
+    run = _run([sys.executable, "-m", "bench.run", *tiny, "epochs=1", "wandb.mode=offline"],
+               empty, env, timeout=600)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     (record,) = (empty / "results" / "runs").glob("*.json")
     assert json.loads(record.read_text())["status"] == "completed"
     assert list((empty / "wandb").glob("offline-run-*"))
-    report = _run([python, "-m", "bench.report"], empty, env, timeout=300)
+    report = _run([sys.executable, "-m", "bench.report"], empty, env, timeout=300)
     assert report.returncode == 0, report.stderr[-3000:]
-    assert "mobilenet_v2" in (empty / "results" / "report" / "report.html").read_text()
+    assert (
+        "Highest mean test_accuracy" in (empty / "results" / "report" / "report.html").read_text()
+    )
     assert (empty / "results" / "report" / "report.md").is_file()
+    assert _top_level() == before  # no build/ or *.egg-info left in the repository
+
+
+def _top_level() -> set[str]:
+    return {p.name for p in ROOT.iterdir() if not p.name.startswith(".")}
 
 
 def _user_conf(tmp_path: Path) -> Path:

@@ -15,7 +15,7 @@ from bench.core import backbones
 from bench.core.errors import ConfigError
 from bench.core.schema import Policy
 from bench.pipeline import data, freeze, model, train
-from tests.conftest import ROOT, make_spec, options
+from tests.helpers import ROOT, make_spec, options
 from tests.hub_fixture import write_tf1_module
 
 SMALL = ["dataset=shapes", "image_size=32", "batch_size=32", "dataset.train_split='train[:128]'"]
@@ -26,6 +26,7 @@ def _variables(layer) -> list[np.ndarray]:
     return [v.numpy().copy() for v in layer.variables]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["frozen", "unfrozen"])
 def test_hub_backbone_from_a_local_saved_model_trains(hub_dir, tfds_dir, policy):
     spec = make_spec(
@@ -127,30 +128,6 @@ def test_top_blocks_unfreezes_whole_blocks_without_batchnorm(blocks, unfrozen_bl
 def test_top_blocks_beyond_the_backbone_is_a_config_error():
     with pytest.raises(ConfigError, match="has 16 blocks"):
         freeze.apply(_b0(), Policy.top_blocks, 17, backbones.get("b0").block_of)
-
-
-def test_two_phase_trains_the_head_then_the_backbone(tfds_dir):
-    spec = make_spec(
-        *SMALL, "backbone=b0", "backbone.weights=none", "freeze=two_phase", "epochs=2",
-        "freeze.head_epochs=1", "head=keras_io", tfds_dir=tfds_dir,
-    )  # fmt: skip
-    loaded = data.load(spec)
-    built = model.build(spec, loaded.num_classes)
-    kernel = built.backbone.get_layer("block7a_project_conv").kernel
-    snapshots = [kernel.numpy().copy()]
-    result = train.run(
-        built, loaded, spec, tf.distribute.get_strategy(),
-        on_epoch=lambda row: snapshots.append(kernel.numpy().copy()),
-    )  # fmt: skip
-    assert [(r.epoch, r.phase) for r in result.history] == [
-        (1, "head"), (2, "finetune"), (3, "finetune"),
-    ]  # fmt: skip
-    assert np.array_equal(snapshots[0], snapshots[1])  # frozen during the head phase
-    assert not np.array_equal(snapshots[1], snapshots[3])  # updated once unfrozen
-    assert result.history[0].lr == pytest.approx(1e-3)
-    assert result.history[1].lr == pytest.approx(1e-4)  # optimizer.lr / 10
-    bn = built.backbone.get_layer("block7a_project_bn")
-    assert not bn.trainable  # BatchNorm stays frozen under finetune
 
 
 def test_two_phase_without_an_unfreezing_policy_is_a_config_error():

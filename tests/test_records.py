@@ -84,6 +84,73 @@ def test_failed_record_from_an_exception():
     assert data["error"] == {"type": "ValueError", "message": "boom"}
 
 
+GOLDEN = Path(__file__).parent / "data" / "golden"  # written by hand, one per schema version
+
+
+def _golden(version: int) -> dict:
+    return json.loads((GOLDEN / f"v{version}.json").read_text())
+
+
+def test_the_writer_writes_the_documented_layout_key_for_key(tmp_path):
+    """tests/data/golden/v3.json is the contract written out by hand (README, "What a run
+    leaves behind"); a record with its values must be written as exactly that JSON."""
+    expected = _golden(3)
+    phase = record.PhaseMetrics(epochs=1, train_time_s=2.5, epoch_time_s=2.5,
+                                train_images_per_s=640.0, first_epoch_time_s=2.5)  # fmt: skip
+    written = Record(
+        run_id="cccccccccccc", status=Status.completed,
+        started_at="2026-11-30T08:00:00+00:00", finished_at="2026-11-30T08:01:00+00:00",
+        config=expected["config"],
+        env=record.Env(**expected["env"]),
+        metrics=Metrics(best_val_accuracy=0.5, final_val_accuracy=0.5, test_accuracy=0.4375,
+                        train_time_s=2.5, epoch_time_s=2.5, train_images_per_s=640.0,
+                        peak_host_rss_bytes=1048576000, params_total=6580359,
+                        params_trainable=5124, epochs_trained=1, phases={"train": phase}),
+        history=[HistoryRow(epoch=1, phase="train", loss=1.3, accuracy=0.4, val_loss=1.2,
+                            val_accuracy=0.5, lr=0.001, epoch_time_s=2.5)],
+        wandb=record.WandbInfo(mode="disabled"),
+        job={"num": 0, "total": 1, "group": None, "attempt": "att3"},
+        effective_batch_size=16,
+        feature_cache=record.FeatureCacheInfo(status="hit", key="0123456789abcdef",
+                                              path="/runs/features/0123456789abcdef.npz"),
+    )  # fmt: skip
+    assert json.loads(record.write(written, tmp_path).read_text()) == expected
+
+
+def test_golden_records_of_every_version_read_with_their_values():
+    v1, v2, v3 = (record.Record.from_dict(_golden(v)) for v in (1, 2, 3))
+    assert (v1.schema_version, v1.status, v1.metrics.best_val_accuracy) == (
+        1,
+        Status.completed,
+        0.91,
+    )
+    assert v1.metrics.phases == {} and v1.metrics.epochs_trained is None
+    assert (v1.attempts, v1.resumes, v1.job, v1.effective_batch_size) == (1, 0, {}, None)
+    assert v1.feature_cache.status == "unused" and v1.env.precision is None
+    assert [row.val_accuracy for row in v1.history] == [0.88, 0.91]
+    assert v2.error == ErrorInfo("Interrupted", v2.error.message) and v2.resumes == 1
+    assert v2.metrics.phases["head"] == record.PhaseMetrics(3, 900.0, 300.0, 250.0)
+    assert v2.metrics.phases["finetune"].first_epoch_time_s is None  # added in version 3
+    assert v2.skipped_files.first == ["roses/broken.jpg"] and v2.attempts == 2
+    assert (v3.effective_batch_size, v3.feature_cache.status) == (16, "hit")
+    assert (v3.env.precision, v3.env.input_cache, v3.env.workers) == ("float32", "memory", 1)
+    assert v3.metrics.phases["train"].first_epoch_time_s == 2.5
+
+
+def test_golden_records_of_every_version_aggregate_into_the_same_columns(tmp_path):
+    from bench.analysis import load
+
+    for version in (1, 2, 3):
+        shutil.copy(GOLDEN / f"v{version}.json", tmp_path)
+    runs = load.from_records(tmp_path).runs.set_index("run_id")
+    assert runs.loc["0123456789ab", "backbone"] == "b0" and runs.loc["bbbbbbbbbbbb", "lr"] == 0.01
+    # Before version 3 a run trained at the batch and precision it asked for.
+    assert runs["effective_batch_size"].tolist() == [32, 64, 16]
+    assert runs["precision_used"].tolist() == ["float32", "mixed_float16", "float32"]
+    assert runs.loc["bbbbbbbbbbbb", "error_type"] == "Interrupted"
+    assert runs.loc["cccccccccccc", "phases.train.first_epoch_time_s"] == 2.5
+
+
 def test_a_version_1_record_written_by_an_earlier_bench_still_reads():
     """tests/data/record_v1.json was written by bench before metrics.phases existed."""
     path = Path(__file__).parent / "data" / "record_v1.json"
@@ -94,31 +161,11 @@ def test_a_version_1_record_written_by_an_earlier_bench_still_reads():
     assert old.metrics.best_val_accuracy is not None and len(old.history) == 1
 
 
-def test_a_record_before_version_3_trained_at_the_batch_it_asked_for(tmp_path):
-    from bench.analysis import load
-
-    shutil.copy(Path(__file__).parent / "data" / "record_v1.json", tmp_path)
-    runs = load.from_records(tmp_path).runs
-    assert runs["effective_batch_size"].tolist() == runs["batch_size"].tolist()
-    assert runs["effective_batch_size"].notna().all()
-
-
-def test_a_version_3_record_keeps_its_phases_and_effective_batch(tmp_path):
-    two = _record(
-        metrics=Metrics(epochs_trained=3, phases={"head": record.PhaseMetrics(1, 2.0, 2.0, 50.0)})
-    )
-    two.effective_batch_size = 16
-    again = record.read(record.write(two, tmp_path))
-    assert again.metrics.phases["head"] == record.PhaseMetrics(1, 2.0, 2.0, 50.0)
-    assert again.effective_batch_size == 16
-    assert again.schema_version == record.SCHEMA_VERSION == 3
-
-
 def test_every_record_field_gets_its_own_column_beside_the_config_keys(tmp_path):
     """The env's resolved settings share names with config keys (precision, input_cache...):
     the tidy frame keeps both, under distinct names."""
     from bench.analysis import load
-    from tests.conftest import compose
+    from tests.helpers import compose
 
     config = OmegaConf.to_container(compose(), resolve=False)
     config.pop("hydra", None)

@@ -22,8 +22,17 @@ from bench.analysis import load
 from bench.core import record
 from bench.core.errors import EXIT_CONFIG_ERROR
 from bench.core.record import ErrorInfo, Record, Status
-from bench.launch import locks, oom
-from tests.conftest import TINY, bench_env, bench_run, inject, load_records
+from bench.launch import job, locks, oom
+from tests.helpers import (
+    TINY,
+    bench_env,
+    bench_run,
+    compose,
+    inject,
+    load_records,
+    make_spec,
+)  # fmt: skip
+from tests.pool_tasks import write_record
 from tests.wandb_files import read_run
 from tests.wandb_files import records as wandb_records
 
@@ -41,7 +50,7 @@ def test_a_failed_attempt_never_replaces_a_completed_record(tmp_path):
     kept = record.read(tmp_path / "p.json")
     assert kept.completed and kept.job["attempt"] == "a1"
     attempts = sorted(p.name for p in (tmp_path / "attempts" / "p").iterdir())
-    assert len(attempts) == 2 and all(name.endswith(".json") for name in attempts)
+    assert attempts == ["a1.json", "a2.json"]
     assert kept.attempts == 2
 
 
@@ -51,16 +60,11 @@ def test_a_newer_attempt_replaces_an_older_failed_one(tmp_path):
     assert record.read(tmp_path / "p.json").job["attempt"] == "a2"
 
 
-def _write_many(args):
-    directory, index = args
-    record.save(_record(f"point{index}", Status.completed, f"a{index}"), directory)
-
-
 def test_ten_concurrent_writers_leave_ten_valid_records(tmp_path):
     with multiprocessing.get_context("spawn").Pool(10) as pool:
-        pool.map(_write_many, [(tmp_path, i) for i in range(10)])
+        pool.map(write_record, [(tmp_path, i) for i in range(10)])
     found = sorted(tmp_path.glob("*.json"))
-    assert len(found) == 10
+    assert [p.name for p in found] == sorted(f"point{i}.json" for i in range(10))
     assert all(record.problems(json.loads(p.read_text())) == [] for p in found)
     assert not list(tmp_path.glob(".*.tmp"))
 
@@ -84,18 +88,32 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     assert locks.holder(path)["pid"] == os.getpid()
 
 
-def test_a_lock_without_heartbeat_from_another_host_is_taken_over(tmp_path):
+def test_a_lock_from_another_host_is_taken_over_after_ten_minutes_without_heartbeat(tmp_path):
     path = locks.path_for(tmp_path, "p")
     path.write_text(json.dumps({"host": "elsewhere", "pid": 1, "started_at": 0}))
     assert not isinstance(locks.claim(tmp_path, "p"), locks.Lock)  # fresh: still held
-    old = time.time() - locks.STALE_AFTER_S - 60
-    os.utime(path, (old, old))
+    nine = time.time() - 9 * 60  # the README's 10 minutes, not the code's own constant
+    os.utime(path, (nine, nine))
+    assert not isinstance(locks.claim(tmp_path, "p"), locks.Lock)
+    eleven = time.time() - 11 * 60
+    os.utime(path, (eleven, eleven))
     assert isinstance(locks.claim(tmp_path, "p"), locks.Lock)
 
 
-def _bench(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "bench.run", *args, f"results_dir={tmp_path / 'runs'}"]
-    return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+def test_a_held_lock_is_touched_every_30_seconds(tmp_path, monkeypatch):
+    """The README's heartbeat: 30 s, each beat a touch of the lock file. The test waits for
+    beats at a hundredth of that interval (the thread reads the module's value)."""
+    assert locks.HEARTBEAT_S == 30.0
+    monkeypatch.setattr(locks, "HEARTBEAT_S", 0.3)
+    lock = locks.claim(tmp_path, "p")
+    old = time.time() - 3600
+    os.utime(lock.path, (old, old))
+    with lock:
+        deadline = time.monotonic() + 30
+        while lock.path.stat().st_mtime == old and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lock.path.stat().st_mtime > old + 3000  # touched: now, not an hour ago
+    assert not lock.path.exists()  # released on leaving
 
 
 def _folder(tmp_path: Path, classes: int) -> Path:
@@ -107,14 +125,13 @@ def _folder(tmp_path: Path, classes: int) -> Path:
 
 # case: (overrides, what the message must name)
 VALIDATION = {
-    "unknown option": (["backbone=b9"], "backbone"),
     "image size too small": (["image_size=16"], "image_size=16"),
     "freeze.blocks beyond the backbone": (
         ["freeze=top_blocks", "freeze.blocks=17", "backbone=b0"],
         "freeze.blocks=17",
     ),
     "unfreezing a TF1 hub handle": (
-        ["backbone.source=hub", "freeze=unfrozen", "backbone.weights=imagenet"],
+        ["backbone=b0", "backbone.source=hub", "freeze=unfrozen", "backbone.weights=imagenet"],
         "backbone.hub_handle=",
     ),
     "weights file missing": (["backbone.weights=/no/such.h5"], "backbone.weights=/no/such.h5"),
@@ -125,31 +142,35 @@ VALIDATION = {
     "zero learning rate": (["optimizer.lr=0"], "optimizer.lr=0"),
     "zero batch size": (["batch_size=0"], "batch_size=0"),
     "negative batch size": (["batch_size=-8"], "batch_size=-8"),
+    "wandb online without credentials": (["wandb.mode=online"], "wandb.mode=online"),
 }
 
 
 @pytest.mark.parametrize("case", list(VALIDATION))
-def test_every_config_error_exits_2_naming_the_key_and_writes_nothing(tmp_path, case):
+def test_every_config_error_stops_the_job_with_exit_2_naming_the_key(case, capsys):
+    """The job's own check (the one the real command runs before Hydra writes anything; the
+    real command is shown doing so in test_launch.py)."""
     overrides, key = VALIDATION[case]
-    proc = _bench(tmp_path, *TINY, *overrides)
-    assert proc.returncode == EXIT_CONFIG_ERROR, proc.stderr[-2000:]
-    assert key in proc.stderr
-    assert not (tmp_path / "runs").exists() and not (tmp_path / "wandb").exists()
-    assert not (tmp_path / "outputs").exists()  # not even Hydra's output folder
+    with pytest.raises(SystemExit) as stopped:
+        job.validated(compose(*TINY, *overrides))
+    assert stopped.value.code == EXIT_CONFIG_ERROR
+    assert key in capsys.readouterr().err
 
 
-def test_a_folder_with_one_class_exits_2(tmp_path):
+def test_a_folder_with_one_class_stops_the_job_with_exit_2(tmp_path, capsys):
     root = _folder(tmp_path, 1)
-    proc = _bench(tmp_path, *TINY, "dataset=folder", f"dataset.path={root}")
-    assert proc.returncode == EXIT_CONFIG_ERROR
-    assert f"dataset.path={root}" in proc.stderr and "found 1 subfolders" in proc.stderr
+    with pytest.raises(SystemExit) as stopped:
+        job.validated(compose(*TINY, "dataset=folder", f"dataset.path={root}"))
+    assert stopped.value.code == EXIT_CONFIG_ERROR
+    err = capsys.readouterr().err
+    assert f"dataset.path={root}" in err and "found 1 subfolders" in err
 
 
 @pytest.mark.slow
-def test_a_batch_the_replicas_cannot_share_exits_2_before_training(tmp_path, tfds_dir):
+def test_a_batch_the_replicas_cannot_share_exits_2_before_training(tmp_path, tfds_dir, tiny):
     # Only the worker knows the replica count: two logical CPUs stand in for two GPUs.
     env = inject(bench_env(tmp_path, tfds_dir), BENCH_TEST_CPU_REPLICAS="2")
-    proc = bench_run(tmp_path, tfds_dir, *TINY, "strategy=mirrored", "batch_size=15", env=env)
+    proc = bench_run(tmp_path, tfds_dir, *tiny, "strategy=mirrored", "batch_size=15", env=env)
     assert proc.returncode == EXIT_CONFIG_ERROR, proc.stderr[-2000:]
     assert "batch_size=15" in proc.stderr and "a multiple of 2" in proc.stderr
     assert "batch_size=14 or batch_size=16" in proc.stderr
@@ -157,60 +178,95 @@ def test_a_batch_the_replicas_cannot_share_exits_2_before_training(tmp_path, tfd
 
 
 @pytest.mark.slow
-def test_a_second_invocation_trains_nothing_and_a_failed_forced_rerun_keeps_the_record(
-    tmp_path, tfds_dir
+def test_done_points_are_skipped_and_a_killed_forced_rerun_keeps_the_completed_record(
+    tmp_path, tfds_dir, tiny, launch
 ):
-    args = ["-m", "seed=1,2", "backbone=mobilenet_v2", "epochs=1", *TINY, "wandb.mode=disabled"]
+    """Completed points are skipped; ``force=true`` trains one again; killing that attempt
+    leaves the completed record in place (now counting two attempts), the launcher reports
+    the failure of its own attempt, never the earlier success, and the aggregator reads
+    the completed records, not the failed attempt beside them."""
+    args = ["-m", "seed=1,2", "epochs=2", *tiny]  # Keras prints no epoch line for epochs=1
     first = bench_run(tmp_path, tfds_dir, *args)
     assert first.returncode == 0, first.stderr[-2000:]
     before = {r["run_id"]: r for r in load_records(tmp_path)}
     again = bench_run(tmp_path, tfds_dir, *args)
     assert again.returncode == 0
-    assert again.stdout.count("already completed") == 2 and "Epoch 1/1" not in again.stdout
+    assert again.stdout.count("already completed") == 2 and "Epoch 1/2" not in again.stdout
     assert "2 jobs: 2 completed, 0 failed" in again.stdout
     assert {r["run_id"]: r for r in load_records(tmp_path)} == before
-    # Forced again with the data gone: the attempt fails, the completed record stays.
-    no_data = tmp_path / "no_data"  # TFDS_DATA_DIR with nothing prepared, no download
-    forced = bench_run(tmp_path, no_data, *args, "force=true", "dataset.download=false")
-    assert forced.returncode != 0
+    forced = launch(tmp_path, tfds_dir, "seed=1", "epochs=2", *tiny, "force=true",
+                    env=_held(tmp_path, tfds_dir, 1))  # fmt: skip
+    forced.until("holding at epoch 1")
+    forced.worker().kill()
+    assert forced.finish() != 0
+    rest = forced.output.split("holding at epoch 1", 1)[1]
+    assert "job 1 failed" in rest and "job 1 completed" not in rest and "WorkerDied" in rest
     after = {r["run_id"]: r for r in load_records(tmp_path)}
-    for run_id, kept in after.items():  # the same completed record, now counting 2 attempts
-        assert kept["status"] == "completed" and kept["attempts"] == 2
-        assert {**kept, "attempts": 1} == before[run_id]
+    (seed_1,) = [run_id for run_id, r in before.items() if r["config"]["seed"] == 1]
+    for run_id, kept in after.items():
+        assert kept["status"] == "completed"
+        if run_id != seed_1:
+            assert kept == before[run_id]
+            continue
+        # The same completed record (the same attempt), now counting 2 attempts.
+        assert {**kept, "attempts": 1} == before[run_id] and kept["attempts"] == 2
         found = list((tmp_path / "runs" / "attempts" / run_id).glob("*.json"))
-        assert sorted(json.loads(p.read_text())["status"] for p in found) == ["completed", "failed"]
-    # The aggregator reads the completed records, not the failed attempts beside them.
+        statuses = sorted(json.loads(p.read_text())["status"] for p in found)
+        assert statuses == ["completed", "failed"]
     table = load.from_records(tmp_path / "runs").runs
     assert sorted(table["run_id"]) == sorted(before) and set(table["status"]) == {"completed"}
 
 
-def _launch(tmp_path, tfds_dir, *args):
-    command = [sys.executable, "-m", "bench.run", *args, f"results_dir={tmp_path / 'runs'}"]
-    return subprocess.Popen(
-        command, cwd=tmp_path, env=bench_env(tmp_path, tfds_dir), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+def _held(tmp_path: Path, tfds_dir: Path, epoch: int) -> dict:
+    """A worker that waits at the start of ``epoch`` until a signal ends it (the test's cut
+    lands there, however fast the epochs are)."""
+    return inject(bench_env(tmp_path, tfds_dir), BENCH_TEST_HOLD_AT_EPOCH=str(epoch))
 
 
-def _until(proc: subprocess.Popen, text: str) -> list[str]:
+def _gone(worker: psutil.Process) -> bool:
+    with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
+        worker.wait(timeout=60)  # an orphan is reaped by init, or stays a zombie
+    return not psutil.pid_exists(worker.pid) or worker.status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_stop_a_library_swallows_still_ends_fit_at_the_next_batch(monkeypatch):
+    """The handler's exception can be lost (W&B's console capture catches ``Exception``
+    around its callbacks, inside every write to stdout): the request stays set, and the
+    next batch raises it again."""
+    import tf_keras as keras
+
+    from bench.core.errors import Interrupted
+    from bench.pipeline import stop
+
+    monkeypatch.setattr(stop, "_requested", [])
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if text in line:
-            return seen
-    raise AssertionError(f"{text!r} never appeared:\n{''.join(seen)[-3000:]}")
+
+    class Swallowing(keras.callbacks.Callback):  # stands in for W&B's write hook
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(batch)
+            if batch == 2:
+                try:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    time.sleep(1)  # the handler runs, and raises, in here
+                except Exception:  # noqa: BLE001
+                    pass
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    stop.install()
+    try:
+        with pytest.raises(Interrupted, match="stopped by SIGTERM"):
+            model.fit(np.zeros((20, 2)), np.zeros(20), batch_size=1, epochs=1, verbose=0,
+                      callbacks=[Swallowing(), stop.StopOnRequest()])  # fmt: skip
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    assert seen == [0, 1, 2]  # stopped at the end of the batch the signal landed in
 
 
-RESUMABLE = ["epochs=4", *TINY, "backbone=mobilenet_v2", "wandb.mode=disabled"]
-
-
-# how the run is cut: (whom, signal, the error its record names)
-CUTS = {
-    "SIGKILL to the worker": ("worker", signal.SIGKILL, "WorkerDied"),
-    "SIGTERM to the launcher": ("launcher", signal.SIGTERM, "Interrupted"),
-    # The launcher cannot forward SIGKILL: Linux tells the worker its parent died.
-    "SIGKILL to the launcher": ("launcher", signal.SIGKILL, "Interrupted"),
-}
+def _resumable(tiny: list[str]) -> list[str]:
+    return ["epochs=4", *tiny]
 
 
 def _wandb_kinds(record: dict) -> list[str]:
@@ -219,59 +275,91 @@ def _wandb_kinds(record: dict) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", list(CUTS))
-def test_a_run_cut_after_its_second_epoch_resumes_with_each_epoch_once(tmp_path, tfds_dir, how):
-    whom, sig, expected = CUTS[how]
-    # W&B offline once (its files are read back), off otherwise (it costs seconds a start).
-    wandb = "wandb.mode=offline" if sig == signal.SIGTERM else "wandb.mode=disabled"
-    launcher = _launch(tmp_path, tfds_dir, *RESUMABLE, wandb)
-    _until(launcher, "Epoch 3/4")  # epochs 1 and 2 are finished and checkpointed
-    (worker,) = psutil.Process(launcher.pid).children()
-    (worker if whom == "worker" else psutil.Process(launcher.pid)).send_signal(sig)
-    rest = launcher.stdout.read()  # the worker holds the pipe too: this waits for both
-    assert launcher.wait(timeout=120) != 0
-    with contextlib.suppress(psutil.NoSuchProcess, psutil.TimeoutExpired):
-        worker.wait(timeout=60)  # an orphan is reaped by init, or stays a zombie
-    assert not psutil.pid_exists(worker.pid) or worker.status() == psutil.STATUS_ZOMBIE
+def test_a_run_cut_after_its_second_epoch_resumes_with_each_epoch_once(
+    tmp_path, tfds_dir, tiny, launch
+):
+    """SIGTERM to the launcher (SLURM's time limit, a sweep agent's stop): the worker stops,
+    records ``Interrupted``, keeps its checkpoint and marks its W&B run pre-empted; the
+    command exits 128 + 15. The same command again continues after epoch 2, in the same W&B
+    run."""
+    args = [*_resumable(tiny), "wandb.mode=offline"]
+    launcher = launch(tmp_path, tfds_dir, *args, env=_held(tmp_path, tfds_dir, 3))
+    launcher.until("holding at epoch 3")  # epochs 1 and 2 are finished and checkpointed
+    worker = launcher.worker()
+    launcher.proc.send_signal(signal.SIGTERM)
+    assert launcher.finish() == 128 + signal.SIGTERM
+    assert _gone(worker)
     (cut,) = load_records(tmp_path)
-    assert cut["status"] == "failed"
-    assert cut["error"]["type"] == expected, rest[-2000:]
+    assert cut["status"] == "failed" and cut["error"]["type"] == "Interrupted", cut["error"]
     assert list((tmp_path / "runs" / "checkpoints").iterdir())
-    relaunch = bench_run(tmp_path, tfds_dir, *RESUMABLE, wandb)
+    relaunch = bench_run(tmp_path, tfds_dir, *args)
     assert relaunch.returncode == 0, relaunch.stderr[-3000:]
     assert "Epoch 1/4" not in relaunch.stdout and "Epoch 3/4" in relaunch.stdout
     (done,) = load_records(tmp_path)
     assert done["status"] == "completed" and done["resumes"] == 1
     assert [row["epoch"] for row in done["history"]] == [1, 2, 3, 4]
     assert not (tmp_path / "runs" / "checkpoints" / done["run_id"]).exists()
-    if wandb.endswith("offline"):  # one W&B run, marked pre-empted, then continued
-        assert cut["wandb"]["id"] == done["wandb"]["id"] == done["run_id"]
-        assert "preempting" in _wandb_kinds(cut) and "preempting" not in _wandb_kinds(done)
-        assert read_run(Path(done["wandb"]["dir"]))["run"].run_id == done["run_id"]
+    # One W&B run, marked pre-empted, then continued.
+    assert cut["wandb"]["id"] == done["wandb"]["id"] == done["run_id"]
+    assert "preempting" in _wandb_kinds(cut) and "preempting" not in _wandb_kinds(done)
+    assert read_run(Path(done["wandb"]["dir"]))["run"].run_id == done["run_id"]
 
 
-# No dropout or stochastic depth: a relaunch then computes exactly what an uncut run does.
-TWO_PHASE = [*RESUMABLE, "backbone=b0", "freeze=two_phase", "freeze.head_epochs=2", "epochs=2",
-             "optimizer=adam", "optimizer.lr=0.001", "head.dropout=0",
-             "backbone.drop_connect_rate=0"]  # fmt: skip
+# how the run is cut: (whom, signal, the error its record names, the launcher's exit code)
+CUTS = {
+    "SIGKILL to the worker": ("worker", signal.SIGKILL, "WorkerDied", 1),
+    "SIGINT to the launcher (Ctrl-C)": ("launcher", signal.SIGINT, "Interrupted", 130),
+    # The launcher cannot forward SIGKILL: Linux tells the worker its parent died.
+    "SIGKILL to the launcher": ("launcher", signal.SIGKILL, "Interrupted", -signal.SIGKILL),
+}
 
 
 @pytest.mark.slow
-def test_a_two_phase_run_cut_after_its_head_phase_resumes_with_the_trained_head(tmp_path, tfds_dir):
-    reference = tmp_path / "reference"  # the same run, never cut
-    reference.mkdir()
-    uncut = bench_run(reference, tfds_dir, *TWO_PHASE)
-    assert uncut.returncode == 0, uncut.stderr[-3000:]
-    launcher = _launch(tmp_path, tfds_dir, *TWO_PHASE)
-    _until(launcher, "Epoch 3/4")  # the head phase (epochs 1, 2) is finished and kept
-    (worker,) = psutil.Process(launcher.pid).children()
-    worker.kill()
-    launcher.communicate(timeout=120)
-    relaunch = bench_run(tmp_path, tfds_dir, *TWO_PHASE)
+@pytest.mark.parametrize("how", list(CUTS))
+def test_every_other_way_of_cutting_a_run_leaves_its_record_and_checkpoint(
+    tmp_path, tfds_dir, tiny, launch, how
+):
+    """The cut alone (the relaunch after it is the test above): no worker outlives its
+    launcher, the record says why the run stopped, the checkpoint stays for a relaunch."""
+    whom, sig, expected, code = CUTS[how]
+    launcher = launch(tmp_path, tfds_dir, *_resumable(tiny), env=_held(tmp_path, tfds_dir, 3))
+    launcher.until("holding at epoch 3")
+    worker = launcher.worker()
+    (worker if whom == "worker" else psutil.Process(launcher.proc.pid)).send_signal(sig)
+    assert launcher.finish() == code
+    assert _gone(worker)
+    (cut,) = load_records(tmp_path)
+    assert cut["status"] == "failed" and cut["error"]["type"] == expected, launcher.output[-2000:]
+    if expected == "WorkerDied":
+        assert "SIGKILL" in cut["error"]["message"]
+    (kept,) = (tmp_path / "runs" / "checkpoints").iterdir()
+    rows = [json.loads(line) for line in (kept / "history.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2]
+
+
+# No dropout or stochastic depth: a relaunch then computes exactly what an uncut run does.
+def _two_phase(tiny: list[str]) -> list[str]:
+    return [*_resumable(tiny), "freeze=two_phase", "freeze.policy=unfrozen",
+            "freeze.head_epochs=2", "epochs=2", "optimizer=adam", "optimizer.lr=0.001",
+            "head.dropout=0"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_two_phase_run_cut_after_its_head_phase_resumes_with_the_trained_head(
+    tmp_path, tfds_dir, tiny, launch
+):
+    from bench.pipeline.execute import execute
+
+    args = _two_phase(tiny)
+    launcher = launch(tmp_path, tfds_dir, *args, env=_held(tmp_path, tfds_dir, 3))
+    launcher.until("holding at epoch 3")  # the head phase (epochs 1, 2) is finished and kept
+    launcher.worker().kill()
+    launcher.finish()
+    relaunch = bench_run(tmp_path, tfds_dir, *args)
     assert relaunch.returncode == 0, relaunch.stderr[-3000:]
     assert "Epoch 3/4" in relaunch.stdout
     assert not any(f"Epoch {n}/4" in relaunch.stdout for n in (1, 2))
-    (done,), (expected,) = load_records(tmp_path), load_records(reference)
+    (done,) = load_records(tmp_path)
     assert done["status"] == "completed" and done["resumes"] == 1
     history = done["history"]
     assert [(row["epoch"], row["phase"]) for row in history] == [
@@ -280,18 +368,20 @@ def test_a_two_phase_run_cut_after_its_head_phase_resumes_with_the_trained_head(
     # The fine-tune phase's own optimizer: optimizer.lr / 10 (finetune_lr null).
     assert [row["lr"] for row in history] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4], rel=1e-6)
     # It fine-tunes the head the head phase trained (a fresh head would start elsewhere):
-    # the same losses as the run that was never cut, to float32 round-off.
-    losses = [row["loss"] for row in expected["history"]]
+    # the same losses as the same run never cut, to float32 round-off.
+    uncut = execute(make_spec(*args, f"results_dir={tmp_path / 'uncut'}", tfds_dir=tfds_dir))
+    losses = [row.loss for row in uncut.history]
     assert [row["loss"] for row in history] == pytest.approx(losses, rel=1e-4)
 
 
 @pytest.mark.slow
-def test_two_launchers_racing_on_one_point_train_it_once(tmp_path, tfds_dir):
-    args = ["epochs=2", *TINY, "wandb.mode=disabled"]
-    first, second = _launch(tmp_path, tfds_dir, *args), _launch(tmp_path, tfds_dir, *args)
-    outputs = [p.communicate(timeout=600)[0] for p in (first, second)]
-    trained = sum("Epoch 1/2" in out for out in outputs)
-    assert trained == 1, outputs
+def test_two_launchers_racing_on_one_point_train_it_once(tmp_path, tfds_dir, tiny, launch):
+    args = ["epochs=2", *tiny]
+    first, second = launch(tmp_path, tfds_dir, *args), launch(tmp_path, tfds_dir, *args)
+    for launcher in (first, second):
+        launcher.finish()
+    outputs = [first.output, second.output]
+    assert sum("Epoch 1/2" in out for out in outputs) == 1, outputs
     assert sum("being trained by" in out or "already completed" in out for out in outputs) == 1
     (done,) = load_records(tmp_path)
     assert done["status"] == "completed" and done["attempts"] == 1
@@ -308,7 +398,7 @@ def _images(folder: Path, count: int, seed: int) -> None:
 
 
 @pytest.mark.slow
-def test_a_folder_with_truncated_and_non_image_files_trains_and_reports_them(tmp_path):
+def test_a_folder_with_truncated_and_non_image_files_trains_and_reports_them(tmp_path, tiny):
     root = tmp_path / "images"
     for index, name in enumerate(("cats", "dogs")):
         _images(root / name, 12, index)
@@ -316,10 +406,8 @@ def test_a_folder_with_truncated_and_non_image_files_trains_and_reports_them(tmp
     (root / "cats" / "truncated.png").write_bytes(good[: len(good) // 3])
     (root / "dogs" / "notes.jpg").write_text("not an image at all")
     (root / "dogs" / "readme.txt").write_text("ignored: not an image extension")
-    args = ["dataset=folder", f"dataset.path={root}", "backbone=mobilenet_v2",
-            "backbone.weights=none", "image_size=32", "epochs=1", "batch_size=8",
-            "wandb.mode=disabled"]  # fmt: skip
-    proc = _bench(tmp_path, *args)
+    args = [*tiny, "dataset=folder", f"dataset.path={root}", "epochs=1", "batch_size=8"]
+    proc = bench_run(tmp_path, None, *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (done,) = load_records(tmp_path)
     assert done["status"] == "completed"
@@ -340,30 +428,34 @@ def test_a_folder_whose_files_are_all_unreadable_is_an_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_multirun_survives_a_bad_weights_file_and_an_out_of_memory_job(tmp_path, tfds_dir):
-    bad = tmp_path / "bad.h5"
-    bad.write_bytes(b"not an HDF5 file")
+def test_a_multirun_goes_on_past_jobs_that_fail(tmp_path, tfds_dir, hub_dir, tiny):
+    """Four jobs: a hub handle that does not load fails two of them (before anything trains,
+    whatever the batch), an injected out-of-memory error a third; the fourth completes, and
+    the command ends with exit code 1 and the count."""
     env = inject(bench_env(tmp_path, tfds_dir), BENCH_TEST_OOM_ABOVE="8")
-    tiny = [o for o in TINY if not o.startswith(("batch_size=", "wandb.mode=", "backbone.w"))]
-    args = ["-m", f"backbone.weights=none,{bad}", "batch_size=8,16", "epochs=1", *tiny]
-    proc = bench_run(tmp_path, tfds_dir, *args, "wandb.mode=disabled", env=env)
+    missing = tmp_path / "no_such_handle"
+    args = ["-m", "epochs=1", *tiny, f"backbone.hub_handle={hub_dir},{missing}",
+            "batch_size=8,16"]  # fmt: skip
+    proc = bench_run(tmp_path, tfds_dir, *args, env=env)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "4 jobs: 1 completed, 3 failed" in proc.stdout
-    found = {(r["config"]["backbone"]["weights"], r["config"]["batch_size"]): r
+    found = {(r["config"]["backbone"]["hub_handle"], r["config"]["batch_size"]): r
              for r in load_records(tmp_path)}  # fmt: skip
-    assert found[("none", 8)]["status"] == "completed"
-    oom = found[("none", 16)]
+    assert found[(str(hub_dir), 8)]["status"] == "completed"
+    oom = found[(str(hub_dir), 16)]
     assert oom["error"]["type"] == "OutOfMemory" and "batch_size=16" in oom["error"]["message"]
     assert oom["effective_batch_size"] == 16
-    for batch in (8, 16):  # the weights fail first, whatever the batch
-        broken = found[(str(bad), batch)]
-        assert broken["status"] == "failed" and broken["error"]["type"] != "OutOfMemory"
+    for batch in (8, 16):  # the backbone fails first, whatever the batch
+        failed = found[(str(missing), batch)]
+        assert failed["status"] == "failed" and record.problems(failed) == []
+        assert failed["error"]["type"] == "WeightsUnavailable"
+        assert str(missing) in failed["error"]["message"] and failed["history"] == []
 
 
 @pytest.mark.slow
-def test_oom_retry_trains_the_point_at_half_the_batch(tmp_path, tfds_dir):
+def test_oom_retry_trains_the_point_at_half_the_batch(tmp_path, tfds_dir, tiny):
     env = inject(bench_env(tmp_path, tfds_dir), BENCH_TEST_OOM_ABOVE="16")
-    args = ["epochs=1", *TINY[:-1], "oom_retry=true", "wandb.mode=disabled"]  # batch_size=32
+    args = ["epochs=1", *tiny, "oom_retry=true"]  # batch_size=32
     proc = bench_run(tmp_path, tfds_dir, *args, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "trying again at batch_size=16" in proc.stdout

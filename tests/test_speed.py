@@ -17,10 +17,11 @@ import tf_keras as keras
 
 from bench.core.errors import ConfigError
 from bench.core.spec import feature_cache_unused
-from bench.pipeline import compute, data, features, folder, model
+from bench.pipeline import compute, data, features, folder, model, store, train
 from bench.pipeline.compute import Devices
 from bench.pipeline.execute import execute
-from tests.conftest import bench_env, compose, make_spec
+from tests.helpers import bench_env, compose, make_spec
+from tests.pool_tasks import fill_entry
 
 # A frozen hub backbone (the test's own SavedModel: real, non-vanishing features), a
 # linear head without dropout, so the two paths draw no different random numbers.
@@ -36,6 +37,7 @@ def _frozen(tmp_path, hub_dir, tfds_dir, *extra):
                      *extra, tfds_dir=tfds_dir)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_frozen_run_fills_the_cache_then_hits_it_with_the_same_numbers(
     tmp_path, hub_dir, tfds_dir, monkeypatch
 ):
@@ -79,6 +81,7 @@ def test_cached_features_are_the_backbones_features_of_the_same_images(hub_dir, 
     assert arrays["val_x"].std() > 0.01  # features that carry information
 
 
+@pytest.mark.slow
 def test_a_two_phase_run_uses_the_cache_for_its_head_phase_only(tmp_path, hub_dir, tfds_dir):
     spec = _frozen(tmp_path, hub_dir, tfds_dir, "freeze=unfrozen", "freeze.head_epochs=1",
                    "epochs=1")  # fmt: skip
@@ -192,18 +195,11 @@ def test_a_folder_datasets_identity_follows_its_files_and_split(tmp_path):
     assert folder.load(str(tmp_path), 0.34, seed=1).identity != first
 
 
-def _fill(args) -> None:
-    path, value = args
-    arrays = {"train_x": np.full((2000, 512), value, np.float32), "train_y": np.arange(2000)}
-    for _ in range(5):
-        features.write(Path(path), arrays, {"writer": value})
-
-
 def test_two_runs_filling_one_entry_at_once_neither_fail_nor_corrupt_it(tmp_path):
     path = tmp_path / "entry.npz"
     with multiprocessing.get_context("spawn").Pool(2) as pool:
-        pool.map(_fill, [(str(path), 1.0), (str(path), 2.0)])
-    stored = features.read(path)
+        pool.map(fill_entry, [(str(path), 1.0), (str(path), 2.0)])
+    stored = store.read(path)
     assert stored["train_x"].shape == (2000, 512) and np.unique(stored["train_x"]).size == 1
     assert not list(tmp_path.glob(".*"))  # no temporary file left behind
 
@@ -211,7 +207,7 @@ def test_two_runs_filling_one_entry_at_once_neither_fail_nor_corrupt_it(tmp_path
 def test_a_damaged_entry_is_a_miss(tmp_path):
     path = tmp_path / "entry.npz"
     path.write_bytes(b"PK\x03\x04 truncated")
-    assert features.read(path) is None
+    assert store.read(path) is None
 
 
 @pytest.mark.parametrize(
@@ -256,18 +252,18 @@ def test_switch_keys_accept_hydra_booleans():
         make_spec("input_cache=gpu")
 
 
-def test_bench_speed_writes_its_json_with_every_field(tmp_path, tfds_dir):
-    command = [
-        sys.executable, "-m", "bench.speed", "--rounds", "1", "--out", str(tmp_path / "speed"),
-        "dataset=shapes", "backbone=mobilenet_v2", "backbone.weights=none", "image_size=32",
-        "freeze=unfrozen", "dataset.train_split='train[:64]'", "batch_size=16",
-    ]  # fmt: skip
+@pytest.mark.slow
+def test_bench_speed_writes_its_json_with_every_field(tmp_path, tfds_dir, tiny):
+    out = tmp_path / "speed"
+    command = [sys.executable, "-m", "bench.speed", "--rounds", "1", "--out", str(out), *tiny,
+               "batch_size=16"]  # fmt: skip
     proc = subprocess.run(
-        command, cwd=tmp_path, env=bench_env(tmp_path, tfds_dir), capture_output=True, text=True
-    )
+        command, cwd=tmp_path, env=bench_env(tmp_path, tfds_dir), capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "speed round 1/1" in proc.stdout and "harness_over_keras" in proc.stdout
-    (path,) = (tmp_path / "speed").glob("*.json")
+    (path,) = out.glob("*.json")
     result = json.loads(path.read_text())
     assert set(result["images_per_s"]) == {"harness", "keras", "synthetic", "input"}
     assert all(rate > 0 for rate in result["images_per_s"].values())
@@ -280,6 +276,18 @@ def test_bench_speed_writes_its_json_with_every_field(tmp_path, tfds_dir):
     assert all(len(times) == 1 for times in result["round_s"].values())
     assert set(result["warmup_s"]) == set(result["round_s"])
     assert all(seconds >= 0 for seconds in result["warmup_s"].values())
+
+
+@pytest.mark.parametrize("jit, steps", [(False, 1), (True, 3)])
+def test_jit_compile_and_steps_per_execution_reach_compile(tiny, jit, steps):
+    """What the run resolved (``env.jit_compile``, ``steps_per_execution``) is what Keras
+    compiles the train step with."""
+    spec = make_spec(*tiny, f"steps_per_execution={steps}", f"jit_compile={str(jit).lower()}")
+    built = model.build(spec, num_classes=4)
+    (phase,) = train.phases(spec)
+    train.prepare_phase(built, built.model, phase, spec, 10, tf.distribute.get_strategy(), jit)
+    assert built.model._jit_compile is jit
+    assert int(built.model._steps_per_execution.numpy()) == steps
 
 
 def test_the_composed_default_caches_by_device():

@@ -12,7 +12,7 @@ from hydra.errors import ConfigCompositionException
 from bench.core.errors import ConfigError
 from bench.core.schema import StrategyName
 from bench.pipeline import strategy
-from tests.conftest import compose
+from tests.helpers import compose
 
 
 def test_auto_on_cpu_is_one_device():

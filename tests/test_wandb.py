@@ -10,26 +10,10 @@ import pytest
 import yaml
 
 from bench.core import wandb_mode
-from bench.launch import sweep
-from tests.conftest import ROOT, TINY, bench_run, load_records
+from bench.launch import sweep as sweep_files
+from tests.helpers import ROOT, make_spec
+from tests.shared_runs import MARKER
 from tests.wandb_files import read_run, records
-
-MARKER = "bench-test-api-key-marker-0123456789abcdef"
-
-
-@pytest.fixture(scope="module")
-def multirun(tmp_path_factory, tfds_dir):
-    """A real three-job multirun, offline, with a W&B API key in the environment."""
-    tmp = tmp_path_factory.mktemp("multirun")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("WANDB_API_KEY", MARKER)
-        patch.setenv("WANDB_DIR", str(tmp))
-        args = ["-m", "seed=1,2,3", "backbone=mobilenet_v2", "epochs=2", *TINY]
-        # The preset tags itself [demo]; replacing that list shows the tracker adds the name.
-        args += ["experiment=demo", "image_size=32", "wandb.tags=[mine]"]
-        proc = bench_run(tmp, tfds_dir, *args)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return tmp, proc, load_records(tmp)
 
 
 def _close(a, b) -> bool:
@@ -37,23 +21,24 @@ def _close(a, b) -> bool:
 
 
 @pytest.mark.slow
-def test_three_jobs_make_three_runs_whose_ids_are_their_records(multirun):
-    _, _, found = multirun
-    assert len({r["run_id"] for r in found}) == 3
+def test_each_job_makes_one_run_whose_id_is_its_record(sweep):
+    found = sweep.multirun
+    assert len({r["run_id"] for r in found}) == 4
     for record in found:
         assert record["wandb"]["id"] == record["run_id"]
         assert read_run(Path(record["wandb"]["dir"]))["run"].run_id == record["run_id"]
 
 
 @pytest.mark.slow
-def test_what_reached_wandb_matches_the_record(multirun):
-    for record in multirun[2]:
+def test_what_reached_wandb_matches_the_record(sweep):
+    for record in sweep.multirun:
         run = read_run(Path(record["wandb"]["dir"]))
         meta, config = run["run"], run["config"]
-        assert meta.display_name == "mobilenet_v2-shapes-unfrozen-adam-bs32"
+        backbone = record["config"]["backbone"]["name"]
+        assert meta.display_name == f"{backbone}-shapes-unfrozen-adam-bs32"
         assert meta.run_group == record["job"]["group"] and meta.run_group
         assert set(meta.tags) == {"mine", "demo"}
-        assert config["backbone"]["name"] == "mobilenet_v2"
+        assert config["backbone"]["name"] == backbone
         assert config["seed"] == record["config"]["seed"]
         assert config["dataset"]["num_classes"] == 4
         assert config["run_id"] == record["run_id"]
@@ -69,11 +54,9 @@ def test_what_reached_wandb_matches_the_record(multirun):
 
 
 @pytest.mark.slow
-def test_the_record_is_attached_to_its_run(multirun):
-    for record in multirun[2]:
+def test_the_record_is_attached_to_its_run(sweep):
+    for record in sweep.multirun:
         (path,) = Path(record["wandb"]["dir"]).glob("run-*.wandb")
-        kinds = [r.WhichOneof("record_type") for r in records(path)]
-        assert "artifact" in kinds
         (artifact,) = [
             r.artifact for r in records(path) if r.WhichOneof("record_type") == "artifact"
         ]
@@ -82,52 +65,57 @@ def test_the_record_is_attached_to_its_run(multirun):
 
 
 @pytest.mark.slow
-def test_the_comparison_table_is_logged(multirun):
-    tmp, proc, found = multirun
-    group = found[0]["job"]["group"]
+def test_the_comparison_table_is_logged(sweep):
+    group = sweep.multirun[0]["job"]["group"]
     summaries = []
-    for run_file in (tmp / "wandb").glob("offline-run-*/run-*.wandb"):
+    for run_file in (sweep.root / "wandb").glob("offline-run-*/run-*.wandb"):
         run = read_run(run_file.parent)
         if run["run"].job_type == "summary":
             summaries.append((run_file.parent, run))
     ((run_dir, summary),) = summaries
     assert summary["run"].run_group == group
     (row,) = summary["history"]
-    assert row["comparison/_type"] == "table-file" and row["comparison/nrows"] == 3
+    assert row["comparison/_type"] == "table-file" and row["comparison/nrows"] == 4
     table = json.loads((run_dir / "files" / row["comparison/path"]).read_text())
     column = table["columns"].index("run_id")
-    assert sorted(r[column] for r in table["data"]) == sorted(r["run_id"] for r in found)
-    assert "wandb sync" in proc.stdout
+    assert sorted(r[column] for r in table["data"]) == sorted(r["run_id"] for r in sweep.multirun)
+    assert "wandb sync" in sweep.proc.stdout
 
 
 @pytest.mark.slow
-def test_a_rerun_resumes_the_same_wandb_run(multirun, tfds_dir):
-    tmp, _, found = multirun
-    first = next(r for r in found if r["config"]["seed"] == 1)
-    args = ["seed=1", "backbone=mobilenet_v2", "epochs=2", *TINY, "experiment=demo"]
-    proc = bench_run(tmp, tfds_dir, *args, "image_size=32", "force=true")  # else: skipped
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    again = next(r for r in load_records(tmp) if r["config"]["seed"] == 1)
-    assert again["run_id"] == first["run_id"] == again["wandb"]["id"]
-    assert again["job"]["attempt"] != first["job"]["attempt"]
-    assert read_run(Path(again["wandb"]["dir"]))["run"].run_id == first["run_id"]
-
-
-@pytest.mark.slow
-def test_the_api_key_is_written_nowhere(multirun):
-    tmp, proc, _ = multirun
-    assert MARKER not in proc.stdout + proc.stderr
-    files = [p for p in tmp.rglob("*") if p.is_file()]
+def test_the_api_key_is_written_nowhere(sweep):
+    """The sweep ran with a W&B API key in its environment (the command's and the two
+    in-process runs'): not a byte of it in any file it left, nor in its output."""
+    assert MARKER not in sweep.proc.stdout + sweep.proc.stderr
+    files = [p for p in sweep.root.rglob("*") if p.is_file()]
     assert any(p.suffix == ".wandb" for p in files) and any(p.suffix == ".json" for p in files)
     leaked = [p for p in files if MARKER.encode() in p.read_bytes()]
     assert leaked == []
+
+
+@pytest.mark.slow
+def test_a_sweep_agents_run_keeps_the_agents_id(tmp_path, tiny, tfds_dir, monkeypatch):
+    """Under ``wandb agent`` the agent owns the run: it sets the sweep and the run id, the
+    record says which W&B run it was, and the run's config carries the whole nested config
+    for readers (the agent flattens its parameters)."""
+    from bench.pipeline.execute import execute
+
+    monkeypatch.setenv("WANDB_SWEEP_ID", "sweep123")
+    monkeypatch.setenv("WANDB_RUN_ID", "agentrun01")
+    spec = make_spec(*tiny, "wandb.mode=offline", f"results_dir={tmp_path}", tfds_dir=tfds_dir)
+    done = execute(spec)
+    assert done.completed and done.wandb.id == "agentrun01" != done.run_id
+    logged = read_run(Path(done.wandb.dir))
+    assert logged["run"].run_id == "agentrun01" and logged["config"]["run_id"] == done.run_id
+    nested = logged["config"]["bench_config"]
+    assert nested["backbone"]["hub_handle"] == spec.cfg.backbone.hub_handle
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_sweep_file_composes_and_runs_bench(path):
     spec = yaml.safe_load(path.read_text())
     assert spec["command"][2:4] == ["-m", "bench.run"]
-    assert sweep.problems(spec) == []
+    assert sweep_files.problems(spec) == []
 
 
 def test_a_broken_sweep_file_is_caught(tmp_path):
@@ -137,13 +125,13 @@ def test_a_broken_sweep_file_is_caught(tmp_path):
         "command": ["python", "train.py"],
         "parameters": {"backbone": {"values": ["b0", "b9"]}, "optimizer.lrr": {"value": 0.1}},
     }
-    found = sweep.problems(broken)
+    found = sweep_files.problems(broken)
     assert any(p.startswith("command must be") for p in found)
     assert any("backbone=b9" in p for p in found)
     assert any("optimizer.lrr" in p for p in found)
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump(broken))
-    assert sweep.main([str(path), "--check"]) == 2
+    assert sweep_files.main([str(path), "--check"]) == 2
 
 
 def test_mode_auto_follows_credentials(monkeypatch, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from bench.core.record import HistoryRow, PhaseMetrics
 from bench.core.schema import Policy
 from bench.pipeline import freeze, measure, model, train
 from bench.pipeline.execute import execute, metrics
-from tests.conftest import make_spec
+from tests.helpers import make_spec
 
 
 def _calibrated_b0(drop_connect_rate: float = 0.8):
@@ -51,9 +52,12 @@ def test_an_unfrozen_efficientnet_does_drop_paths_in_training_calls():
     assert not np.allclose(train_call.numpy(), infer_call.numpy(), atol=1e-3)
 
 
-def test_two_phase_head_phase_runs_the_backbone_in_inference_mode(tfds_dir):
-    """At the end of each epoch, inside fit: head-phase features are deterministic (inference
-    mode); fine-tune-phase ones are not (stochastic depth trains), so the check can fail."""
+@pytest.mark.slow
+def test_a_two_phase_run_trains_its_head_on_a_frozen_backbone_then_fine_tunes_it(tfds_dir):
+    """At the end of each epoch, inside fit. Head phase: the backbone's weights do not move
+    and its features are deterministic (inference mode, though stochastic depth is strong);
+    fine-tune phase: its weights move, its features are not (stochastic depth trains, so the
+    check can fail), and BatchNorm stays frozen. Each phase starts at its own rate."""
     from bench.pipeline import data
 
     spec = make_spec(
@@ -68,16 +72,22 @@ def test_two_phase_head_phase_runs_the_backbone_in_inference_mode(tfds_dir):
     images = next(iter(loaded.val))[0]
     built.backbone(images, training=True)  # moving statistics from real inputs
     wrapper = built.model.get_layer("backbone")
-    same = {}
+    kernel = built.backbone.get_layer("block7a_project_conv").kernel
+    kernels, same = [kernel.numpy().copy()], {}
 
     def on_epoch(row):
+        kernels.append(kernel.numpy().copy())
         train_call, infer_call = wrapper(images, training=True), wrapper(images, training=False)
         same[row.phase] = bool(np.allclose(train_call.numpy(), infer_call.numpy(), atol=1e-5))
 
     result = train.run(built, loaded, spec, tf.distribute.get_strategy(), on_epoch=on_epoch)
     assert same == {"head": True, "finetune": False}
-    assert [row.phase for row in result.history] == ["head", "finetune"]
+    assert [(r.epoch, r.phase) for r in result.history] == [(1, "head"), (2, "finetune")]
     assert (result.phases["head"].epochs, result.phases["finetune"].epochs) == (1, 1)
+    assert np.array_equal(kernels[0], kernels[1])  # frozen during the head phase
+    assert not np.array_equal(kernels[1], kernels[2])  # updated once unfrozen
+    assert [r.lr for r in result.history] == pytest.approx([1e-3, 1e-4])  # lr, then lr / 10
+    assert not built.backbone.get_layer("block7a_project_bn").trainable  # finetune keeps BN
 
 
 def _rows(times, train_parts, val_accuracies, phase="train", first=1):
@@ -116,18 +126,12 @@ def test_a_single_epoch_phase_counts_its_only_epoch():
     assert one.phase_metrics(train_examples=100, wall_s=31.0).train_images_per_s == 100 / 25.0
 
 
-BASE = [
-    "dataset=shapes", "backbone=mobilenet_v2", "backbone.weights=none", "image_size=32",
-    "head=linear", "dataset.train_split='train[:64]'", "dataset.val_split='validation[:32]'",
-    "dataset.test_split=null",
-]  # fmt: skip
-
-
-def test_a_diverging_run_leaves_a_failed_record_naming_the_epoch(tmp_path, tfds_dir):
+@pytest.mark.slow
+def test_a_diverging_run_leaves_a_failed_record_naming_the_epoch(tmp_path, tfds_dir, tiny):
     """Head epoch at a sane rate, then a fine-tune rate no network survives."""
     spec = make_spec(
-        *BASE, "freeze=two_phase", "freeze.head_epochs=1", "epochs=2", "optimizer=adam",
-        "freeze.finetune_lr=1e38", f"results_dir={tmp_path}", "wandb.mode=disabled",
+        *tiny, "freeze=two_phase", "freeze.policy=unfrozen", "freeze.head_epochs=1", "epochs=2",
+        "optimizer=adam", "freeze.finetune_lr=1e38", f"results_dir={tmp_path}",
         tfds_dir=tfds_dir,
     )  # fmt: skip
     returned = execute(spec)
@@ -140,50 +144,67 @@ def test_a_diverging_run_leaves_a_failed_record_naming_the_epoch(tmp_path, tfds_
     assert data["metrics"]["phases"]["head"]["epochs"] == 1
 
 
-def test_wandb_that_cannot_start_online_in_auto_mode_goes_on_offline(
-    tmp_path, tfds_dir, monkeypatch
-):
+def _unreachable_server(monkeypatch) -> None:
     monkeypatch.delenv("WANDB_MODE")
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)  # credentials present...
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # ...server refuses
     monkeypatch.setenv("WANDB_INIT_TIMEOUT", "5")
-    spec = make_spec(*BASE, "epochs=1", f"results_dir={tmp_path}", tfds_dir=tfds_dir)
+
+
+@pytest.mark.slow
+def test_wandb_that_cannot_start_online_in_auto_mode_goes_on_offline(
+    tmp_path, tfds_dir, tiny, monkeypatch, capsys
+):
+    """After another run in the same process, too: W&B keeps the settings of a process's
+    first run (here offline, with the default server and its 90 s init timeout), so each
+    run's W&B session must be its own for this one to ask the server its environment
+    names, and give up after the 5 s it allows."""
+    first = make_spec(*tiny, "wandb.mode=offline", f"results_dir={tmp_path / 'a'}", "seed=2",
+                      tfds_dir=tfds_dir)  # fmt: skip
+    assert execute(first).wandb.mode == "offline"
+    _unreachable_server(monkeypatch)
+    spec = make_spec(*tiny, "wandb.mode=auto", f"results_dir={tmp_path / 'b'}", tfds_dir=tfds_dir)
     record = execute(spec)
     assert record.completed and record.wandb.mode == "offline"
-    assert (tmp_path.parent / "wandb").exists() or record.wandb.dir
+    assert list(Path(record.wandb.dir).glob("run-*.wandb"))
+    said = capsys.readouterr().out
+    assert "W&B could not start online" in said and "going on offline" in said
+    attempt = said.split("W&B could not start online")[1].split("going on offline")[0]
+    assert "http://127.0.0.1:9" in attempt
 
 
-def test_wandb_online_that_cannot_start_leaves_a_failed_record(tmp_path, tfds_dir, monkeypatch):
-    monkeypatch.delenv("WANDB_MODE")
-    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
-    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
-    monkeypatch.setenv("WANDB_INIT_TIMEOUT", "5")
-    spec = make_spec(*BASE, "epochs=1", "wandb.mode=online", f"results_dir={tmp_path}",
-                     tfds_dir=tfds_dir)  # fmt: skip
+def test_wandb_online_that_cannot_start_leaves_a_failed_record(
+    tmp_path, tfds_dir, tiny, monkeypatch
+):
+    _unreachable_server(monkeypatch)
+    spec = make_spec(*tiny, "wandb.mode=online", f"results_dir={tmp_path}", tfds_dir=tfds_dir)
     record = execute(spec)
     data = json.loads(spec.record_path.read_text())
     assert not record.completed and data["status"] == "failed" and data["history"] == []
-    assert data["error"]["type"] != "WorkerDied"
+    assert data["error"]["type"] == "CommError"  # W&B's own, naming the server it tried
+    assert "http://127.0.0.1:9" in data["error"]["message"]
 
 
-def test_wandb_online_without_credentials_stops_before_training(monkeypatch):
+def test_wandb_online_without_credentials_stops_before_training(tiny, monkeypatch):
     from bench.core.errors import ConfigError
 
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", "/nonexistent")
     with pytest.raises(ConfigError, match="wandb.mode=online: no W&B credentials"):
-        make_spec(*BASE, "wandb.mode=online")
+        make_spec(*tiny, "wandb.mode=online")
 
 
-def test_an_out_of_memory_error_leaves_an_out_of_memory_record(tmp_path, tfds_dir, monkeypatch):
+def test_an_out_of_memory_error_leaves_an_out_of_memory_record(
+    tmp_path, tfds_dir, tiny, monkeypatch
+):
     """Injected: TensorFlow's own error type raised from training, as a GPU raises it."""
 
     def exhausted(*args, **kwargs):
         raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
 
     monkeypatch.setattr(train, "run", exhausted)
-    spec = make_spec(*BASE, "epochs=1", "batch_size=16", f"results_dir={tmp_path}",
-                     "wandb.mode=disabled", tfds_dir=tfds_dir)  # fmt: skip
+    spec = make_spec(*tiny, "epochs=1", "batch_size=16", f"results_dir={tmp_path}",
+                     tfds_dir=tfds_dir)  # fmt: skip
     record = execute(spec)
     data = json.loads(spec.record_path.read_text())
     assert not record.completed and data["error"]["type"] == "OutOfMemory"

@@ -63,9 +63,10 @@ def _items(items) -> dict:
 
 
 def read_run(run_dir: Path) -> dict:
-    """The run's id, config, history rows and final summary from its offline files."""
+    """The run's id, config, history rows, final summary and exit code from its offline
+    files."""
     (path,) = Path(run_dir).glob("run-*.wandb")
-    run, config, history, summary = None, {}, [], {}
+    run, config, history, summary, exit_code = None, {}, [], {}, None
     for record in records(path):
         kind = record.WhichOneof("record_type")
         if kind == "run":
@@ -77,4 +78,9 @@ def read_run(run_dir: Path) -> dict:
             history.append(_items(record.history.item))
         elif kind == "summary":
             summary.update(_items(record.summary.update))
-    return {"run": run, "config": config, "history": history, "summary": summary}
+        elif kind == "exit":
+            exit_code = record.exit.exit_code
+    return {
+        "run": run, "config": config, "history": history, "summary": summary,
+        "exit_code": exit_code,
+    }  # fmt: skip

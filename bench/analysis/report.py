@@ -169,8 +169,6 @@ def wandb_report(args, found: list[Section]) -> str:
     """Publishes a W&B Report with the verdicts and panels of the runs (needs W&B online)."""
     from bench.analysis import wandb_api  # wandb loads only for this option
 
-    if not args.wandb or not has_credentials():
-        raise SystemExit("--wandb-report needs --wandb ENTITY/PROJECT and W&B credentials.")
     return wandb_api.publish_report(args.wandb, args.group, {s.dataset: s.verdict for s in found})
 
 
@@ -180,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = cli.arguments("python -m bench.report", description, "results/report")
     parser.add_argument("--wandb-report", action="store_true", help="also build a W&B Report")
     args = parser.parse_args(argv)
+    if args.wandb_report and not (args.wandb and has_credentials()):  # before any work
+        raise SystemExit("--wandb-report needs --wandb ENTITY/PROJECT and W&B credentials.")
     loaded = cli.load(args)
     cli.report_inputs(loaded)
     if not (loaded.runs["status"] == "completed").any():

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.core import environment, record
 from bench.core.console import say
-from bench.core.errors import EXIT_CONFIG_ERROR, OutOfMemory, WorkerDied
+from bench.core.errors import EXIT_CONFIG_ERROR, Interrupted, OutOfMemory, WorkerDied
 from bench.core.record import ErrorInfo, Record, Status
 from bench.core.spec import RunSpec
 from bench.launch import oom
@@ -49,7 +49,8 @@ def run(spec: RunSpec) -> Record:
         raise SystemExit(EXIT_CONFIG_ERROR)  # the worker printed which key to fix
     if written is None:
         by_oom_killer = oom.killed_by_oom(code, oom_kills, oom.kill_count())
-        written = _died(spec, code, started_at, by_oom_killer)
+        stopped_by = signal.Signals(received[0]).name if received else None
+        written = _died(spec, code, started_at, by_oom_killer, stopped_by)
         record.save(written, results_dir)
     if received:
         name = signal.Signals(received[0]).name
@@ -84,9 +85,16 @@ def _wait(worker: subprocess.Popen) -> tuple[int, list[int]]:
             signal.signal(sig, handler)
 
 
-def _died(spec: RunSpec, code: int, started_at: str, by_oom_killer: bool) -> Record:
+def _died(
+    spec: RunSpec, code: int, started_at: str, by_oom_killer: bool, stopped_by: str | None
+) -> Record:
     how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-    if by_oom_killer:
+    if stopped_by:  # told to stop, it did not finish in time (or died on the way)
+        died = Interrupted(
+            f"stopped by {stopped_by}; the worker ended with {how} before writing its record "
+            f"(it gets {GRACE_S:.0f} s); the checkpoint is kept, relaunch to resume"
+        )
+    elif by_oom_killer:
         died = OutOfMemory(
             f"the kernel's OOM killer ended the worker ({how}) at batch_size={spec.batch_size}, "
             f"image_size={spec.cfg.image_size}; lower batch_size or image_size, or oom_retry=true"

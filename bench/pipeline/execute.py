@@ -17,7 +17,7 @@ from bench.core import cluster, environment, record
 from bench.core.errors import OutOfMemory
 from bench.core.record import ErrorInfo, FeatureCacheInfo, Metrics, Record, SkippedFiles, Status
 from bench.core.spec import RunSpec
-from bench.pipeline import compute, data, features, measure, model, strategy, train
+from bench.pipeline import compute, data, features, measure, model, stop, strategy, train
 from bench.pipeline.checkpoint import RunCheckpoint
 from bench.pipeline.tracker import Tracker
 
@@ -57,6 +57,7 @@ def execute(spec: RunSpec) -> Record:
         measure.reset_device_memory(facts["devices"])
         on_tpu = devices.kind == "TPU"
         dataset = data.load(spec, drop_remainder=on_tpu, cache_dir=checkpoint.scratch / "input")
+        stop.check()  # between steps too: a stop can be lost inside a library (stop.py)
         settings["input_cache"] = dataset.input_cache
         spec.cfg.dataset.num_classes = dataset.num_classes
         tracker.update_config({"dataset": spec.config_dict()["dataset"]})
@@ -67,6 +68,7 @@ def execute(spec: RunSpec) -> Record:
                 built = model.build_head(spec, dataset.num_classes, *stored, policy)
             else:
                 built = model.build(spec, dataset.num_classes, policy, on_tpu)
+        stop.check()
         cached, cache = features.prepare(spec, dataset, entry, built)
         train.run(built, dataset, spec, strat, tracker.log_epoch, result, checkpoint, cached, jit)
     except tf.errors.ResourceExhaustedError as exc:
@@ -79,6 +81,8 @@ def execute(spec: RunSpec) -> Record:
     except Exception as exc:  # noqa: BLE001  (a failed run is recorded, not lost)
         error = exc
         log.error("run %s failed:\n%s", spec.run_id, traceback.format_exc())
+    if error is not None and stop.requested():  # whatever surfaced, the run was stopped
+        error = stop.interrupted()
     written = Record(
         run_id=spec.run_id,
         status=Status.failed if error else Status.completed,

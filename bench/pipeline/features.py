@@ -7,7 +7,7 @@ features. They are computed once under the run's strategy (backbone in inference
 in ``feature_cache_dir``, and read back by every later run with the same key. The key
 covers everything that changes the features (:func:`components`). Writes go to a private
 temporary file renamed into place, so two runs filling one entry at once both succeed and
-the entry is whole; a damaged entry is computed again.
+the entry is whole; a damaged entry is computed again (:mod:`bench.pipeline.store`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +23,13 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from bench.core import atomic, cluster
+from bench.core import cluster
 from bench.core.record import FeatureCacheInfo
 from bench.core.spec import RunSpec, feature_cache_unused
+from bench.pipeline import stop
 from bench.pipeline.data import AUTOTUNE, Data, sharded
 from bench.pipeline.model import Built
+from bench.pipeline.store import read, write
 
 SPLITS = ("train", "val", "test")
 
@@ -172,7 +173,9 @@ def compute(data: Data, extractor: keras.Model) -> dict[str, np.ndarray]:
         ds = data.plain.get(split)
         if ds is None:
             continue
-        features, labels = labelled.predict(ds.map(lambda x, y: ((x, y),)), verbose=0)
+        features, labels = labelled.predict(
+            ds.map(lambda x, y: ((x, y),)), verbose=0, callbacks=[stop.StopOnRequest()]
+        )
         arrays[f"{split}_x"] = features
         arrays[f"{split}_y"] = labels.astype(np.int64)
     return arrays
@@ -184,24 +187,6 @@ def pair_model(extractor: keras.Model) -> keras.Model:
     label = keras.Input(shape=(), dtype="int64", name="label")
     same = keras.layers.Lambda(lambda t: tf.identity(t), name="label_out")(label)
     return keras.Model([image, label], [extractor(image, training=False), same])
-
-
-def read(path: Path) -> dict[str, np.ndarray] | None:
-    """The stored arrays, or None when the entry is missing or damaged."""
-    try:
-        with np.load(path) as stored:
-            return {name: stored[name] for name in stored.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
-        return None
-
-
-def write(path: Path, arrays: dict[str, np.ndarray], parts: dict) -> None:
-    """Stores an entry atomically; a concurrent writer of the same key is harmless."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write(path, lambda handle: np.savez(handle, **arrays), binary=True)
-    shapes = {name: list(a.shape) for name, a in arrays.items()}
-    description = json.dumps({**parts, "shapes": shapes}, indent=2)
-    atomic.write(path.with_suffix(".json"), lambda handle: handle.write(description))
 
 
 def pipelines(arrays: dict[str, np.ndarray], spec: RunSpec) -> FeatureData:

@@ -113,9 +113,22 @@ class Tracker:
         )
 
     def finish(self, record: Record, record_path: Path) -> None:
-        """Puts the record's metrics in the summary, attaches the record, closes the run."""
-        if self.run is None:
-            return
+        """Puts the record's metrics in the summary, attaches the record, closes the run, and
+        ends this process's W&B session.
+
+        W&B reads its environment (``WANDB_BASE_URL``, ``WANDB_INIT_TIMEOUT``, ...) once, when
+        the first run of a process sets it up, and keeps it for every later run: a second run
+        in the same process (``isolate=false``, ``bench.speed``, a test) would start with the
+        first one's settings (seen: an unreachable server waited out the default 90 s init
+        timeout instead of the 5 s its environment asked for). Each run's W&B session is
+        therefore its own, as its process is.
+        """
+        if self.run is not None:
+            self._close(record, record_path)
+        if self.mode != "disabled":
+            shutdown()
+
+    def _close(self, record: Record, record_path: Path) -> None:
         metrics = dataclasses.asdict(record.metrics)
         summary = {k: v for k, v in metrics.items() if v is not None}
         summary["status"] = record.status.value

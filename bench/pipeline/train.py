@@ -14,7 +14,7 @@ import tf_keras as keras
 from bench.core.record import HistoryRow, PhaseMetrics
 from bench.core.schema import OptimizerConfig, Policy
 from bench.core.spec import RunSpec
-from bench.pipeline import freeze, measure, optim
+from bench.pipeline import freeze, measure, optim, stop
 from bench.pipeline.checkpoint import RunCheckpoint
 from bench.pipeline.data import Data
 from bench.pipeline.features import FeatureData
@@ -144,6 +144,7 @@ def run(
                     recorder,
                     *backup,
                     *schedule_callbacks,
+                    stop.StopOnRequest(),
                 ],
                 verbose=1 if sys.stdout.isatty() else 2,
             )
@@ -194,7 +195,8 @@ def evaluate_test(
     if data.test is None:
         return None
     if features is not None and last.policy == Policy.frozen:
-        scores = built.head.evaluate(features.test, return_dict=True, verbose=0)
+        model, test = built.head, features.test
     else:
-        scores = built.model.evaluate(data.test, return_dict=True, verbose=0)
+        model, test = built.model, data.test
+    scores = model.evaluate(test, return_dict=True, verbose=0, callbacks=[stop.StopOnRequest()])
     return float(scores["accuracy"])
