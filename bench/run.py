@@ -14,8 +14,10 @@ import bench  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports Te
 from bench.core import schema
 from bench.core.errors import EXIT_CONFIG_ERROR
 from bench.launch import job
+from hydra_plugins.bench_race_sweeper import race_sweeper
 
 schema.register()
+race_sweeper.register()  # hydra/sweeper=race, also from an editable install
 
 
 @hydra.main(config_path=schema.CONFIG_PATH, config_name="config", version_base="1.3")

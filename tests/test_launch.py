@@ -84,6 +84,16 @@ def test_the_summary_table_lists_every_job_with_missing_numbers_as_dashes():
     assert "12.3" in lines[1] and lines[2].split()[1] == "b0" and " - " in lines[2]
 
 
+def test_a_failed_jobs_summary_crosses_a_process_boundary():
+    """The joblib launcher returns a job's exception pickled: a failed run's must arrive
+    whole (it once failed to unpickle and took the whole multirun down)."""
+    import pickle
+
+    row = {"job": 3, "status": "failed"}
+    again = pickle.loads(pickle.dumps(progress.RunFailed("run abc failed: Diverged", row)))
+    assert (str(again), again.summary) == ("run abc failed: Diverged", row)
+
+
 def test_user_errors_keep_their_fields_across_a_process_boundary():
     import pickle
 

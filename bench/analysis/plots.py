@@ -106,9 +106,36 @@ def pareto(cost: pd.Series, accuracy: pd.Series) -> list:
     return front
 
 
+def _interval(table: pd.DataFrame, metric: str, scale: float) -> tuple[pd.Series, pd.Series]:
+    """Each group's 95% interval of ``metric`` (the mean itself for a single run)."""
+    mean = table[(metric, "mean")] / scale
+    low = (table[(metric, "ci_low")] / scale).fillna(mean)
+    high = (table[(metric, "ci_high")] / scale).fillna(mean)
+    return low, high
+
+
+def inseparable(cost: pd.Series, accuracy: pd.Series, low: pd.Series, high: pd.Series) -> list:
+    """Groups off the front whose accuracy interval overlaps that of the front group that
+    beats them (the most accurate front group at a cost no higher): the data cannot tell
+    them from the front."""
+    front = pareto(cost, accuracy)
+    found = []
+    for key in cost.index:
+        if key in front:
+            continue
+        cheaper = [f for f in front if cost[f] <= cost[key]] or front
+        beating = max(cheaper, key=lambda f: accuracy[f])
+        if high[key] >= low[beating]:
+            found.append(key)
+    return found
+
+
 def tradeoff(table: pd.DataFrame, metric: str, dataset: str, out: Path) -> Path:
-    """Accuracy against training time and against parameters, the trade-off front drawn."""
+    """Accuracy against training time and against parameters, the trade-off front drawn,
+    every point with its 95% intervals; hollow points are off the front but not separable
+    from it (their accuracy interval overlaps the front's)."""
     accuracy = table[(metric, "mean")]
+    acc_low, acc_high = _interval(table, metric, 1.0)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, (cost_metric, scale, xlabel) in zip(
         axes,
@@ -116,14 +143,61 @@ def tradeoff(table: pd.DataFrame, metric: str, dataset: str, out: Path) -> Path:
         strict=True,
     ):
         cost = table[(cost_metric, "mean")] / scale
+        cost_low, cost_high = _interval(table, cost_metric, scale)
         front = pareto(cost, accuracy)
-        ax.scatter(cost, accuracy, color="#999999")
+        close = inseparable(cost, accuracy, acc_low, acc_high)
+        ax.errorbar(
+            cost, accuracy, yerr=[accuracy - acc_low, acc_high - accuracy],
+            xerr=[cost - cost_low, cost_high - cost], fmt="none", ecolor="#bbbbbb", capsize=2,
+        )  # fmt: skip
+        others = [k for k in table.index if k not in front and k not in close]
+        ax.scatter(cost[others], accuracy[others], color="#999999")
+        if close:
+            ax.scatter(cost[close], accuracy[close], facecolors="none", edgecolors="#c44e52",
+                       label="not separable from the front")  # fmt: skip
         ax.plot(cost[front], accuracy[front], "-o", color="#c44e52", label="trade-off front")
         for key in table.index:
             ax.annotate(label(key), (cost[key], accuracy[key]), fontsize=8,
                         xytext=(4, 4), textcoords="offset points")  # fmt: skip
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(metric)
+        ax.set_ylabel(f"{metric} (95% CI)")
         ax.legend(fontsize=8)
     fig.suptitle(f"Accuracy against cost - {dataset}")
     return _save(fig, out / f"tradeoff_{dataset}")
+
+
+def critical_difference(ranking, out: Path) -> Path:
+    """Mean ranks across datasets on one axis (1 = best, left), Nemenyi's critical
+    difference drawn above it, and a bar under every run of groups the data does not
+    separate (Demšar 2006)."""
+    means = ranking.mean_ranks
+    k = len(means)
+    fig, ax = plt.subplots(figsize=(8, 1.6 + 0.3 * k))
+    ax.hlines(0, 1, k, color="black", linewidth=1)
+    for tick in range(1, k + 1):
+        ax.vlines(tick, -0.05, 0.05, color="black", linewidth=1)
+        ax.text(tick, 0.12, str(tick), ha="center", fontsize=8)
+    ax.hlines(0.45, 1, 1 + ranking.cd, color="#c44e52", linewidth=2)
+    ax.text(1 + ranking.cd / 2, 0.55, f"CD {ranking.cd:.2f}", ha="center", fontsize=8)
+    for index, (name, rank) in enumerate(means.items()):
+        depth = -0.35 - 0.3 * index
+        ax.vlines(rank, depth, 0, color="#4c72b0", linewidth=0.8)
+        ax.text(rank, depth - 0.05, f"{name} ({rank:.2f})", ha="center", va="top", fontsize=8)
+    names, runs = list(means.index), []
+    for i in range(k):
+        together = [j for j in range(i, k) if not _separated(ranking, names[i], names[j])]
+        last = together[-1]
+        if last > i and not any(a <= i and last <= b for a, b in runs):
+            runs.append((i, last))
+    for level, (i, j) in enumerate(runs):
+        ax.hlines(-0.15 - 0.08 * level, means.iloc[i] - 0.03, means.iloc[j] + 0.03,
+                  color="black", linewidth=3)  # fmt: skip
+    ax.set_xlim(0.5, k + 0.5)
+    ax.set_ylim(-0.6 - 0.3 * k, 0.8)
+    ax.axis("off")
+    ax.set_title(f"Mean rank over {len(ranking.scores)} datasets ({ranking.test})", fontsize=9)
+    return _save(fig, out / "critical_difference")
+
+
+def _separated(ranking, a: str, b: str) -> bool:
+    return (a, b) in ranking.separated or (b, a) in ranking.separated

@@ -15,6 +15,7 @@ import base64
 import dataclasses
 import functools
 import importlib.resources
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +23,9 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from bench.analysis import cli, plots, tables
+from bench.analysis import cli, pairs, plots, ranks, tables
 from bench.analysis.load import METRICS, Loaded
-from bench.analysis.verdict import primary_metric, verdict
+from bench.analysis.verdict import verdict
 from bench.core import schema
 from bench.core.wandb_mode import has_credentials
 
@@ -46,6 +47,8 @@ class Section:
     table: pd.DataFrame
     reference: pd.DataFrame
     figures: list[Path] = field(default_factory=list)
+    pairwise: pd.DataFrame = field(default_factory=pd.DataFrame)  # the verdict's family
+    shared: pd.Series = field(default_factory=pd.Series)  # seeds each group shares with the best
 
 
 @functools.cache
@@ -89,11 +92,14 @@ def _length_note(preset: str, ours: int) -> str:
     return f"shortened: {ours} of {theirs} epochs, not comparable"
 
 
-def sections(loaded: Loaded, rows: list[str], cols: list[str], out: Path) -> list[Section]:
+def sections(loaded: Loaded, comparisons: dict[str, tables.Comparison], out: Path) -> list[Section]:
     """Builds every dataset's section, drawing its figures into ``out/figures``."""
     found = []
-    for dataset, table in tables.compare(loaded.runs, rows, cols).items():
+    for dataset, comparison in comparisons.items():
+        table = comparison.table
         keys = list(table.index.names)
+        metric = pairs.primary_metric(table)
+        stated = pairs.family(comparison, metric)
         # Curves of completed runs only: a failed run's partial epochs are not part of a mean.
         history = loaded.history[
             (loaded.history["dataset"] == dataset) & (loaded.history["status"] == "completed")
@@ -102,37 +108,134 @@ def sections(loaded: Loaded, rows: list[str], cols: list[str], out: Path) -> lis
         figures = [
             plots.training_time(table, dataset, figures_dir),
             plots.accuracy_curves(history, keys, dataset, figures_dir),
-            plots.tradeoff(table, primary_metric(table), dataset, figures_dir),
+            plots.tradeoff(table, metric, dataset, figures_dir),
             plots.memory(table, dataset, figures_dir),
         ]
         found.append(
-            Section(dataset, verdict(table), table, reference(loaded.runs, dataset), figures)
-        )
+            Section(dataset, verdict(comparison, stated), table, reference(loaded.runs, dataset),
+                    figures, pairs.frame(stated, metric), shared_seeds(table, stated))
+        )  # fmt: skip
     return found
 
 
-def render(loaded: Loaded, found: list[Section], out: Path, html: bool) -> str:
+def shared_seeds(table: pd.DataFrame, stated: list[pairs.Pair]) -> pd.Series:
+    """Per group, how many seeds it shares with the best group: the pairs its comparison
+    with the best is tested on (empty for the best itself)."""
+    counts = {plots.label(p.b): p.difference.pairs for p in stated[: len(table) - 1]}
+    shared = [counts.get(plots.label(k)) for k in table.index]
+    return pd.Series(shared, index=table.index, dtype="Int64")
+
+
+@dataclass
+class Across:
+    """The ranking over datasets (its sentence, ranks and critical-difference diagram), or
+    the sentence saying why there is none."""
+
+    sentence: str
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    figure: Path | None = None
+
+
+def across(comparisons: dict[str, tables.Comparison], out: Path) -> Across:
+    """Ranks the groups over the datasets when there are two or more (bench.analysis.ranks)."""
+    found = ranks.rank(comparisons)
+    if found is None:
+        names = ", ".join(comparisons)
+        why = (
+            f"these runs cover one dataset ({names}), and ranks need two or more"
+            if len(comparisons) < 2
+            else f"fewer than two groups ran on every dataset ({names})"
+        )
+        return Across(f"No ranking across datasets: {why}.")
+    table = found.ranks.T.assign(**{"mean rank": found.ranks.mean()}).sort_values("mean rank")
+    table = table.rename_axis("group").reset_index()
+    return Across(found.sentence(), table, plots.critical_difference(found, out / "figures"))
+
+
+@dataclass
+class RaceSection:
+    """One race (``<runs>/races/<name>.json``, bench.launch.race): its outcome and course."""
+
+    name: str
+    outcome: str
+    course: pd.DataFrame
+
+
+def races(runs_dir: str | Path) -> list[RaceSection]:
+    """The races whose documents lie beside the records, oldest first."""
+    found = []
+    for path in sorted(Path(runs_dir).glob("races/*.json")):
+        try:
+            race = json.loads(path.read_text())
+            found.append(RaceSection(path.stem, _race_outcome(race), _race_course(race)))
+        except (OSError, ValueError, KeyError) as error:
+            print(f"skipped race {path}: {error}", file=sys.stderr)
+    return found
+
+
+def _race_outcome(race: dict) -> str:
+    outcome, settings = race["outcome"], race["settings"]
+    head = outcome["winner"] or outcome["leading"]
+    state = "won" if outcome["winner"] else "leads"
+    saved = outcome["grid_runs"] - outcome["runs"]
+    text = (
+        f"{head} {state} on {race['metric']}: {outcome['why']}. {outcome['runs']} runs of the "
+        f"{outcome['grid_runs']} a full grid of {settings['max_seeds']} seeds would train "
+        f"({saved} saved), {outcome['training_hours']:.2f} h of training."
+    )
+    for name, dropped in outcome["dropped"].items():
+        text += f" {name} dropped in round {dropped['round']}: {dropped['reason']}."
+    return text
+
+
+def _race_course(race: dict) -> pd.DataFrame:
+    rows = []
+    for entry in race["rounds"]:
+        for s in entry["standings"]:
+            low_high = s["interval"]
+            rows.append({
+                "round": entry["round"], "seeds": entry["seeds"], "candidate": s["candidate"],
+                "mean": None if s["mean"] is None else round(s["mean"], 3),
+                "95% CI": None if not low_high else f"{low_high[0]:.3f} to {low_high[1]:.3f}",
+                "completed": len(s["seeds"]), "failed": len(s["failed"]), "state": s["state"],
+            })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def render(loaded: Loaded, found: list[Section], overall: Across, out: Path, html: bool,
+           raced: list[RaceSection] | None = None) -> str:  # fmt: skip
     """The report from the one template: a self-contained HTML page, or Markdown.
 
     Args:
         loaded: The runs (for the inputs line and the failed runs).
         found: The sections.
+        overall: The ranking across datasets.
         out: The report folder; Markdown links its figures relative to it.
         html: HTML (figures embedded) or Markdown.
     """
     shown = [
-        dataclasses.replace(section, table=tables.display(section.table).reset_index())
-        for section in found
+        dataclasses.replace(section, table=_displayed(section).reset_index()) for section in found
     ]
     failed = None if loaded.failed.empty else _failed(loaded)
     return _TEMPLATES.get_template("report.j2").render(
         html=html,
         inputs=_inputs(loaded),
         sections=shown,
+        across=overall,
+        races=raced or [],
         failed=failed,
         table=_html_table if html else _markdown_table,
         figure=_embedded if html else (lambda png: f"![{png.stem}]({png.relative_to(out)})"),
     )
+
+
+def _displayed(section: Section) -> pd.DataFrame:
+    shown = tables.display(section.table)
+    if not section.shared.empty:
+        shown["seeds shared with the best"] = section.shared.astype(object).where(
+            section.shared.notna(), "-"
+        )
+    return shown
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:
@@ -188,11 +291,14 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     rows, cols = cli.split(args.rows), cli.split(args.cols)
     written = tables.write_tables(loaded, out / "tables", rows, cols)
-    found = sections(loaded, rows, cols, out)
-    (out / "report.md").write_text(render(loaded, found, out, html=False))
-    (out / "report.html").write_text(render(loaded, found, out, html=True))
+    comparisons = tables.comparisons(loaded.runs, rows, cols)
+    found, overall = sections(loaded, comparisons, out), across(comparisons, out)
+    raced = [] if args.wandb else races(args.runs)
+    (out / "report.md").write_text(render(loaded, found, overall, out, False, raced))
+    (out / "report.html").write_text(render(loaded, found, overall, out, True, raced))
     print(f"wrote {len(written)} tables to {out / 'tables'}")
-    print(f"wrote {sum(len(s.figures) for s in found)} figures (PNG and SVG) to {out / 'figures'}")
+    figures = sum(len(s.figures) for s in found) + (overall.figure is not None)
+    print(f"wrote {figures} figures (PNG and SVG) to {out / 'figures'}")
     print(f"wrote {out / 'report.md'}\nwrote {out / 'report.html'}")
     for section in found:
         print(f"{section.dataset}: {section.verdict[0]}")

@@ -8,12 +8,14 @@ python -m bench.aggregate --wandb my-team/bench --group 2026-11-22_10-00-00
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from bench.analysis import cli, stats
+from bench.analysis import cli
 from bench.analysis.load import METRICS, Loaded, identity_columns, phase_columns
+from bench.core import stats
 
 
 def group_keys(part: pd.DataFrame, rows: list[str], cols: list[str]) -> list[str]:
@@ -25,6 +27,43 @@ def group_keys(part: pd.DataFrame, rows: list[str], cols: list[str]) -> list[str
         if c != "dataset" and part[c].astype(str).nunique() > 1
     ]  # fmt: skip
     return list(dict.fromkeys(rows + cols + extra + varying))
+
+
+@dataclass
+class Comparison:
+    """One dataset's comparison: the table (one row per group of runs that differ only in
+    their seed) and each group's completed runs, for tests that pair seeds."""
+
+    dataset: str
+    table: pd.DataFrame
+    members: dict = field(default_factory=dict)  # table index key -> that group's runs
+
+    def seeds(self, metric: str, key) -> dict[int, float]:
+        """``{seed: value}`` of ``metric`` for the group ``key`` (the mean of a seed that
+        was read twice, as W&B may return a rerun)."""
+        runs = self.members[key][["seed", metric]].dropna()
+        return {
+            int(seed): float(value) for seed, value in runs.groupby("seed")[metric].mean().items()
+        }
+
+
+def comparisons(
+    runs: pd.DataFrame, rows: list[str] | None = None, cols: list[str] | None = None
+) -> dict[str, Comparison]:
+    """Per dataset, the comparison table and its groups' runs (see :func:`compare`)."""
+    rows, cols = list(rows or ["backbone"]), list(cols or [])
+    done = runs[runs["status"] == "completed"]
+    found = {}
+    for dataset, part in done.groupby("dataset", sort=True):
+        keys = group_keys(part, rows, cols)
+        part = part.assign(**{k: _comparable(part[k]) for k in keys if part[k].dtype == object})
+        metrics = [m for m in METRICS + phase_columns(part) if m in part and part[m].notna().any()]
+        grouped = part.groupby(keys, dropna=False, sort=True)
+        table = with_intervals(grouped[metrics].agg(["mean", "std", "count"]))
+        # The same groups in the same (sorted) order: each index key names its runs.
+        members = dict(zip(table.index, (group for _, group in grouped), strict=True))
+        found[str(dataset)] = Comparison(str(dataset), table, members)
+    return found
 
 
 def compare(
@@ -40,16 +79,7 @@ def compare(
         ``(metric, stat)`` with stat in mean, std, count, ci_low, ci_high. ``cols`` stay in
         the index; see :func:`pivot` for the wide layout.
     """
-    rows, cols = list(rows or ["backbone"]), list(cols or [])
-    done = runs[runs["status"] == "completed"]
-    tables = {}
-    for dataset, part in done.groupby("dataset", sort=True):
-        keys = group_keys(part, rows, cols)
-        part = part.assign(**{k: _comparable(part[k]) for k in keys if part[k].dtype == object})
-        metrics = [m for m in METRICS + phase_columns(part) if m in part and part[m].notna().any()]
-        table = part.groupby(keys, dropna=False)[metrics].agg(["mean", "std", "count"])
-        tables[str(dataset)] = with_intervals(table)
-    return tables
+    return {name: found.table for name, found in comparisons(runs, rows, cols).items()}
 
 
 def _comparable(column: pd.Series) -> pd.Series:

@@ -1,60 +1,88 @@
-"""The sentences a report draws from one dataset's comparison table.
+"""The sentences a report draws from one dataset's comparison.
 
-Every sentence says how sure it is: a mean says over how many seeds, a comparison of two
-groups with two or more seeds each is a win only when the 95% interval of the difference
-of means (Welch's t) excludes zero, else a tie; a group with a single seed makes the
-comparison "single seed, not tested".
+Every sentence says how sure it is. A mean says over how many seeds. A comparison of two
+groups is tested on the seeds both ran (paired t; with five or more pairs also a
+bootstrap interval), or with Welch's t on all their runs when they share fewer than two
+seeds; a group with a single run makes it "single seed, not tested". All comparisons of
+one dataset are one family under Holm's method: a win must survive the adjustment. Each
+gives P(A > B) over its pairs, and a pair left open says about how many seeds per side
+would settle it (:mod:`bench.analysis.pairs`, :mod:`bench.core.stats`).
 """
 
 from __future__ import annotations
 
-import pandas as pd
-
-from bench.analysis import plots, stats
-from bench.core import backbones
+from bench.analysis import plots
+from bench.analysis.pairs import Pair, best, family, primary_metric
+from bench.analysis.tables import Comparison
+from bench.core import stats
 
 SINGLE = "single seed, not tested"
-
-
-def primary_metric(table: pd.DataFrame) -> str:
-    """Test accuracy when every group has it, else the best validation accuracy."""
-    metrics = table.columns.get_level_values(0)
-    if "test_accuracy" in metrics and table[("test_accuracy", "count")].gt(0).all():
-        return "test_accuracy"
-    return "best_val_accuracy"
-
-
-def difference(table: pd.DataFrame, metric: str, a, b) -> stats.Difference:
-    """Group ``a`` minus group ``b`` on ``metric``, tested when both repeat seeds."""
-    row_a, row_b = table.loc[a, metric], table.loc[b, metric]
-    return stats.welch(
-        row_a["mean"], row_a["std"], row_a["count"], row_b["mean"], row_b["std"], row_b["count"]
-    )
 
 
 def _points(value: float) -> str:
     return f"{value * 100:+.1f}"
 
 
-def versus(table: pd.DataFrame, metric: str, a, b, la: str | None = None, lb: str | None = None):
-    """One sentence comparing groups ``a`` and ``b`` on ``metric``, with its footing."""
-    la, lb = la or plots.label(a), lb or plots.label(b)
-    found = difference(table, metric, a, b)
-    scores = f"{metric} {found.a:.3f} vs {found.b:.3f}, n={found.n_a} and {found.n_b}"
-    if not found.tested:
-        return f"{la} vs {lb}: {SINGLE} ({scores})"
-    low, high = found.interval
-    ci = f"95% CI of the difference [{_points(low)}, {_points(high)}] points, Welch's t"
-    if not found.significant:
-        return f"{la} and {lb} tie ({scores}; {ci}, includes zero)"
-    if found.value < 0:
-        la, lb = lb, la
-        scores = f"{metric} {found.b:.3f} vs {found.a:.3f}, n={found.n_b} and {found.n_a}"
-        ci = f"95% CI of the difference [{_points(-high)}, {_points(-low)}] points, Welch's t"
-    return f"{la} beats {lb} by {abs(found.value) * 100:.1f} points ({scores}; {ci})"
+def footing(pair: Pair) -> str:
+    """The test, its interval, its adjusted p-value and P(A > B), as one clause."""
+    d, better = pair.difference, pair.improvement
+    if d.test == stats.PAIRED:
+        how = f"paired t over {d.pairs} seeds both ran"
+    else:
+        how = f"Welch's t on {d.n_a} and {d.n_b} runs"
+    low, high = d.interval
+    ci = f"95% CI of the difference [{_points(low)}, {_points(high)}] points"
+    if d.bootstrap:
+        ci += f" (bootstrap [{_points(d.bootstrap[0])}, {_points(d.bootstrap[1])}])"
+    if low <= 0 <= high:
+        ci += ", includes zero"
+    if d.family > 1:
+        adjusted = f"Holm-adjusted p = {d.p_adjusted:.3f} over {d.family} comparisons"
+    else:
+        adjusted = f"p = {d.p:.3f}"
+    parts = [f"{how}: {ci}", adjusted]
+    if better is not None:
+        low_p, high_p = better.interval
+        parts.append(
+            f"P({pair.label_a} > {pair.label_b}) = {better.probability:.2f} over "
+            f"{better.pairs} pair{'s' * (better.pairs > 1)} (95% CI {low_p:.2f} to {high_p:.2f})"
+        )
+    return "; ".join(parts)
 
 
-def _mean(table: pd.DataFrame, metric: str, key) -> str:
+def settle(pair: Pair) -> str:
+    """About how many seeds would settle an open pair, or that it is practically a tie."""
+    d = pair.difference
+    if not d.tested or d.significant:
+        return ""
+    if pair.seeds_needed is None:
+        return (
+            f"practically a tie: even {stats.MAX_SEEDS} seeds each would not resolve a "
+            "difference this small at this spread"
+        )
+    have = d.pairs if d.test == stats.PAIRED else min(d.n_a, d.n_b)
+    seeds = max(pair.seeds_needed, have + 1)  # these seeds did not: one more at the least
+    return f"about {seeds} seeds each would settle this if the difference holds"
+
+
+def versus(pair: Pair, metric: str) -> str:
+    """One sentence comparing the pair's groups on ``metric``, with its footing."""
+    d = pair.difference
+    scores = f"{metric} {d.a:.3f} vs {d.b:.3f}, n={d.n_a} and {d.n_b}"
+    if not d.tested:
+        return f"{pair.label_a} vs {pair.label_b}: {SINGLE} ({scores})"
+    if d.significant:
+        won = pair.winner_first()
+        w = won.difference
+        scores = f"{metric} {w.a:.3f} vs {w.b:.3f}, n={w.n_a} and {w.n_b}"
+        return (
+            f"{won.label_a} beats {won.label_b} by {w.value * 100:.1f} points "
+            f"({scores}; {footing(won)})"
+        )
+    return f"{pair.label_a} and {pair.label_b} tie ({scores}; {footing(pair)}); {settle(pair)}"
+
+
+def _mean(table, metric: str, key) -> str:
     row = table.loc[key, metric]
     n = int(row["count"])
     if n < 2:
@@ -64,83 +92,59 @@ def _mean(table: pd.DataFrame, metric: str, key) -> str:
     )
 
 
-def verdict(table: pd.DataFrame) -> list[str]:
-    """Sentences a reader can act on, each with its statistical footing."""
+def verdict(comparison: Comparison, found: list[Pair] | None = None) -> list[str]:
+    """Sentences a reader can act on, each with its statistical footing.
+
+    Args:
+        comparison: One dataset's comparison.
+        found: Its family of pairs (:func:`bench.analysis.pairs.family`), when the caller
+            has it already.
+    """
+    table = comparison.table
     metric = primary_metric(table)
     acc, time = table[(metric, "mean")], table[("train_time_s", "mean")]
-    best, fastest = acc.idxmax(), time.idxmin()
+    top, fastest = best(table, metric), time.idxmin()
+    found = family(comparison, metric) if found is None else found
+    against, mobilenet = found[: len(table) - 1], found[len(table) - 1 :]
+    size = max([p.difference.family for p in found if p.difference.tested], default=0)
+    adjusted = f"Holm-adjusted over {size} comparison{'s' * (size > 1)}"
     lines = [
-        f"Highest mean {metric}: {plots.label(best)} with {_mean(table, metric, best)}, "
-        f"after {time[best]:.1f} s of training."
+        f"Highest mean {metric}: {plots.label(top)} with {_mean(table, metric, top)}, "
+        f"after {time[top]:.1f} s of training."
     ]
-    others = [k for k in table.index if k != best]
-    ties = [k for k in others if difference(table, metric, best, k).tested]
-    ties = [k for k in ties if not difference(table, metric, best, k).significant]
-    untested = [k for k in others if not difference(table, metric, best, k).tested]
+    worse = [p for p in against if p.resolved]
+    ties = [p for p in against if p.difference.tested and not p.resolved]
+    untested = [p for p in against if not p.difference.tested]
+    if worse:
+        lines.append(
+            f"Worse than it ({adjusted}): "
+            + ", ".join(f"{p.label_b} by {p.difference.value * 100:.1f} points" for p in worse)
+            + "."
+        )
     if ties:
         lines.append(
-            "Not distinguishable from it (95% CI of the difference includes zero, Welch's t): "
-            + ", ".join(plots.label(k) for k in ties) + "."
+            f"Not distinguishable from it ({adjusted}; paired by seed where two or more match): "
+            + ", ".join(f"{p.label_b} ({settle(p)})" for p in ties) + "."
         )  # fmt: skip
     if untested:
         lines.append(
-            f"Compared with it on a {SINGLE}: " + ", ".join(plots.label(k) for k in untested) + "."
+            f"Compared with it on a {SINGLE}: " + ", ".join(p.label_b for p in untested) + "."
         )
     n_fast = int(table.loc[fastest, ("train_time_s", "count")])
     lines.append(
         f"Fastest to train: {plots.label(fastest)} in {time[fastest]:.1f} s "
         f"(mean of {n_fast} run{'s' if n_fast > 1 else ''}; {metric} {acc[fastest]:.3f})."
     )
-    lines += mobilenet_vs_efficientnet(table, metric)
+    for pair in mobilenet:
+        where = f"With {pair.where}: " if pair.where else ""
+        speed = time[pair.b] / time[pair.a]
+        lines.append(
+            f"{where}{versus(pair, metric)}; MobileNetV2 trains {speed:.1f}x as fast "
+            "(mean training time)."
+        )
     if table[(metric, "count")].min() < 2:
         lines.append(
             "A claim needs two or more seeds per group: rerun with seed=1,2,3 (python -m "
             "bench.run -m ... seed=1,2,3) to test the differences above."
         )
-    return lines
-
-
-def _native(backbone: str, image_size) -> bool:
-    try:
-        return int(image_size) == backbones.get(backbone).resolution
-    except (KeyError, TypeError, ValueError):
-        return False
-
-
-def _same_footing(a: pd.Series, b: pd.Series) -> bool:
-    """Same resolution, or each at its own native one."""
-    if a["image_size"] == b["image_size"]:
-        return True
-    return _native(a["backbone"], a["image_size"]) and _native(b["backbone"], b["image_size"])
-
-
-def mobilenet_vs_efficientnet(table: pd.DataFrame, metric: str) -> list[str]:
-    """MobileNetV2 against every EfficientNet that shares all its other keys.
-
-    Resolutions match when both ran at the same size, or each at its own native size
-    (the default); every sentence names the size each ran at.
-    """
-    names = list(table.index.names)
-    if "backbone" not in names:
-        return []
-    keys = table.index.to_frame(index=False).astype(str)
-    sized = "image_size" in names
-    rest = [n for n in names if n not in ("backbone", "image_size")]
-    time = table[("train_time_s", "mean")]
-    lines = []
-    for i in keys.index[keys["backbone"] == "mobilenet_v2"]:
-        same = (keys[rest] == keys.loc[i, rest]).all(axis=1) if rest else keys["backbone"] != ""
-        for j in keys.index[same & keys["backbone"].str.fullmatch(r"b\d")]:
-            a, b = table.index[i], table.index[j]
-            ka, kb = keys.loc[i], keys.loc[j]
-            if sized and not _same_footing(ka, kb):
-                continue
-            at_a = f"mobilenet_v2 at {ka['image_size']} px" if sized else "mobilenet_v2"
-            at_b = f"{kb['backbone']} at {kb['image_size']} px" if sized else kb["backbone"]
-            where = f"With {', '.join(f'{n}={ka[n]}' for n in rest)}: " if rest else ""
-            speed = time[b] / time[a]
-            lines.append(
-                f"{where}{versus(table, metric, a, b, at_a, at_b)}; MobileNetV2 trains "
-                f"{speed:.1f}x as fast (mean training time)."
-            )
     return lines

@@ -37,6 +37,9 @@ class RunFailed(RuntimeError):
         super().__init__(message)
         self.summary = summary
 
+    def __reduce__(self):  # crosses a process boundary intact (the joblib launcher's)
+        return (type(self), (str(self), self.summary))
+
 
 def set_multirun_total(total: int | None) -> None:
     """Tells this process how many jobs its multirun has (called by the callback)."""

@@ -1,0 +1,1 @@
+"""bench's race sweeper for Hydra (``hydra/sweeper=race``; bench.launch.race)."""
