@@ -74,9 +74,11 @@ def _race(tmp_path, labels, settings=None, fail=None, cut_after=None, values=VAL
     return race, fake
 
 
-def test_a_candidate_shown_worse_is_dropped_and_the_rest_race_on_to_max_seeds(tmp_path):
+def test_a_candidate_shown_worse_is_dropped_and_the_rest_race_on_to_max_seeds(tmp_path, capsys):
     race, fake = _race(tmp_path, list(VALUES))
     found = race.run()
+    printed = capsys.readouterr().out  # the standings of every round, the drop's round named
+    assert "dropped at round 1: worse than optimizer.lr=0.001 by 9.8 points" in printed
     rounds = found["rounds"]
     assert [r["seeds"] for r in rounds] == [3, 4, 5, 6]
     assert [r["launched"] for r in rounds] == [9, 2, 2, 2]  # B stopped after round 1

@@ -105,6 +105,7 @@ class Standing:
     test: str | None = None
     p_adjusted: float | None = None
     note: str | None = None
+    dropped_at: int | None = None  # the round
 
 
 class Race:
@@ -251,7 +252,8 @@ class Race:
         mean = _mean(done) if done else None
         spread = stats.mean_interval(mean, _std(values), len(values)) if done else None
         return Standing(candidate.label, candidate.state, mean, spread, sorted(done),
-                        sorted(failed), note=candidate.reason, **note)  # fmt: skip
+                        sorted(failed), note=candidate.reason, dropped_at=candidate.dropped_at,
+                        **note)  # fmt: skip
 
     def _stop(self, seeds: int) -> str | None:
         """Why the race ends after this round, or None."""
@@ -282,7 +284,9 @@ class Race:
         rows = []
         for s in sorted(standings, key=lambda s: (s.state == "dropped", -(s.mean or 0))):
             interval = f"{s.interval[0]:.3f} to {s.interval[1]:.3f}" if s.interval else "-"
-            state = s.state if s.state != "dropped" else f"dropped: {s.note}"
+            state = (
+                s.state if s.state != "dropped" else f"dropped at round {s.dropped_at}: {s.note}"
+            )
             rows.append([s.candidate, "-" if s.mean is None else f"{s.mean:.3f}", interval,
                          len(s.seeds), len(s.failed), state])  # fmt: skip
         say(f"race standings after round {number} ({self._metric(self.rounds[-1]['seeds'])}):")
