@@ -8,7 +8,7 @@ from hydra.errors import ConfigCompositionException
 
 from bench.core import backbones
 from bench.core.errors import EXIT_CONFIG_ERROR, ConfigError
-from tests.helpers import bench_run, compose, make_spec
+from tests.helpers import bench_env, bench_run, compose, make_spec
 
 
 def test_defaults_replay_the_wandb_report():
@@ -80,3 +80,41 @@ def test_unknown_backbone_exits_2_with_hydra_choices_and_writes_nothing(tmp_path
     for name in backbones.REGISTRY:
         assert name in proc.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "outputs").exists()
+
+
+def test_an_empty_wandb_mode_exits_2_naming_the_variable_and_writes_nothing(tmp_path):
+    """W&B itself would fail only in wandb.init, after TensorFlow and the model."""
+    env = {**bench_env(tmp_path, None), "WANDB_MODE": ""}
+    proc = bench_run(tmp_path, None, "backbone=mobilenet_v2", env=env)
+    assert proc.returncode == EXIT_CONFIG_ERROR, proc.stderr[-2000:]
+    assert "WANDB_MODE='': the environment variable is not one W&B accepts" in proc.stderr
+    assert "Fix: unset WANDB_MODE, or export WANDB_MODE=offline" in proc.stderr
+    assert "Input should be" not in proc.stderr  # not W&B's own pydantic message
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize(
+    "name, value, allowed",
+    [
+        ("WANDB_MODE", "Offline", "online, run, shared, offline, dryrun, disabled"),
+        ("WANDB_MODE", "ofline", "online, run, shared, offline, dryrun, disabled"),
+        ("WANDB_BASE_URL", "localhost:8080", "an http:// or https:// address"),
+        ("TF_CONFIG", "{cluster: 1}", "a JSON object"),
+        ("TF_CONFIG", '{"cluster": []}', 'a JSON object with a "cluster" object'),
+    ],
+)  # fmt: skip
+def test_bad_environment_values_fail_with_the_config(monkeypatch, name, value, allowed):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as raised:
+        make_spec()
+    assert (raised.value.key, raised.value.value, raised.value.allowed) == (
+        name,
+        repr(value),
+        allowed,
+    )
+
+
+@pytest.mark.parametrize("mode", ["online", "offline", "disabled", "dryrun", "run", "shared"])
+def test_every_mode_wandb_accepts_passes(monkeypatch, mode):
+    monkeypatch.setenv("WANDB_MODE", mode)
+    assert make_spec().run_id

@@ -10,7 +10,7 @@ import tensorflow_datasets as tfds
 import tf_keras as keras
 
 from bench.core.errors import ConfigError
-from bench.pipeline import data
+from bench.pipeline import augment, data
 from tests.helpers import make_spec, write_folder
 
 
@@ -46,7 +46,8 @@ def _accuracy_of_a_small_cnn(loaded: data.Data) -> float:
     keras.utils.set_random_seed(0)
     net = _small_cnn(loaded.num_classes)
     net.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
-    net.fit(loaded.train, epochs=8, verbose=0)
+    steps = -(-loaded.train_examples // 32)
+    net.fit(loaded.epochs(0, 8), steps_per_epoch=steps, epochs=8, verbose=0)
     return net.evaluate(loaded.val, verbose=0, return_dict=True)["accuracy"]
 
 
@@ -102,22 +103,47 @@ def test_unknown_tfds_name_is_a_config_error():
         data.load(spec)
 
 
-def test_keras_io_augmentation_has_its_four_layers():
-    spec = make_spec("augment=keras_io")
-    names = [type(layer).__name__ for layer in data.augmentation(spec.cfg.augment, 0).layers]
-    assert names == ["RandomFlip", "RandomRotation", "RandomTranslation", "RandomContrast"]
-    assert data.augmentation(make_spec("augment=none").cfg.augment, 0) is None
+def _augmented(aug, seed: tuple[int, int], images: np.ndarray) -> np.ndarray:
+    return augment.apply(tf.constant(images), aug, tf.constant(seed, tf.int64)).numpy()
 
 
-def test_each_augmentation_layer_draws_its_own_random_numbers():
-    spec = make_spec("augment=keras_io", "seed=7")
-    layers = data.augmentation(spec.cfg.augment, spec.cfg.seed).layers
-    seeds = [layer._random_generator._seed for layer in layers]
-    assert len(layers) == 4 and len(set(seeds)) == 4
-    again = [
-        layer._random_generator._seed for layer in data.augmentation(spec.cfg.augment, 7).layers
-    ]
-    assert again == seeds  # derived from the run's seed, so reproducible
+def _images(count: int = 8) -> np.ndarray:
+    return np.random.default_rng(0).uniform(0, 255, (count, 16, 16, 3)).astype("float32")
+
+
+def test_augmentation_is_a_function_of_its_seed_alone():
+    """The draws of a batch come from its seed, not from how many batches came before."""
+    aug, images = make_spec("augment=keras_io").cfg.augment, _images()
+    first = _augmented(aug, (7, 0), images)
+    for _ in range(3):  # other batches drawn in between change nothing
+        _augmented(aug, (7, 5), images)
+    np.testing.assert_array_equal(_augmented(aug, (7, 0), images), first)
+    assert not np.allclose(_augmented(aug, (7, 1), images), first)  # another batch, other draws
+    assert not np.allclose(first, images) and first.min() >= 0 and first.max() <= 255
+    assert augment.active(aug) and not augment.active(make_spec("augment=none").cfg.augment)
+
+
+def test_a_flip_mirrors_some_images_of_a_batch_and_leaves_the_others():
+    aug, images = make_spec("augment=flip").cfg.augment, _images(32)
+    out = _augmented(aug, (1, 2), images)
+    mirrored = [np.array_equal(o, i[:, ::-1]) for o, i in zip(out, images, strict=True)]
+    kept = [np.array_equal(o, i) for o, i in zip(out, images, strict=True)]
+    assert all(m or k for m, k in zip(mirrored, kept, strict=True))
+    assert 0 < sum(mirrored) < 32  # drawn per image
+
+
+def test_each_augmentation_draws_its_own_random_numbers():
+    """Two flips seeded alike would always fire together (only "neither" and "both"); each
+    op takes its own stream of the batch's seed, so all four outcomes occur."""
+    aug = make_spec("augment=flip", "augment.flip=horizontal_and_vertical").cfg.augment
+    images = _images(64)
+    outcomes = set()
+    for out, image in zip(_augmented(aug, (3, 0), images), images, strict=True):
+        for name, seen in {"neither": image, "left-right": image[:, ::-1],
+                           "up-down": image[::-1], "both": image[::-1, ::-1]}.items():  # fmt: skip
+            if np.array_equal(out, seen):
+                outcomes.add(name)
+    assert outcomes == {"neither", "left-right", "up-down", "both"}
 
 
 def _shard(ds: tf.data.Dataset, index: int) -> tf.data.Dataset:
@@ -148,30 +174,41 @@ def test_two_workers_each_read_half_of_every_split(tmp_path, tfds_dir, source):
         assert abs(len(halves[0]) - len(halves[1])) <= 4, name  # a batch apart at most
 
 
-def _epochs(loaded: data.Data, count: int) -> list[np.ndarray]:
-    return [np.concatenate([y.numpy() for _, y in loaded.train]) for _ in range(count)]
+def _epochs(ds: tf.data.Dataset, steps: int, count: int) -> list[np.ndarray]:
+    batches = [y.numpy() for _, y in ds.take(steps * count)]
+    return [np.concatenate(batches[e * steps : (e + 1) * steps]) for e in range(count)]
 
 
 @pytest.mark.parametrize("where", ["memory", "disk", "none"])
 def test_the_input_cache_keeps_the_images_and_the_seeded_order(tmp_path, tfds_dir, where):
     """The documented pipeline, rebuilt here from TFDS and tf.data alone: the split read with
-    the run's seed, images resized to image_size, then every epoch shuffled (the run's seed,
-    dataset.shuffle_buffer, reshuffled each epoch) and batched. Every input cache gives
-    exactly that."""
+    the run's seed (its files' order fixed), images resized to image_size, then epoch e
+    shuffled with the seed seed * 1,000,003 + e (dataset.shuffle_buffer) and batched. Every
+    input cache gives exactly that, and the input started at epoch 1 (a resumed run) is
+    the uncut input from its epoch 1 on."""
 
     args = ["dataset=shapes", "dataset.train_split='train[:64]'", "image_size=32",
             "batch_size=16", "seed=3", f"input_cache={where}"]  # fmt: skip
     cache_dir = tmp_path / "input"
     loaded = data.load(make_spec(*args, tfds_dir=tfds_dir), cache_dir=cache_dir)
     assert loaded.input_cache == where
+    fixed = tfds.ReadConfig(shuffle_seed=3, shuffle_reshuffle_each_iteration=False)
     raw = tfds.load("shapes", split="train[:64]", data_dir=str(tfds_dir), shuffle_files=True,
-                    read_config=tfds.ReadConfig(shuffle_seed=3))  # fmt: skip
-    order = raw.map(lambda ex: ex["label"]).shuffle(2048, seed=3, reshuffle_each_iteration=True)
-    expected = [np.concatenate(list(order.batch(16).as_numpy_iterator())) for _ in range(3)]
-    orders = _epochs(loaded, 3)
+                    read_config=fixed)  # fmt: skip
+    labels = raw.map(lambda ex: ex["label"])
+    expected = [
+        np.concatenate(list(labels.shuffle(2048, seed=3 * 1_000_003 + e,
+                                           reshuffle_each_iteration=False).batch(16)
+                            .as_numpy_iterator()))
+        for e in range(3)
+    ]  # fmt: skip
+    orders = _epochs(loaded.epochs(0, 3), 4, 3)
     assert all(np.array_equal(a, b) for a, b in zip(orders, expected, strict=True))
-    # Each epoch reshuffles: the same images, another order.
+    # Each epoch its own order of the same images; epoch 0 alone is loaded.train.
     assert not np.array_equal(orders[0], orders[1]) and sorted(orders[0]) == sorted(orders[1])
+    assert np.array_equal(_epochs(loaded.train, 4, 1)[0], orders[0])
+    resumed = _epochs(loaded.epochs(1, 3), 4, 2)
+    assert all(np.array_equal(a, b) for a, b in zip(resumed, orders[1:], strict=True))
     assert (where == "disk") == any(cache_dir.glob("train*"))  # written in the first epoch
     resized = np.stack([tf.image.resize(tf.cast(ex["image"], tf.float32), (32, 32)).numpy()
                         for ex in raw.as_numpy_iterator()])  # fmt: skip
@@ -200,3 +237,18 @@ def test_input_cache_auto_keeps_images_in_memory_when_they_fit_else_on_disk(
     monkeypatch.setattr(data.os, "sysconf", lambda name: pages[name])
     cfg = make_spec("dataset=shapes", "image_size=32", "input_cache=auto").cfg
     assert data.input_cache(cfg, counts, tmp_path if folder else None) == expected
+
+
+def test_the_epoch_order_is_a_function_of_seed_and_epoch_on_each_of_two_shards(tfds_dir):
+    """Each worker of a two-worker run, resumed at epoch 2, reads what it read at epoch 2
+    of the uncut run; a second load of the same point (another process) reads the same."""
+    args = ["dataset=shapes", "dataset.train_split='train[:64]'", "image_size=32",
+            "batch_size=8", "seed=5", "augment=keras_io"]  # fmt: skip
+    loaded, again = (data.load(make_spec(*args, tfds_dir=tfds_dir)) for _ in range(2))
+    for index in (0, 1):  # 8 batches an epoch, 4 for each worker
+        uncut = _epochs(_shard(loaded.epochs(0, 3), index), 4, 3)
+        resumed = _epochs(_shard(again.epochs(2, 3), index), 4, 1)
+        assert np.array_equal(resumed[0], uncut[2]), index
+        images = [x.numpy() for x, _ in _shard(loaded.epochs(2, 3), index).take(4)]
+        images_again = [x.numpy() for x, _ in _shard(again.epochs(2, 3), index).take(4)]
+        np.testing.assert_array_equal(np.concatenate(images), np.concatenate(images_again))

@@ -92,13 +92,13 @@ def _golden(version: int) -> dict:
 
 
 def test_the_writer_writes_the_documented_layout_key_for_key(tmp_path):
-    """tests/data/golden/v3.json is the contract written out by hand (README, "What a run
+    """tests/data/golden/v4.json is the contract written out by hand (README, "What a run
     leaves behind"); a record with its values must be written as exactly that JSON."""
-    expected = _golden(3)
+    expected = _golden(4)
     phase = record.PhaseMetrics(epochs=1, train_time_s=2.5, epoch_time_s=2.5,
                                 train_images_per_s=640.0, first_epoch_time_s=2.5)  # fmt: skip
     written = Record(
-        run_id="cccccccccccc", status=Status.completed,
+        run_id="dddddddddddd", status=Status.completed,
         started_at="2026-11-30T08:00:00+00:00", finished_at="2026-11-30T08:01:00+00:00",
         config=expected["config"],
         env=record.Env(**expected["env"]),
@@ -118,7 +118,7 @@ def test_the_writer_writes_the_documented_layout_key_for_key(tmp_path):
 
 
 def test_golden_records_of_every_version_read_with_their_values():
-    v1, v2, v3 = (record.Record.from_dict(_golden(v)) for v in (1, 2, 3))
+    v1, v2, v3, v4 = (record.Record.from_dict(_golden(v)) for v in (1, 2, 3, 4))
     assert (v1.schema_version, v1.status, v1.metrics.best_val_accuracy) == (
         1,
         Status.completed,
@@ -135,18 +135,22 @@ def test_golden_records_of_every_version_read_with_their_values():
     assert (v3.effective_batch_size, v3.feature_cache.status) == (16, "hit")
     assert (v3.env.precision, v3.env.input_cache, v3.env.workers) == ("float32", "memory", 1)
     assert v3.metrics.phases["train"].first_epoch_time_s == 2.5
+    assert (v3.env.deterministic, v3.env.not_deterministic) == (None, [])  # added in version 4
+    assert (v4.schema_version, v4.env.deterministic, v4.env.not_deterministic) == (4, True, [])
 
 
 def test_golden_records_of_every_version_aggregate_into_the_same_columns(tmp_path):
     from bench.analysis import load
 
-    for version in (1, 2, 3):
+    for version in (1, 2, 3, 4):
         shutil.copy(GOLDEN / f"v{version}.json", tmp_path)
     runs = load.from_records(tmp_path).runs.set_index("run_id")
     assert runs.loc["0123456789ab", "backbone"] == "b0" and runs.loc["bbbbbbbbbbbb", "lr"] == 0.01
     # Before version 3 a run trained at the batch and precision it asked for.
-    assert runs["effective_batch_size"].tolist() == [32, 64, 16]
-    assert runs["precision_used"].tolist() == ["float32", "mixed_float16", "float32"]
+    assert runs["effective_batch_size"].tolist() == [32, 64, 16, 16]
+    assert runs["precision_used"].tolist() == ["float32", "mixed_float16", "float32", "float32"]
+    assert runs["deterministic_used"].isna().tolist() == [True, True, True, False]
+    assert runs.loc["dddddddddddd", "deterministic_used"]  # bool(True): numbers stay numbers
     assert runs.loc["bbbbbbbbbbbb", "error_type"] == "Interrupted"
     assert runs.loc["cccccccccccc", "phases.train.first_epoch_time_s"] == 2.5
 

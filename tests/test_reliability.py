@@ -4,6 +4,7 @@ validate before anything runs, and stop cleanly on a signal."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -24,10 +25,12 @@ from bench.core.errors import EXIT_CONFIG_ERROR
 from bench.core.record import ErrorInfo, Record, Status
 from bench.launch import job, locks, oom
 from tests.helpers import (
+    SMALL_DATA,
     TINY,
     bench_env,
     bench_run,
     compose,
+    hub_backbone,
     inject,
     load_records,
     make_spec,
@@ -269,6 +272,28 @@ def _resumable(tiny: list[str]) -> list[str]:
     return ["epochs=4", *tiny]
 
 
+# What a seed must replay: each epoch's shuffle and augmentation draws, dropout's masks and
+# the counters of ReduceLROnPlateau (patience 1, so that it acts within four epochs).
+REPLAYED = ["augment=keras_io", "optimizer.schedule=plateau", "optimizer.plateau_patience=1",
+            "optimizer.plateau_factor=0.5", "head.dropout=0.5"]  # fmt: skip
+NUMBERS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "lr")
+
+
+def _numbers(history) -> list[tuple]:
+    rows = [row if isinstance(row, dict) else dataclasses.asdict(row) for row in history]
+    return [tuple(row[key] for key in NUMBERS) for row in rows]
+
+
+def _uncut(tmp_path: Path, tfds_dir: Path, args: list[str]):
+    """The same point trained in one go, in this process (deterministic on this CPU)."""
+    from bench.pipeline.execute import execute
+
+    uncut = execute(make_spec(*args, f"results_dir={tmp_path / 'uncut'}", "wandb.mode=disabled",
+                              tfds_dir=tfds_dir))  # fmt: skip
+    assert uncut.completed and uncut.env.deterministic and uncut.env.not_deterministic == []
+    return uncut
+
+
 def _wandb_kinds(record: dict) -> list[str]:
     (path,) = Path(record["wandb"]["dir"]).glob("run-*.wandb")
     return [r.WhichOneof("record_type") for r in wandb_records(path)]
@@ -281,8 +306,9 @@ def test_a_run_cut_after_its_second_epoch_resumes_with_each_epoch_once(
     """SIGTERM to the launcher (SLURM's time limit, a sweep agent's stop): the worker stops,
     records ``Interrupted``, keeps its checkpoint and marks its W&B run pre-empted; the
     command exits 128 + 15. The same command again continues after epoch 2, in the same W&B
-    run."""
-    args = [*_resumable(tiny), "wandb.mode=offline"]
+    run, and ends with the numbers of the run never cut, bit for bit (augmentation, dropout
+    and a plateau schedule included)."""
+    args = [*_resumable(tiny), *REPLAYED, "wandb.mode=offline"]
     launcher = launch(tmp_path, tfds_dir, *args, env=_held(tmp_path, tfds_dir, 3))
     launcher.until("holding at epoch 3")  # epochs 1 and 2 are finished and checkpointed
     worker = launcher.worker()
@@ -299,6 +325,9 @@ def test_a_run_cut_after_its_second_epoch_resumes_with_each_epoch_once(
     assert done["status"] == "completed" and done["resumes"] == 1
     assert [row["epoch"] for row in done["history"]] == [1, 2, 3, 4]
     assert not (tmp_path / "runs" / "checkpoints" / done["run_id"]).exists()
+    uncut = _uncut(tmp_path, tfds_dir, args)
+    assert _numbers(done["history"]) == _numbers(uncut.history)
+    assert done["metrics"]["test_accuracy"] == uncut.metrics.test_accuracy
     # One W&B run, marked pre-empted, then continued.
     assert cut["wandb"]["id"] == done["wandb"]["id"] == done["run_id"]
     assert "preempting" in _wandb_kinds(cut) and "preempting" not in _wandb_kinds(done)
@@ -344,34 +373,38 @@ def _two_phase(tiny: list[str]) -> list[str]:
             "head.dropout=0"]  # fmt: skip
 
 
-@pytest.mark.slow
-def test_a_two_phase_run_cut_after_its_head_phase_resumes_with_the_trained_head(
-    tmp_path, tfds_dir, tiny, launch
-):
-    from bench.pipeline.execute import execute
+@pytest.fixture(scope="module")
+def two_phase_uncut(tmp_path_factory, tfds_dir, hub_dir):
+    args = [*_two_phase([*SMALL_DATA, *hub_backbone(hub_dir), "wandb.mode=disabled"]), *REPLAYED]
+    return args, _uncut(tmp_path_factory.mktemp("two-phase"), tfds_dir, args)
 
-    args = _two_phase(tiny)
-    launcher = launch(tmp_path, tfds_dir, *args, env=_held(tmp_path, tfds_dir, 3))
-    launcher.until("holding at epoch 3")  # the head phase (epochs 1, 2) is finished and kept
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cut_at", [2, 4], ids=["in the head phase", "in the fine-tune phase"])
+def test_a_two_phase_run_killed_in_either_phase_ends_as_the_uncut_run(
+    tmp_path, tfds_dir, launch, two_phase_uncut, cut_at
+):
+    """SIGKILL to the worker after epoch 1 (head phase) or epoch 3 (fine-tune phase) of
+    2 + 2: the relaunch trains only the epochs that were lost and ends with the uncut run's
+    numbers, bit for bit. The fine-tune phase has its own optimizer: optimizer.lr / 10."""
+    args, uncut = two_phase_uncut
+    launcher = launch(tmp_path, tfds_dir, *args, env=_held(tmp_path, tfds_dir, cut_at))
+    launcher.until(f"holding at epoch {cut_at}")
     launcher.worker().kill()
     launcher.finish()
     relaunch = bench_run(tmp_path, tfds_dir, *args)
     assert relaunch.returncode == 0, relaunch.stderr[-3000:]
-    assert "Epoch 3/4" in relaunch.stdout
-    assert not any(f"Epoch {n}/4" in relaunch.stdout for n in (1, 2))
+    # Keras counts each phase's fit on its own: the head phase's epochs are "k/2".
+    shown = [f"Epoch {n}/{2 if n <= 2 else 4}" for n in range(1, 5)]
+    assert [text in relaunch.stdout for text in shown] == [n >= cut_at for n in range(1, 5)]
     (done,) = load_records(tmp_path)
     assert done["status"] == "completed" and done["resumes"] == 1
-    history = done["history"]
-    assert [(row["epoch"], row["phase"]) for row in history] == [
+    assert [(row["epoch"], row["phase"]) for row in done["history"]] == [
         (1, "head"), (2, "head"), (3, "finetune"), (4, "finetune")
     ]  # fmt: skip
-    # The fine-tune phase's own optimizer: optimizer.lr / 10 (finetune_lr null).
-    assert [row["lr"] for row in history] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4], rel=1e-6)
-    # It fine-tunes the head the head phase trained (a fresh head would start elsewhere):
-    # the same losses as the same run never cut, to float32 round-off.
-    uncut = execute(make_spec(*args, f"results_dir={tmp_path / 'uncut'}", tfds_dir=tfds_dir))
-    losses = [row.loss for row in uncut.history]
-    assert [row["loss"] for row in history] == pytest.approx(losses, rel=1e-4)
+    assert [row["lr"] for row in done["history"]][1:3] == pytest.approx([1e-3, 1e-4], rel=1e-6)
+    assert _numbers(done["history"]) == _numbers(uncut.history)
+    assert done["metrics"]["test_accuracy"] == uncut.metrics.test_accuracy
 
 
 @pytest.mark.slow
@@ -496,3 +529,49 @@ def test_a_sigkill_counted_by_the_memory_cgroup_is_out_of_memory(tmp_path, v2):
     assert not oom.killed_by_oom(-signal.SIGKILL, before, before)  # killed by someone else
     assert not oom.killed_by_oom(1, before, after)
     assert oom.kill_count(tmp_path / "none", tmp_path / "no_such_file") is None
+
+
+def test_two_fresh_runs_of_one_point_give_identical_numbers(tmp_path, tfds_dir, tiny):
+    """Fine-tuned with augmentation, dropout and a plateau schedule, twice: every epoch's
+    loss, accuracy and learning rate, and the test accuracy, bit for bit."""
+    args = ["epochs=2", *tiny, *REPLAYED]
+    first, second = (_uncut(tmp_path / str(n), tfds_dir, args) for n in (1, 2))
+    assert _numbers(first.history) == _numbers(second.history)
+    assert first.metrics.test_accuracy == second.metrics.test_accuracy
+
+
+@contextlib.contextmanager
+def busy_cores():
+    """Both cores of the machine kept busy by two spinning processes (only while the stop
+    is under way: they slow every other test on the machine too)."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+@pytest.mark.slow
+def test_sigterm_mid_epoch_with_both_cores_busy_ends_the_worker_with_an_interrupted_record(
+    tmp_path, tfds_dir, tiny, launch
+):
+    """A stop must not wait for a long epoch or a loaded machine: the worker is gone by the
+    time the launcher exits (at the latest after the grace period, when it is killed), and
+    the record says Interrupted either way."""
+    # W&B offline: its console capture once swallowed the stop (bench.pipeline.stop).
+    long_epochs = [*tiny, "dataset.train_split='train[:1600]'", "batch_size=8", "epochs=2",
+                   "wandb.mode=offline"]  # fmt: skip
+    launcher = launch(tmp_path, tfds_dir, *long_epochs)
+    launcher.until("Epoch 1/2")  # 200 steps an epoch: the stop lands inside it
+    worker = launcher.worker()
+    with busy_cores():
+        time.sleep(2.0)
+        stopped = time.monotonic()
+        launcher.proc.send_signal(signal.SIGTERM)
+        assert launcher.finish() == 128 + signal.SIGTERM
+        print(f"launcher exited {time.monotonic() - stopped:.1f} s after SIGTERM")  # measured
+        assert _gone(worker)
+    (cut,) = load_records(tmp_path)
+    assert cut["status"] == "failed" and cut["error"]["type"] == "Interrupted", cut["error"]

@@ -293,3 +293,22 @@ def test_jit_compile_and_steps_per_execution_reach_compile(tiny, jit, steps):
 def test_the_composed_default_caches_by_device():
     cfg = compose()
     assert cfg.precision == "auto" and cfg.feature_cache == "auto" and cfg.input_cache == "auto"
+
+
+@pytest.mark.parametrize(
+    "requested, kind, workers, on, unpinned",
+    [
+        ("auto", "CPU", 1, True, []),
+        ("auto", "GPU", 1, False, ["GPU kernels (deterministic=false)"]),
+        ("auto", "TPU", 1, False, ["TPU kernels (deterministic=false)"]),
+        ("true", "GPU", 1, True, []),
+        ("false", "CPU", 2, False, ["CPU kernels (deterministic=false)",
+                                    "the order of the all-reduce sums across workers"]),
+    ],
+)  # fmt: skip
+def test_determinism_is_resolved_per_device_and_says_what_it_leaves(
+    requested, kind, workers, on, unpinned
+):
+    devices = compute.Devices(kind)
+    assert compute.deterministic(requested, devices) is on
+    assert compute.not_deterministic(on, devices, workers) == unpinned

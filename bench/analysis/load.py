@@ -42,6 +42,7 @@ RENAMES = {
     "env.jit_compile": "jit_compile_used",
     "env.steps_per_execution": "steps_per_execution_used",
     "env.input_cache": "input_cache_used",
+    "env.deterministic": "deterministic_used",
 }
 _VERSIONS = ("python", "tensorflow", "keras", "tensorflow_hub", "tensorflow_datasets", "wandb")
 RENAMES.update({f"env.{name}": f"{name}_version" for name in (*_VERSIONS, "hydra", "bench")})

@@ -25,8 +25,8 @@ from bench.core import atomic
 # 2 added metrics.epochs_trained and metrics.phases; 3 added effective_batch_size,
 # feature_cache, the env's compute settings and phases' first_epoch_time_s. Records of
 # every earlier version still read.
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+SCHEMA_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 
 class Status(str, Enum):
@@ -121,6 +121,9 @@ class Env:
     jit_compile: bool | None = field(default=None, metadata={"since": 3})
     steps_per_execution: int | None = field(default=None, metadata={"since": 3})
     input_cache: str | None = field(default=None, metadata={"since": 3})
+    # TensorFlow's op determinism was on, and what the seed still does not pin down.
+    deterministic: bool | None = field(default=None, metadata={"since": 4})
+    not_deterministic: list[str] = field(default_factory=list, metadata={"since": 4})
 
 
 @dataclass

@@ -183,6 +183,7 @@ class Config:
     seed: int = 42
     precision: Precision = Precision.auto
     jit_compile: str = "auto"  # auto (off for the registry's backbones) | true | false
+    deterministic: str = "auto"  # auto (on for CPUs) | true | false: TF op determinism
     steps_per_execution: int = 1  # train steps per call into the compiled graph
     lr_scaling: str = "none"  # none | linear: optimizer.lr x the replicas in sync
     input_cache: str = "auto"  # auto (memory when it fits, else disk) | memory | disk | none

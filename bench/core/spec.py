@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from bench.core import backbones, cluster, record
+from bench.core import backbones, cluster, env_vars, record
 from bench.core.errors import ConfigError
 from bench.core.schema import Config, Loader, Policy, Source, WandbMode
 from bench.core.wandb_mode import has_credentials
@@ -29,6 +29,7 @@ from bench.core.wandb_mode import has_credentials
 NOT_IDENTITY = (
     "results_dir", "data_dir", "isolate", "force", "oom_retry", "wandb", "dataset.download",
     "jit_compile", "steps_per_execution", "input_cache", "feature_cache", "feature_cache_dir",
+    "deterministic",
 )  # fmt: skip
 # Keys added after records existed, hashed only when they differ from the value that
 # behaves as bench did before them: the points of an earlier sweep keep their run_id.
@@ -124,6 +125,7 @@ def build(config: DictConfig | dict, job: JobInfo | None = None) -> RunSpec:
     """
     cfg = _typed(config)
     validate(cfg)
+    env_vars.check()
     resolve(cfg)
     job = job or JobInfo()
     return RunSpec(cfg=cfg, run_id=run_id(cfg), job=job)
@@ -207,8 +209,9 @@ def _check_freeze(cfg: Config) -> None:
 
 def _check_speed(cfg: Config) -> None:
     # Hydra reads true/false as booleans; the schema's str fields keep them as "True"/"False".
-    cfg.jit_compile, cfg.feature_cache = cfg.jit_compile.lower(), cfg.feature_cache.lower()
-    for key in ("jit_compile", "feature_cache"):
+    for key in ("jit_compile", "feature_cache", "deterministic"):
+        setattr(cfg, key, getattr(cfg, key).lower())
+    for key in ("jit_compile", "feature_cache", "deterministic"):
         if getattr(cfg, key) not in SWITCHES:
             raise ConfigError(key, getattr(cfg, key), SWITCHES, f"pass {key}=auto")
     if cfg.lr_scaling not in LR_SCALINGS:

@@ -12,7 +12,11 @@ from urllib.parse import urlparse
 
 from bench.core.schema import WandbMode
 
-_ENV_MODES = {"online": "online", "offline": "offline", "disabled": "disabled", "dryrun": "offline"}
+# WANDB_MODE's values as W&B's settings accept them (case and all), and what each means here.
+ENV_MODES = {
+    "online": "online", "run": "online", "shared": "online",
+    "offline": "offline", "dryrun": "offline", "disabled": "disabled",
+}  # fmt: skip
 
 
 def resolve_mode(mode: WandbMode | str) -> str:
@@ -20,7 +24,7 @@ def resolve_mode(mode: WandbMode | str) -> str:
     mode = WandbMode(mode)
     if mode != WandbMode.auto:
         return mode.value
-    from_env = _ENV_MODES.get(os.environ.get("WANDB_MODE", "").lower())
+    from_env = ENV_MODES.get(os.environ.get("WANDB_MODE", ""))
     if from_env:
         return from_env
     return "online" if has_credentials() else "offline"

@@ -11,10 +11,15 @@ stopped it.
   fine-tune phase does not train its head again;
 - ``history.jsonl``: every finished epoch's history row and training seconds, because the
   worker's memory dies with it; a re-run epoch is logged again and the later row wins;
+- ``<phase>.callbacks.json``: after each epoch, the state of the schedule's callbacks
+  (ReduceLROnPlateau's counters and best value) and of the model's random generators
+  (dropout's masks), restored with the backup of that epoch;
 - ``resumes``: how many times the run was started again.
 
-The folder is deleted when the run completes. Not restored (Keras' own limits): the data
-iterator's position and random state, and the counters of ReduceLROnPlateau.
+The folder is deleted when the run completes. What Keras' backup does not restore is
+restored here or needs no restoring: a phase resumed at epoch *k* starts its input at
+epoch *k* (``resume_epoch``; each epoch's order and augmentation are a function of the
+seed and the epoch, bench.pipeline.data), and its callbacks carry on counting.
 """
 
 from __future__ import annotations
@@ -24,15 +29,24 @@ import json
 import shutil
 from pathlib import Path
 
+import tensorflow as tf
 import tf_keras as keras
 
 from bench.core import cluster
+from bench.core.atomic import write as atomic_write
 from bench.core.record import HistoryRow
 from bench.pipeline.model import Built
 
 # What a finished phase left: the whole model, only the head, or the whole model under the
 # phase's bare name (as bench wrote it before it kept the head apart).
 PHASE_FILES = ("model", "head", "")
+# The counters that make a callback's next decision, by its class (Keras resets them in
+# on_train_begin, so they are put back after it).
+CALLBACK_STATE = {
+    "ReduceLROnPlateau": ("wait", "cooldown_counter", "best"),
+    "EarlyStopping": ("wait", "best", "best_epoch", "stopped_epoch"),
+}
+_SAVED_EPOCH = "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"  # in Keras' backup (tf_keras)
 
 
 class RunCheckpoint:
@@ -63,6 +77,23 @@ class RunCheckpoint:
     def backup(self, phase: str) -> keras.callbacks.BackupAndRestore:
         """Keras' per-epoch backup for ``phase`` (never shared between runs or phases)."""
         return keras.callbacks.BackupAndRestore(backup_dir=str(self.dir / phase))
+
+    def resume_epoch(self, phase: str, first: int) -> int:
+        """The epoch ``phase``'s fit starts at: one past its backup's last, else ``first``."""
+        found = tf.train.latest_checkpoint(str(self.dir / phase / "chief"))
+        if not found:
+            return first
+        saved = int(tf.train.load_checkpoint(found).get_tensor(_SAVED_EPOCH))
+        return saved + 1 if saved >= 0 else first
+
+    def callback_state(
+        self, phase: str, callbacks: list[keras.callbacks.Callback], first: int
+    ) -> keras.callbacks.Callback:
+        """A callback that saves ``callbacks``' counters after every epoch and, when the
+        phase resumes, puts back those of the epoch its backup holds. It must come after
+        them in fit's list (their on_train_begin resets them) and before the backup."""
+        return _CallbackState(self, self.dir / f"{phase}.callbacks.json", callbacks,
+                              lambda: self.resume_epoch(phase, first))  # fmt: skip
 
     def save_row(self, row: HistoryRow, train_s: float) -> None:
         """Appends one finished epoch."""
@@ -122,3 +153,48 @@ class RunCheckpoint:
         if self.writes:
             shutil.rmtree(self.dir, ignore_errors=True)
         shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+class _CallbackState(keras.callbacks.Callback):
+    def __init__(self, owner: RunCheckpoint, path: Path, callbacks, resume_at):
+        super().__init__()
+        self.owner, self.path, self.kept, self.resume_at = owner, path, callbacks, resume_at
+
+    def _saved(self) -> dict:
+        return json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def on_train_begin(self, logs=None):
+        state = self._saved().get(str(self.resume_at() - 1))
+        if not state:
+            return
+        for index, callback in enumerate(self.kept):
+            for name, value in state.get(str(index), {}).items():
+                setattr(callback, name, value)
+        for generator, value in zip(generators(self.model), state["generators"], strict=True):
+            generator.state.assign(value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.owner.writes:
+            return
+        saved = self._saved()
+        saved[str(epoch)] = {
+            str(index): {
+                name: getattr(callback, name)
+                for name in CALLBACK_STATE.get(type(callback).__name__, ())
+            }
+            for index, callback in enumerate(self.kept)
+        }
+        saved[str(epoch)]["generators"] = [g.state.numpy().tolist() for g in generators(self.model)]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path, lambda handle: json.dump(saved, handle, default=float))
+
+
+def generators(model: keras.Model) -> list[tf.random.Generator]:
+    """The random generators of ``model``'s layers (dropout, stochastic depth), in a stable
+    order. Keras' backup leaves them out: a layer without weights is not in the checkpoint."""
+    found = []
+    for layer in [model, *model.submodules]:
+        generator = getattr(getattr(layer, "_random_generator", None), "_generator", None)
+        if isinstance(generator, tf.random.Generator):
+            found.append(generator)
+    return found

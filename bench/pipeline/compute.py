@@ -52,7 +52,29 @@ def settings(cfg, devices: Devices) -> dict:
         "precision": precision(cfg.precision, devices),
         "jit_compile": jit_compile(cfg.jit_compile, devices),
         "steps_per_execution": cfg.steps_per_execution,
+        "deterministic": deterministic(cfg.deterministic, devices),
     }
+
+
+def deterministic(requested: str, devices: Devices) -> bool:
+    """Whether TensorFlow's ops run deterministically (``auto``: on CPUs only).
+
+    On a CPU the deterministic kernels cost little (README, "Reproducibility"); on GPUs
+    some ops (cuDNN's autotuned convolutions, scatter and segment sums with atomics) are
+    slower or raise, and TPUs compile their own programs, so ``auto`` leaves them off.
+    """
+    if requested == "auto":
+        return devices.kind == "CPU"
+    return requested == "true"
+
+
+def not_deterministic(on: bool, devices: Devices, workers: int) -> list[str]:
+    """What a seed does not pin down in a run computed as ``on`` says (the record's
+    ``env.not_deterministic``)."""
+    found = [] if on else [f"{devices.kind} kernels (deterministic=false)"]
+    if workers > 1:
+        found.append("the order of the all-reduce sums across workers")
+    return found
 
 
 def detect(strategy_facts: dict) -> Devices:

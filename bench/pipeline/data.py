@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
-import tf_keras as keras
 
 import bench.pipeline.datasets.shapes  # noqa: F401  (registers the embedded TFDS builder)
 from bench.core.console import say
 from bench.core.errors import ConfigError, DataUnavailable
-from bench.core.schema import AugmentConfig, Config, Flip, Loader
+from bench.core.schema import Config, Loader
 from bench.core.spec import RunSpec
-from bench.pipeline import folder
+from bench.pipeline import augment, folder
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -33,16 +32,21 @@ AUTOTUNE = tf.data.AUTOTUNE
 class Data:
     """The three splits as batched tf.data pipelines plus what the model needs to know.
 
-    ``plain`` holds every split (training included) without shuffling or augmentation,
-    in the order the training pipeline shuffles from: the feature cache reads it once.
+    ``epochs(start, end)`` is the training pipeline of epochs ``start`` to ``end - 1``
+    (counted from 0 across phases), each epoch's order and augmentation a function of
+    (seed, epoch). ``plain`` holds every split (training included) without shuffling or
+    augmentation, in the order the training pipeline shuffles from: the feature cache
+    reads it once.
     """
 
-    train: tf.data.Dataset
+    train: tf.data.Dataset  # epoch 0 of the training pipeline (one pass)
     val: tf.data.Dataset
     test: tf.data.Dataset | None
     num_classes: int
     class_names: list[str]
     train_examples: int | None
+    epochs: Callable[[int, int], tf.data.Dataset] | None = None  # from_epoch(start, end)
+    drop_remainder: bool = False  # the last partial training batch is dropped (TPUs)
     skipped_files: list[str] = field(default_factory=list)  # unreadable, left out (folder)
     plain: dict[str, tf.data.Dataset] = field(default_factory=dict)
     identity: str = ""  # which data, in which version (part of the feature cache's key)
@@ -80,12 +84,15 @@ def load(spec: RunSpec, drop_remainder: bool = False, cache_dir: Path | None = N
     )
 
     def evaluation(ds):
-        return None if ds is None else batches(ds, cfg, spec.batch_size, input_range)
+        return None if ds is None else batches(ds, spec.batch_size, input_range)
+
+    def epoch(number):
+        return training_epoch(train, cfg, spec.batch_size, input_range, number, drop_remainder)
 
     return Data(
-        train=batches(
-            train, cfg, spec.batch_size, input_range, training=True, drop_remainder=drop_remainder
-        ),
+        train=sharded(epoch(0).prefetch(AUTOTUNE)),
+        epochs=lambda start, end: from_epoch(epoch, start, end),
+        drop_remainder=drop_remainder,
         val=evaluation(val),
         test=evaluation(test),
         num_classes=cfg.dataset.num_classes or len(class_names),
@@ -143,7 +150,10 @@ def _tfds_splits(cfg: Config):
             data_dir=cfg.data_dir,
             download=ds_cfg.download,
             with_info=True,
-            read_config=tfds.ReadConfig(shuffle_seed=cfg.seed),
+            # The files' order fixed by the seed; each epoch's order is training_epoch's.
+            read_config=tfds.ReadConfig(
+                shuffle_seed=cfg.seed, shuffle_reshuffle_each_iteration=False
+            ),
             shuffle_files=True,
         )
     except tfds.core.registered.DatasetNotFoundError as error:
@@ -194,44 +204,61 @@ def sharded(ds: tf.data.Dataset) -> tf.data.Dataset:
 
 
 def batches(
+    ds: tf.data.Dataset, batch_size: int, input_range: tuple[float, float]
+) -> tf.data.Dataset:
+    """Resized images to batches in their order (validation, test, the feature cache):
+    batch, scale to the backbone's range, prefetch."""
+    return sharded(scaled(ds.batch(batch_size), input_range).prefetch(AUTOTUNE))
+
+
+def scaled(ds: tf.data.Dataset, input_range: tuple[float, float]) -> tf.data.Dataset:
+    """0-255 images to the backbone's input range."""
+    low, high = input_range
+    scale = (high - low) / 255.0
+    return ds.map(lambda x, y: (tf.clip_by_value(x, 0.0, 255.0) * scale + low, y), AUTOTUNE)
+
+
+def shuffle_seed(run_seed: int, epoch: int) -> int:
+    """The shuffle seed of one epoch: a function of (run seed, epoch) alone. A Python int:
+    tf.data compares a seed with 0 in Python, which a tensor seed cannot take."""
+    return run_seed * 1_000_003 + epoch
+
+
+def training_epoch(
     ds: tf.data.Dataset,
     cfg: Config,
     batch_size: int,
     input_range: tuple[float, float],
-    training: bool = False,
+    epoch: int,
     drop_remainder: bool = False,
 ) -> tf.data.Dataset:
-    """Resized images to batches: shuffle (training), batch, augment (training), scale to
-    the backbone's range, prefetch."""
-    if training:
-        ds = ds.shuffle(cfg.dataset.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    augmenter = augmentation(cfg.augment, cfg.seed) if training else None
-    if augmenter is not None:
-        ds = ds.map(lambda x, y: (augmenter(x, training=True), y), AUTOTUNE)
-    low, high = input_range
-    scale = (high - low) / 255.0
-    ds = ds.map(lambda x, y: (tf.clip_by_value(x, 0.0, 255.0) * scale + low, y), AUTOTUNE)
-    return sharded(ds.prefetch(AUTOTUNE))
+    """Epoch ``epoch`` of the training pipeline: shuffle, batch, augment, scale.
 
-
-def augmentation(aug: AugmentConfig, seed: int) -> keras.Sequential | None:
-    """Keras preprocessing layers for the augment config, or None when it asks for none.
-
-    Each layer gets its own seed derived from the run's (``numpy.random.SeedSequence``):
-    layers seeded alike would draw the same random numbers, so a flip and a rotation
-    would always fire together.
+    Its order and its augmentation draws are a function of (seed, epoch), not of how many
+    epochs this process iterated before, so a run resumed at epoch *k* sees from there on
+    exactly what the uncut run saw.
     """
-    seeds = iter(int(s) for s in np.random.SeedSequence(seed).generate_state(4))
-    layers = []
-    if aug.flip != Flip.none:
-        layers.append(keras.layers.RandomFlip(Flip(aug.flip).value, seed=next(seeds)))
-    if aug.rotation:
-        layers.append(keras.layers.RandomRotation(aug.rotation, seed=next(seeds)))
-    if aug.translation:
-        layers.append(
-            keras.layers.RandomTranslation(aug.translation, aug.translation, seed=next(seeds))
+    order = ds.shuffle(
+        cfg.dataset.shuffle_buffer,
+        seed=shuffle_seed(cfg.seed, epoch),
+        reshuffle_each_iteration=False,
+    )
+    out = order.batch(batch_size, drop_remainder=drop_remainder)
+    if augment.active(cfg.augment):
+        out = out.enumerate().map(
+            lambda i, xy: (
+                augment.apply(xy[0], cfg.augment, augment.seed_of(cfg.seed, epoch, i)),
+                xy[1],
+            ),
+            AUTOTUNE,
         )
-    if aug.contrast:
-        layers.append(keras.layers.RandomContrast(aug.contrast, seed=next(seeds)))
-    return keras.Sequential(layers, name="augment") if layers else None
+    return scaled(out, input_range)
+
+
+def from_epoch(one_epoch: Callable[[int], tf.data.Dataset], start: int, end: int):
+    """Epochs ``start`` to ``end - 1`` of ``one_epoch(epoch)`` end to end, for
+    ``fit(steps_per_epoch=...)`` (Keras then keeps one iterator across epochs)."""
+    found = one_epoch(start)
+    for epoch in range(start + 1, end):
+        found = found.concatenate(one_epoch(epoch))
+    return sharded(found.prefetch(AUTOTUNE))

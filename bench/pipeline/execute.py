@@ -49,11 +49,14 @@ def execute(spec: RunSpec) -> Record:
     facts = strategy.describe(strat)
     devices = compute.detect(facts)
     settings = {**compute.settings(spec.cfg, devices), "workers": cluster.role().workers}
+    settings["not_deterministic"] = compute.not_deterministic(
+        settings["deterministic"], devices, settings["workers"]
+    )
     policy, jit = settings["precision"], settings["jit_compile"]
     try:
         resumes = checkpoint.start()
         tracker.start()
-        keras.utils.set_random_seed(spec.cfg.seed)
+        seeded(spec.cfg.seed, settings["deterministic"])
         measure.reset_device_memory(facts["devices"])
         on_tpu = devices.kind == "TPU"
         dataset = data.load(spec, drop_remainder=on_tpu, cache_dir=checkpoint.scratch / "input")
@@ -105,6 +108,21 @@ def execute(spec: RunSpec) -> Record:
         checkpoint.clear()
     tracker.finish(written, path)
     return written
+
+
+def seeded(seed: int, deterministic: bool) -> None:
+    """Seeds Python, NumPy and TensorFlow; with ``deterministic``, TensorFlow's ops too.
+
+    Each epoch's order and augmentation are drawn from the seed statelessly
+    (bench.pipeline.data), the initial weights right after seeding (model.seeded_head).
+    Dropout and stochastic depth draw from ``tf.random.Generator`` objects instead of
+    Keras' legacy stateful ops: their state is a variable of the model, so Keras' backup
+    saves it and a resumed run draws the masks the uncut run would have drawn.
+    """
+    keras.utils.set_random_seed(seed)
+    keras.backend.experimental.enable_tf_random_generator()
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
 
 
 def head_only(spec: RunSpec) -> bool:

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from bench.core import cluster
 from bench.core.record import FeatureCacheInfo
 from bench.core.spec import RunSpec, feature_cache_unused
 from bench.pipeline import stop
-from bench.pipeline.data import AUTOTUNE, Data, sharded
+from bench.pipeline.data import AUTOTUNE, Data, from_epoch, sharded, shuffle_seed
 from bench.pipeline.model import Built
 from bench.pipeline.store import read, write
 
@@ -41,6 +42,7 @@ class FeatureData:
     train: tf.data.Dataset
     val: tf.data.Dataset
     test: tf.data.Dataset | None
+    epochs: Callable[[int, int], tf.data.Dataset] | None = None  # as Data.epochs
 
 
 @dataclass
@@ -190,8 +192,8 @@ def pair_model(extractor: keras.Model) -> keras.Model:
 
 
 def pipelines(arrays: dict[str, np.ndarray], spec: RunSpec) -> FeatureData:
-    """Batched (features, label) datasets; the training one reshuffled every epoch with the
-    run's seed and buffer, as the image pipeline is."""
+    """Batched (features, label) datasets; the training one shuffled with the run's buffer,
+    each epoch's order a function of (seed, epoch), as the image pipeline's."""
     cfg = spec.cfg
 
     def split(name: str) -> tf.data.Dataset | None:
@@ -200,12 +202,17 @@ def pipelines(arrays: dict[str, np.ndarray], spec: RunSpec) -> FeatureData:
         pairs = (arrays[f"{name}_x"], arrays[f"{name}_y"])
         return sharded(tf.data.Dataset.from_tensor_slices(pairs))
 
-    train = split("train").shuffle(
-        cfg.dataset.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=True
-    )
+    train = tf.data.Dataset.from_tensor_slices((arrays["train_x"], arrays["train_y"]))
+
+    def epoch(number):  # as the image pipeline: the order a function of (seed, epoch)
+        seed = shuffle_seed(cfg.seed, number)
+        order = train.shuffle(cfg.dataset.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
+        return order.batch(spec.batch_size)
+
     test = split("test")
     return FeatureData(
-        train=train.batch(spec.batch_size).prefetch(AUTOTUNE),
+        train=sharded(epoch(0).prefetch(AUTOTUNE)),
+        epochs=lambda start, end: from_epoch(epoch, start, end),
         val=split("val").batch(spec.batch_size).prefetch(AUTOTUNE),
         test=None if test is None else test.batch(spec.batch_size).prefetch(AUTOTUNE),
     )

@@ -75,6 +75,9 @@ def current_lr(optimizer: keras.optimizers.Optimizer) -> float:
     return float(keras.backend.get_value(lr))
 
 
-def steps_per_epoch(examples: int | None, batch_size: int) -> int:
-    """Batches per epoch; 1 when the dataset size is unknown (schedules then decay per epoch)."""
-    return max(math.ceil(examples / batch_size), 1) if examples else 1
+def steps_per_epoch(examples: int | None, batch_size: int, drop_remainder: bool = False) -> int:
+    """Batches per epoch (the last partial one dropped when ``drop_remainder``); 1 when the
+    dataset size is unknown (schedules then decay per epoch)."""
+    if not examples:
+        return 1
+    return max((examples // batch_size) if drop_remainder else math.ceil(examples / batch_size), 1)

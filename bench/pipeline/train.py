@@ -109,12 +109,12 @@ def run(
         jit_compile: Compile the train step with XLA.
     """
     result = result if result is not None else TrainResult()
-    steps = optim.steps_per_epoch(data.train_examples, spec.batch_size)
+    steps = epoch_steps(data, spec.batch_size)
     done = 0
     for phase in phases(spec, strategy.num_replicas_in_sync):
         on_features = features is not None and phase.policy == Policy.frozen
         fitted = built.head if on_features else built.model
-        train, val = (features.train, features.val) if on_features else (data.train, data.val)
+        source = features if on_features else data
         prepare_phase(built, fitted, phase, spec, steps, strategy, jit_compile)
         result.params_total, result.params_trainable = built.parameter_counts()
         recorder = measure.EpochRecorder(
@@ -129,21 +129,27 @@ def run(
             done += phase.epochs
             continue
         schedule_callbacks = optim.callbacks(phase.optimizer)
-        backup = [checkpoint.backup(phase.name)] if checkpoint else []
+        kept = [checkpoint.callback_state(phase.name, schedule_callbacks, done),
+                checkpoint.backup(phase.name)] if checkpoint else []  # fmt: skip
+        first = checkpoint.resume_epoch(phase.name, done) if checkpoint else done
         start = time.perf_counter()
         try:
             fitted.fit(
-                train,
-                validation_data=val,
+                # The input from the epoch Keras resumes at: epoch e's order and draws are
+                # the same whether or not the run was cut before it (bench.pipeline.data).
+                source.epochs(first, done + phase.epochs),
+                steps_per_epoch=steps,
+                validation_data=source.val,
                 initial_epoch=done,
                 epochs=done + phase.epochs,
                 # A NaN or infinite loss stops at once; recorder.diverged() then names it.
-                # The recorder saves each epoch's row before the backup saves the epoch.
+                # The recorder saves each epoch's row, and the schedule acts on the epoch
+                # (ReduceLROnPlateau lowers the rate), before the backup saves the epoch.
                 callbacks=[
                     keras.callbacks.TerminateOnNaN(),
                     recorder,
-                    *backup,
                     *schedule_callbacks,
+                    *kept,
                     stop.StopOnRequest(),
                 ],
                 verbose=1 if sys.stdout.isatty() else 2,
@@ -160,6 +166,14 @@ def run(
         done += phase.epochs
     result.test_accuracy = evaluate_test(built, data, features, phases(spec)[-1])
     return result
+
+
+def epoch_steps(data: Data, batch_size: int) -> int:
+    """Batches in one training epoch: fit takes exactly that many from the epoch-indexed
+    input (counted once when the split's size is unknown)."""
+    if data.train_examples:
+        return optim.steps_per_epoch(data.train_examples, batch_size, data.drop_remainder)
+    return int(data.train.reduce(0, lambda count, _: count + 1))
 
 
 def prepare_phase(
