@@ -27,7 +27,7 @@ def _speed(root: Path, backbone: str, mode: str, repeat: int, overrides: list[st
 
     runs = root / f"{backbone}-{mode}-{repeat}"
     args = [f"backbone={backbone}", "backbone.weights=none", "freeze=unfrozen", "head=linear",
-            "dataset=shapes", "dataset.train_split=train[:640]", "image_size=96", "epochs=3",
+            "dataset=shapes", "dataset.train_split='train[:640]'", "image_size=96", "epochs=3",
             "wandb.mode=disabled", f"deterministic={mode}", f"results_dir={runs}",
             *overrides]  # fmt: skip
     subprocess.run([sys.executable, "-m", "bench.run", *args], cwd=root, check=True)
