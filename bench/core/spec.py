@@ -211,7 +211,6 @@ def _check_speed(cfg: Config) -> None:
     # Hydra reads true/false as booleans; the schema's str fields keep them as "True"/"False".
     for key in ("jit_compile", "feature_cache", "deterministic"):
         setattr(cfg, key, getattr(cfg, key).lower())
-    for key in ("jit_compile", "feature_cache", "deterministic"):
         if getattr(cfg, key) not in SWITCHES:
             raise ConfigError(key, getattr(cfg, key), SWITCHES, f"pass {key}=auto")
     if cfg.lr_scaling not in LR_SCALINGS:

@@ -87,13 +87,13 @@ class RunCheckpoint:
         return saved + 1 if saved >= 0 else first
 
     def callback_state(
-        self, phase: str, callbacks: list[keras.callbacks.Callback], first: int
+        self, phase: str, callbacks: list[keras.callbacks.Callback], resume_at: int
     ) -> keras.callbacks.Callback:
         """A callback that saves ``callbacks``' counters after every epoch and, when the
-        phase resumes, puts back those of the epoch its backup holds. It must come after
-        them in fit's list (their on_train_begin resets them) and before the backup."""
-        return _CallbackState(self, self.dir / f"{phase}.callbacks.json", callbacks,
-                              lambda: self.resume_epoch(phase, first))  # fmt: skip
+        phase resumes at epoch ``resume_at`` (:meth:`resume_epoch`), puts back those saved
+        after the epoch before it. It must come after them in fit's list (their
+        on_train_begin resets them) and before the backup."""
+        return _CallbackState(self, self.dir / f"{phase}.callbacks.json", callbacks, resume_at)
 
     def save_row(self, row: HistoryRow, train_s: float) -> None:
         """Appends one finished epoch."""
@@ -164,7 +164,7 @@ class _CallbackState(keras.callbacks.Callback):
         return json.loads(self.path.read_text()) if self.path.exists() else {}
 
     def on_train_begin(self, logs=None):
-        state = self._saved().get(str(self.resume_at() - 1))
+        state = self._saved().get(str(self.resume_at - 1))
         if not state:
             return
         for index, callback in enumerate(self.kept):

@@ -224,6 +224,15 @@ def shuffle_seed(run_seed: int, epoch: int) -> int:
     return run_seed * 1_000_003 + epoch
 
 
+def shuffled(
+    ds: tf.data.Dataset, cfg: Config, batch_size: int, epoch: int, drop_remainder: bool = False
+) -> tf.data.Dataset:
+    """Epoch ``epoch``'s order of ``ds`` (the run's buffer, seeded by (seed, epoch)), batched."""
+    seed = shuffle_seed(cfg.seed, epoch)
+    order = ds.shuffle(cfg.dataset.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
+    return order.batch(batch_size, drop_remainder=drop_remainder)
+
+
 def training_epoch(
     ds: tf.data.Dataset,
     cfg: Config,
@@ -238,12 +247,7 @@ def training_epoch(
     epochs this process iterated before, so a run resumed at epoch *k* sees from there on
     exactly what the uncut run saw.
     """
-    order = ds.shuffle(
-        cfg.dataset.shuffle_buffer,
-        seed=shuffle_seed(cfg.seed, epoch),
-        reshuffle_each_iteration=False,
-    )
-    out = order.batch(batch_size, drop_remainder=drop_remainder)
+    out = shuffled(ds, cfg, batch_size, epoch, drop_remainder)
     if augment.active(cfg.augment):
         out = out.enumerate().map(
             lambda i, xy: (

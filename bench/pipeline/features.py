@@ -28,7 +28,7 @@ from bench.core import cluster
 from bench.core.record import FeatureCacheInfo
 from bench.core.spec import RunSpec, feature_cache_unused
 from bench.pipeline import stop
-from bench.pipeline.data import AUTOTUNE, Data, from_epoch, sharded, shuffle_seed
+from bench.pipeline.data import AUTOTUNE, Data, from_epoch, sharded, shuffled
 from bench.pipeline.model import Built
 from bench.pipeline.store import read, write
 
@@ -205,9 +205,7 @@ def pipelines(arrays: dict[str, np.ndarray], spec: RunSpec) -> FeatureData:
     train = tf.data.Dataset.from_tensor_slices((arrays["train_x"], arrays["train_y"]))
 
     def epoch(number):  # as the image pipeline: the order a function of (seed, epoch)
-        seed = shuffle_seed(cfg.seed, number)
-        order = train.shuffle(cfg.dataset.shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
-        return order.batch(spec.batch_size)
+        return shuffled(train, cfg, spec.batch_size, number)
 
     test = split("test")
     return FeatureData(

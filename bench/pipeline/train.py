@@ -129,9 +129,9 @@ def run(
             done += phase.epochs
             continue
         schedule_callbacks = optim.callbacks(phase.optimizer)
-        kept = [checkpoint.callback_state(phase.name, schedule_callbacks, done),
-                checkpoint.backup(phase.name)] if checkpoint else []  # fmt: skip
         first = checkpoint.resume_epoch(phase.name, done) if checkpoint else done
+        kept = [checkpoint.callback_state(phase.name, schedule_callbacks, first),
+                checkpoint.backup(phase.name)] if checkpoint else []  # fmt: skip
         start = time.perf_counter()
         try:
             fitted.fit(
