@@ -16,6 +16,8 @@ from tests.shared_runs import SHARED, sweep, sweep_report  # noqa: F401  (fixtur
 # 2-core machine, and the end-to-end (slow) tests within their share of it. Passing it is a
 # warning, never a failure: a busy machine is not a broken build.
 SUITE_BUDGET_S = 720.0
+# Session fixtures that train, and the xdist group their readers share.
+EXPENSIVE = {**dict.fromkeys(SHARED, "shared_runs"), "served": "served"}
 SLOW_BUDGET_S = 600.0
 
 
@@ -118,5 +120,6 @@ def pytest_collection_modifyitems(config, items):
     """Tests that read one expensive session fixture run on the same xdist worker, so the
     fixture is paid for once (``--dist loadgroup``)."""
     for item in items:
-        if SHARED & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("shared_runs"))
+        groups = sorted({EXPENSIVE[n] for n in getattr(item, "fixturenames", ()) if n in EXPENSIVE})
+        if groups:
+            item.add_marker(pytest.mark.xdist_group(groups[0]))

@@ -84,6 +84,7 @@ SMALL_DATA = [
     "dataset.train_split='train[:64]'",
     "dataset.val_split='validation[:32]'",
     "dataset.test_split='test[:32]'",
+    "keep_model=false",  # saving the model is tests/test_serving.py's subject, not theirs
 ]
 # The cheaper of the registry's two families, from scratch, for tests that need a real
 # Keras application (weights, BatchNorm, blocks) but not a particular one.

@@ -25,6 +25,7 @@ COMMANDS = [
     "bench.sweep",
     "bench.speed",
     "bench.agents",
+    "bench.serve",
 ]
 ROOMS = ("core", "launch", "pipeline", "analysis")
 # What each room may import from bench: core only itself; no room reaches into another's

@@ -92,13 +92,13 @@ def _golden(version: int) -> dict:
 
 
 def test_the_writer_writes_the_documented_layout_key_for_key(tmp_path):
-    """tests/data/golden/v4.json is the contract written out by hand (README, "What a run
+    """tests/data/golden/v5.json is the contract written out by hand (README, "What a run
     leaves behind"); a record with its values must be written as exactly that JSON."""
-    expected = _golden(4)
+    expected = _golden(5)
     phase = record.PhaseMetrics(epochs=1, train_time_s=2.5, epoch_time_s=2.5,
                                 train_images_per_s=640.0, first_epoch_time_s=2.5)  # fmt: skip
     written = Record(
-        run_id="dddddddddddd", status=Status.completed,
+        run_id="eeeeeeeeeeee", status=Status.completed,
         started_at="2026-11-30T08:00:00+00:00", finished_at="2026-11-30T08:01:00+00:00",
         config=expected["config"],
         env=record.Env(**expected["env"]),
@@ -113,12 +113,33 @@ def test_the_writer_writes_the_documented_layout_key_for_key(tmp_path):
         effective_batch_size=16,
         feature_cache=record.FeatureCacheInfo(status="hit", key="0123456789abcdef",
                                               path="/runs/features/0123456789abcdef.npz"),
+        model=record.ModelInfo(**expected["model"]),
+        serving=record.ServingInfo(
+            measured_at="2026-11-30T08:02:00+00:00", host_cpu="Intel(R) Xeon(R) CPU @ 2.20GHz",
+            threads=[1, 2], batch=32, eval_split="test", eval_images=32, calibration_images=200,
+            versions={"tensorflow": "2.21.0", "ai-edge-litert": "2.3.0"},
+            formats={
+                "saved_model": record.FormatResult(
+                    "measured", path="/runs/models/eeeeeeeeeeee/saved_model",
+                    size_bytes=27000000, accuracy=0.4375, correct=14,
+                    latency={"2": record.Latency(9.5, 10.5, 12.0, 200)}, images_per_s=600.0,
+                    max_abs_diff=0.0),
+                "int8": record.FormatResult(
+                    "measured", path="/runs/models/eeeeeeeeeeee/int8.tflite",
+                    size_bytes=7000000, accuracy=0.40625, correct=13,
+                    latency={"1": record.Latency(3.0, 3.5, 4.0, 200),
+                             "2": record.Latency(2.0, 2.5, 3.0, 200)},
+                    images_per_s=900.0, max_abs_diff=0.03),
+                "float16": record.FormatResult(
+                    "unsupported", reason="Could not translate MLIR to FlatBuffer"),
+            },
+        ),
     )  # fmt: skip
     assert json.loads(record.write(written, tmp_path).read_text()) == expected
 
 
 def test_golden_records_of_every_version_read_with_their_values():
-    v1, v2, v3, v4 = (record.Record.from_dict(_golden(v)) for v in (1, 2, 3, 4))
+    v1, v2, v3, v4, v5 = (record.Record.from_dict(_golden(v)) for v in (1, 2, 3, 4, 5))
     assert (v1.schema_version, v1.status, v1.metrics.best_val_accuracy) == (
         1,
         Status.completed,
@@ -137,22 +158,43 @@ def test_golden_records_of_every_version_read_with_their_values():
     assert v3.metrics.phases["train"].first_epoch_time_s == 2.5
     assert (v3.env.deterministic, v3.env.not_deterministic) == (None, [])  # added in version 4
     assert (v4.schema_version, v4.env.deterministic, v4.env.not_deterministic) == (4, True, [])
+    assert v4.model == record.ModelInfo() and v4.serving is None  # added in version 5
+    assert (v5.model.macs_per_image, v5.model.params) == (14000000, 6580359)
+    int8 = v5.serving.formats["int8"]
+    assert (int8.size_bytes, int8.latency["1"].p99_ms, int8.latency["2"].p50_ms) == (7e6, 4.0, 2.0)
+    assert v5.serving.formats["float16"].status == "unsupported"
+    assert v5.serving.figures() == {
+        "serving.saved_model.size_bytes": 27000000, "serving.saved_model.accuracy": 0.4375,
+        "serving.saved_model.threads": 2, "serving.saved_model.p50_ms": 9.5,
+        "serving.saved_model.p99_ms": 12.0, "serving.saved_model.threads_all": 2,
+        "serving.saved_model.p50_ms_all": 9.5, "serving.saved_model.images_per_s": 600.0,
+        "serving.int8.size_bytes": 7000000, "serving.int8.accuracy": 0.40625,
+        "serving.int8.threads": 1, "serving.int8.p50_ms": 3.0, "serving.int8.p99_ms": 4.0,
+        "serving.int8.threads_all": 2, "serving.int8.p50_ms_all": 2.0,
+        "serving.int8.images_per_s": 900.0,
+        "serving.host_cpu": "Intel(R) Xeon(R) CPU @ 2.20GHz",
+    }  # fmt: skip
 
 
 def test_golden_records_of_every_version_aggregate_into_the_same_columns(tmp_path):
     from bench.analysis import load
 
-    for version in (1, 2, 3, 4):
+    for version in (1, 2, 3, 4, 5):
         shutil.copy(GOLDEN / f"v{version}.json", tmp_path)
     runs = load.from_records(tmp_path).runs.set_index("run_id")
     assert runs.loc["0123456789ab", "backbone"] == "b0" and runs.loc["bbbbbbbbbbbb", "lr"] == 0.01
     # Before version 3 a run trained at the batch and precision it asked for.
-    assert runs["effective_batch_size"].tolist() == [32, 64, 16, 16]
-    assert runs["precision_used"].tolist() == ["float32", "mixed_float16", "float32", "float32"]
-    assert runs["deterministic_used"].isna().tolist() == [True, True, True, False]
+    assert runs["effective_batch_size"].tolist() == [32, 64, 16, 16, 16]
+    assert runs["precision_used"].tolist() == ["float32", "mixed_float16", *["float32"] * 3]
+    assert runs["deterministic_used"].isna().tolist() == [True, True, True, False, False]
     assert runs.loc["dddddddddddd", "deterministic_used"]  # bool(True): numbers stay numbers
     assert runs.loc["bbbbbbbbbbbb", "error_type"] == "Interrupted"
     assert runs.loc["cccccccccccc", "phases.train.first_epoch_time_s"] == 2.5
+    # Serving as its figures, one column each; runs never served have none.
+    assert runs.loc["eeeeeeeeeeee", "serving.int8.p50_ms"] == 3.0
+    assert runs["serving.int8.size_bytes"].isna().tolist() == [True] * 4 + [False]
+    assert runs.loc["eeeeeeeeeeee", "model.macs_per_image"] == 14000000
+    assert not any(c.startswith("serving.formats.") for c in runs.columns)
 
 
 def test_a_version_1_record_written_by_an_earlier_bench_still_reads():

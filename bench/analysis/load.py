@@ -15,7 +15,15 @@ from pathlib import Path
 import pandas as pd
 
 from bench.core import record
-from bench.core.record import ErrorInfo, HistoryRow, Metrics, Record, Status, WandbInfo
+from bench.core.record import (
+    ErrorInfo,
+    HistoryRow,
+    Metrics,
+    ModelInfo,
+    Record,
+    Status,
+    WandbInfo,
+)
 from bench.core.schema import Config
 from bench.core.spec import NOT_IDENTITY
 
@@ -59,7 +67,7 @@ CONDITIONS = [
 ]  # fmt: skip
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(Config)} | {"experiment"}
 _GROUPS = ("backbone", "dataset", "head", "freeze", "optimizer", "augment")
-_DROPPED = ("history", "schema_version", "wandb.dir")
+_DROPPED = ("history", "schema_version", "wandb.dir", "serving")  # serving: as its figures
 
 
 def config_columns(runs: pd.DataFrame) -> list[str]:
@@ -141,6 +149,8 @@ def record_from_wandb(run, history: list[dict] | None = None) -> Record:
         wandb=WandbInfo(mode="online", id=run.id, url=getattr(run, "url", None)),
         error=error,
         job={"group": run.group},
+        model=record.pick(ModelInfo, {k[6:]: v for k, v in summary.items() if k[:6] == "model."}),
+        serving=record.serving_from_figures(summary),
     )
 
 
@@ -205,9 +215,10 @@ def runs_frame(found: list[tuple[Record, str]]) -> pd.DataFrame:
         return pd.DataFrame(columns=["run_id", "status", *AXES, *METRICS])
     no_error = {"type": None, "message": None}
     rows = [
-        {**r.to_dict(), "path": path, "error": r.error and dataclasses.asdict(r.error) or no_error}
+        {**r.to_dict(), "path": path, "error": r.error and dataclasses.asdict(r.error) or no_error,
+         "serving": None, **(r.serving.figures() if r.serving else {})}
         for r, path in found
-    ]
+    ]  # fmt: skip
     flat = pd.json_normalize(rows, sep=".").drop(columns=list(_DROPPED), errors="ignore")
     renames = dict(RENAMES)
     for column in flat.columns:

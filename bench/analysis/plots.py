@@ -130,18 +130,24 @@ def inseparable(cost: pd.Series, accuracy: pd.Series, low: pd.Series, high: pd.S
     return found
 
 
-def tradeoff(table: pd.DataFrame, metric: str, dataset: str, out: Path) -> Path:
-    """Accuracy against training time and against parameters, the trade-off front drawn,
-    every point with its 95% intervals; hollow points are off the front but not separable
-    from it (their accuracy interval overlaps the front's)."""
+TRAINING_COSTS = (
+    ("train_time_s", 1.0, "training time (s)"),
+    ("params_total", 1e6, "parameters (M)"),
+)
+
+
+def tradeoff(
+    table: pd.DataFrame, metric: str, dataset: str, out: Path,
+    costs=TRAINING_COSTS, name: str = "tradeoff", title: str = "Accuracy against cost",
+) -> Path:  # fmt: skip
+    """Accuracy against each of ``costs`` (``(metric, scale, axis label)``: training time
+    and parameters by default), the trade-off front drawn, every point with its 95%
+    intervals; hollow points are off the front but not separable from it (their accuracy
+    interval overlaps the front's)."""
     accuracy = table[(metric, "mean")]
     acc_low, acc_high = _interval(table, metric, 1.0)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, (cost_metric, scale, xlabel) in zip(
-        axes,
-        [("train_time_s", 1.0, "training time (s)"), ("params_total", 1e6, "parameters (M)")],
-        strict=True,
-    ):
+    fig, axes = plt.subplots(1, len(costs), figsize=(5 * len(costs), 3.8), squeeze=False)
+    for ax, (cost_metric, scale, xlabel) in zip(axes[0], costs, strict=True):
         cost = table[(cost_metric, "mean")] / scale
         cost_low, cost_high = _interval(table, cost_metric, scale)
         front = pareto(cost, accuracy)
@@ -162,8 +168,8 @@ def tradeoff(table: pd.DataFrame, metric: str, dataset: str, out: Path) -> Path:
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"{metric} (95% CI)")
         ax.legend(fontsize=8)
-    fig.suptitle(f"Accuracy against cost - {dataset}")
-    return _save(fig, out / f"tradeoff_{dataset}")
+    fig.suptitle(f"{title} - {dataset}")
+    return _save(fig, out / f"{name}_{dataset}")
 
 
 def critical_difference(ranking, out: Path) -> Path:

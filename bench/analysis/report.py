@@ -23,7 +23,7 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from bench.analysis import cli, pairs, plots, ranks, tables
+from bench.analysis import cli, pairs, plots, ranks, serving, tables
 from bench.analysis.load import METRICS, Loaded
 from bench.analysis.verdict import verdict
 from bench.core import schema
@@ -49,6 +49,17 @@ class Section:
     figures: list[Path] = field(default_factory=list)
     pairwise: pd.DataFrame = field(default_factory=pd.DataFrame)  # the verdict's family
     shared: pd.Series = field(default_factory=pd.Series)  # seeds each group shares with the best
+    serving: list[str] = field(default_factory=list)  # the serving verdict
+    serving_table: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+@dataclass
+class Budgets:
+    """What a model may cost to serve, for the serving verdict (``--latency-budget-ms``,
+    ``--size-budget-mb``)."""
+
+    latency_ms: float = 10.0
+    size_mb: float = 8.0
 
 
 @functools.cache
@@ -92,8 +103,12 @@ def _length_note(preset: str, ours: int) -> str:
     return f"shortened: {ours} of {theirs} epochs, not comparable"
 
 
-def sections(loaded: Loaded, comparisons: dict[str, tables.Comparison], out: Path) -> list[Section]:
+def sections(
+    loaded: Loaded, comparisons: dict[str, tables.Comparison], out: Path,
+    budgets: Budgets | None = None,
+) -> list[Section]:  # fmt: skip
     """Builds every dataset's section, drawing its figures into ``out/figures``."""
+    budgets = budgets or Budgets()
     found = []
     for dataset, comparison in comparisons.items():
         table = comparison.table
@@ -111,10 +126,16 @@ def sections(loaded: Loaded, comparisons: dict[str, tables.Comparison], out: Pat
             plots.tradeoff(table, metric, dataset, figures_dir),
             plots.memory(table, dataset, figures_dir),
         ]
-        found.append(
-            Section(dataset, verdict(comparison, stated), table, reference(loaded.runs, dataset),
-                    figures, pairs.frame(stated, metric), shared_seeds(table, stated))
-        )  # fmt: skip
+        section = Section(dataset, verdict(comparison, stated), table,
+                          reference(loaded.runs, dataset), figures, pairs.frame(stated, metric),
+                          shared_seeds(table, stated))  # fmt: skip
+        served = serving.serving(comparison)
+        if served is not None:
+            section.serving = serving.sentences(served, budgets.latency_ms, budgets.size_mb)
+            section.serving_table = serving.display(served)
+            if not served.exports.empty:
+                section.figures.append(serving.fronts(served, dataset, figures_dir))
+        found.append(section)
     return found
 
 
@@ -280,6 +301,14 @@ def main(argv: list[str] | None = None) -> int:
     description = __doc__.split("\n\n")[0]
     parser = cli.arguments("python -m bench.report", description, "results/report")
     parser.add_argument("--wandb-report", action="store_true", help="also build a W&B Report")
+    parser.add_argument(
+        "--latency-budget-ms", type=float, default=Budgets.latency_ms,
+        help="the serving verdict's batch-1 latency budget (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--size-budget-mb", type=float, default=Budgets.size_mb,
+        help="the serving verdict's model-size budget (default: %(default)s)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.wandb_report and not (args.wandb and has_credentials()):  # before any work
         raise SystemExit("--wandb-report needs --wandb ENTITY/PROJECT and W&B credentials.")
@@ -292,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     rows, cols = cli.split(args.rows), cli.split(args.cols)
     written = tables.write_tables(loaded, out / "tables", rows, cols)
     comparisons = tables.comparisons(loaded.runs, rows, cols)
-    found, overall = sections(loaded, comparisons, out), across(comparisons, out)
+    budgets = Budgets(args.latency_budget_ms, args.size_budget_mb)
+    found, overall = sections(loaded, comparisons, out, budgets), across(comparisons, out)
     raced = [] if args.wandb else races(args.runs)
     (out / "report.md").write_text(render(loaded, found, overall, out, False, raced))
     (out / "report.html").write_text(render(loaded, found, overall, out, True, raced))

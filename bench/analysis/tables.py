@@ -125,7 +125,7 @@ def _unit(metric: str) -> tuple[str, float, int]:
         return metric.replace("_bytes", "_MiB"), 2**20, 0
     if metric.startswith("params_"):
         return f"{metric}_M", 1e6, 2
-    if "accuracy" in metric:
+    if "accuracy" in metric or metric.endswith("_ms"):  # serving latency: often under 1 ms
         return metric, 1.0, 3
     return metric, 1.0, 1
 

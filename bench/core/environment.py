@@ -24,15 +24,34 @@ _PACKAGES = {
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def versions() -> dict[str, str | None]:
-    """Installed versions of the stack, by record key."""
+def versions(packages: dict[str, str] | None = None) -> dict[str, str | None]:
+    """Installed versions of the stack (or of ``packages``: record key to distribution)."""
     found: dict[str, str | None] = {"python": platform.python_version()}
-    for key, dist in _PACKAGES.items():
+    for key, dist in (packages or _PACKAGES).items():
         try:
             found[key] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             found[key] = None
     return found
+
+
+def cpu_model() -> str | None:
+    """The host CPU's model name (Linux' /proc/cpuinfo; else what ``platform`` knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, which a cluster job may narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def git_commit() -> tuple[str | None, bool | None]:

@@ -23,10 +23,11 @@ from typing import Any
 from bench.core import atomic
 
 # 2 added metrics.epochs_trained and metrics.phases; 3 added effective_batch_size,
-# feature_cache, the env's compute settings and phases' first_epoch_time_s. Records of
-# every earlier version still read.
-SCHEMA_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+# feature_cache, the env's compute settings and phases' first_epoch_time_s; 4 env's
+# determinism; 5 the kept model and its serving figures. Records of every earlier version
+# still read.
+SCHEMA_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 
 
 class Status(str, Enum):
@@ -177,6 +178,121 @@ class SkippedFiles:
 
 
 @dataclass
+class ModelInfo:
+    """The trained model a completed run kept (``keep_model``): a SavedModel whose
+    ``serving_default`` signature takes ``input`` and returns class probabilities."""
+
+    path: str | None = None  # the SavedModel folder: <results_dir>/models/<run_id>/saved_model
+    input: str | None = None  # what the signature takes (pipeline.keep.INPUT)
+    size_bytes: int | None = None
+    params: int | None = None
+    macs_per_image: int | None = None  # multiply-adds of one image (convolutions, matmuls)
+    artifact: str | None = None  # the W&B artifact, when W&B was on
+
+
+@dataclass
+class Latency:
+    """Batch-1 latency over ``calls`` timed calls after warm-up, in milliseconds."""
+
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    calls: int
+
+
+@dataclass
+class FormatResult:
+    """One serving format of the kept model (``saved_model`` or a LiteRT export).
+
+    ``status``: ``measured``; ``unsupported`` (the converter refused it: ``reason`` is its
+    message) or ``failed`` (it converted but did not run). ``latency`` maps a thread count
+    (as a string: JSON keys) to its figures.
+    """
+
+    status: str
+    reason: str | None = None
+    path: str | None = None
+    size_bytes: int | None = None
+    accuracy: float | None = None
+    correct: int | None = None
+    latency: dict[str, Latency] = field(default_factory=dict)
+    images_per_s: float | None = None  # at ``ServingInfo.batch``, all threads
+    max_abs_diff: float | None = None  # largest probability gap to the SavedModel's
+
+
+@dataclass
+class ServingInfo:
+    """What the kept model costs to serve on the host that measured it (``bench.serve``)."""
+
+    measured_at: str
+    host_cpu: str | None = None
+    threads: list[int] = field(default_factory=list)
+    batch: int = 32
+    eval_split: str | None = None  # the split accuracy was measured on
+    eval_images: int | None = None
+    calibration_images: int | None = None
+    versions: dict[str, str | None] = field(default_factory=dict)
+    formats: dict[str, FormatResult] = field(default_factory=dict)
+
+    def figures(self) -> dict[str, float | int | str]:
+        """Each measured format's headline figures under flat keys (W&B's summary, the
+        runs table): ``serving.<format>.<field>`` for the fields of :data:`FIGURES`, latency
+        at the fewest threads measured (one, for LiteRT; ``p50_ms_all`` at the most), and
+        ``serving.host_cpu``. :func:`serving_from_figures` reads them back."""
+        found: dict[str, float | int | str] = {}
+        for name, result in self.formats.items():
+            if result.status != "measured" or not result.latency:
+                continue
+            fewest, most = min(result.latency, key=int), max(result.latency, key=int)
+            values = {
+                "size_bytes": result.size_bytes,
+                "accuracy": result.accuracy,
+                "threads": int(fewest),
+                "p50_ms": result.latency[fewest].p50_ms,
+                "p99_ms": result.latency[fewest].p99_ms,
+                "threads_all": int(most),
+                "p50_ms_all": result.latency[most].p50_ms,
+                "images_per_s": result.images_per_s,
+            }
+            found.update({f"serving.{name}.{k}": v for k, v in values.items() if v is not None})
+        if found and self.host_cpu:
+            found["serving.host_cpu"] = self.host_cpu
+        return found
+
+
+# The per-format figures ServingInfo.figures() flattens, in the runs table's order.
+FIGURES = (
+    "size_bytes", "accuracy", "threads", "p50_ms", "p99_ms", "threads_all", "p50_ms_all",
+    "images_per_s",
+)  # fmt: skip
+
+
+def serving_from_figures(summary: dict) -> ServingInfo | None:
+    """The :class:`ServingInfo` a W&B summary's ``serving.*`` figures describe (its
+    headline figures only: no p90, paths or reasons), or None when it has none."""
+    formats: dict[str, dict] = {}
+    for key, value in summary.items():
+        parts = key.split(".")
+        if len(parts) == 3 and parts[0] == "serving" and parts[2] in FIGURES:
+            formats.setdefault(parts[1], {})[parts[2]] = value
+    if not formats:
+        return None
+    found = {}
+    for name, v in formats.items():
+        latency = {}
+        if "threads" in v:
+            latency[str(int(v["threads"]))] = Latency(v.get("p50_ms"), None, v.get("p99_ms"), 0)
+        if "threads_all" in v:
+            most = str(int(v["threads_all"]))
+            latency.setdefault(most, Latency(v.get("p50_ms_all"), None, None, 0))
+        found[name] = FormatResult(
+            status="measured", size_bytes=v.get("size_bytes"), accuracy=v.get("accuracy"),
+            latency=latency, images_per_s=v.get("images_per_s"),
+        )  # fmt: skip
+    return ServingInfo(measured_at="", host_cpu=summary.get("serving.host_cpu"), formats=found)
+
+
+@dataclass
 class Record:
     """One run's result, as written to ``<results_dir>/<run_id>.json``."""
 
@@ -200,6 +316,8 @@ class Record:
     # The global batch trained at; below config.batch_size when oom_retry lowered it.
     effective_batch_size: int | None = field(default=None, metadata={"since": 3})
     feature_cache: FeatureCacheInfo = field(default_factory=FeatureCacheInfo, metadata={"since": 3})
+    model: ModelInfo = field(default_factory=ModelInfo, metadata={"since": 5})
+    serving: ServingInfo | None = field(default=None, metadata={"since": 5})
 
     @property
     def completed(self) -> bool:
@@ -239,7 +357,24 @@ class Record:
             skipped_files=pick(SkippedFiles, data.get("skipped_files") or {}),
             effective_batch_size=data.get("effective_batch_size"),
             feature_cache=pick(FeatureCacheInfo, data.get("feature_cache") or {}),
+            model=pick(ModelInfo, data.get("model") or {}),
+            serving=serving_from_dict(data.get("serving")),
         )
+
+
+def serving_from_dict(values: dict | None) -> ServingInfo | None:
+    """A :class:`ServingInfo` from its JSON layout, or None for a record never served."""
+    if not values:
+        return None
+    serving = pick(ServingInfo, values)
+    serving.formats = {name: _format(f) for name, f in (values.get("formats") or {}).items()}
+    return serving
+
+
+def _format(values: dict) -> FormatResult:
+    found = pick(FormatResult, values)
+    found.latency = {n: pick(Latency, v) for n, v in (values.get("latency") or {}).items()}
+    return found
 
 
 def metrics_from_dict(values: dict) -> Metrics:

@@ -74,6 +74,15 @@ class WandbMode(str, Enum):
     disabled = "disabled"
 
 
+class ServingFormat(str, Enum):
+    """The LiteRT exports of a kept model (bench.pipeline.litert)."""
+
+    float32 = "float32"
+    float16 = "float16"
+    dynamic_int8 = "dynamic_int8"  # int8 weights, activations quantized on the fly
+    int8 = "int8"  # full integer, calibrated on a seeded sample of the training split
+
+
 @dataclass
 class BackboneConfig:
     name: str = MISSING
@@ -170,6 +179,15 @@ class WandbConfig:
 
 
 @dataclass
+class ServingConfig:
+    formats: list[ServingFormat] = field(default_factory=lambda: list(ServingFormat))
+    calibration_images: int = 200  # the full-integer export's sample of the training split
+    timed_calls: int = 200  # batch-1 calls timed per format and thread count
+    warmup_calls: int = 20
+    batch: int = 32  # the throughput's batch
+
+
+@dataclass
 class Config:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -195,6 +213,9 @@ class Config:
     isolate: bool = True  # run each job in a fresh process (own memory, time, Keras state)
     force: bool = False  # train a point again even when its record is completed
     oom_retry: bool = False  # out of memory: retry in a fresh worker at half the batch (>= 8)
+    keep_model: bool = True  # keep the trained model: <results_dir>/models/<run_id>/
+    serve: bool = False  # export, quantize and time the kept model when the run completes
+    serving: ServingConfig = field(default_factory=ServingConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
 

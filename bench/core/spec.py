@@ -29,7 +29,7 @@ from bench.core.wandb_mode import has_credentials
 NOT_IDENTITY = (
     "results_dir", "data_dir", "isolate", "force", "oom_retry", "wandb", "dataset.download",
     "jit_compile", "steps_per_execution", "input_cache", "feature_cache", "feature_cache_dir",
-    "deterministic",
+    "deterministic", "keep_model", "serve", "serving",
 )  # fmt: skip
 # Keys added after records existed, hashed only when they differ from the value that
 # behaves as bench did before them: the points of an earlier sweep keep their run_id.
@@ -82,9 +82,16 @@ class RunSpec:
     def from_json(cls, text: str) -> RunSpec:
         """Rebuilds a spec written by :meth:`to_json`, re-checking it against the schema."""
         data = json.loads(text)
-        config = dict(data["config"])
-        config.pop("experiment", None)
-        return cls(cfg=_typed(config), run_id=data["run_id"], job=JobInfo(**data["job"]))
+        return cls.of(data["config"], data["run_id"], JobInfo(**data["job"]))
+
+    @classmethod
+    def of(cls, config: dict[str, Any], run_id: str, job: JobInfo | None = None) -> RunSpec:
+        """The spec behind a :meth:`config_dict` (a record's ``config``), re-checked against
+        the schema: keys added since fill in with their defaults."""
+        config = dict(config)
+        experiment = config.pop("experiment", None)
+        job = job or JobInfo(experiment=experiment)
+        return cls(cfg=_typed(config), run_id=run_id, job=job)
 
     @property
     def batch_size(self) -> int:
@@ -158,6 +165,7 @@ def validate(cfg: Config) -> None:
         _check_folder(cfg.dataset.path, cfg.dataset.val_fraction)
     _check_freeze(cfg)
     _check_speed(cfg)
+    _check_serving(cfg)
     if cfg.backbone.source == Source.hub:
         _check_hub(cfg)
     chief = cluster.role().chief  # other workers of a multi-worker run log nothing
@@ -278,8 +286,20 @@ def _check_hub(cfg: Config) -> None:
         )  # fmt: skip
 
 
+def _check_serving(cfg: Config) -> None:
+    if cfg.serve and not cfg.keep_model:
+        raise ConfigError(
+            "serve", True, "true with keep_model=true, or false",
+            "drop keep_model=false, or serve=false", why="serving measures the kept model",
+        )  # fmt: skip
+
+
 def _check_positive(cfg: Config) -> None:
-    for key, value in (("batch_size", cfg.batch_size), ("epochs", cfg.epochs)):
+    serving = cfg.serving
+    for key, value in (("batch_size", cfg.batch_size), ("epochs", cfg.epochs),
+                       ("serving.timed_calls", serving.timed_calls),
+                       ("serving.calibration_images", serving.calibration_images),
+                       ("serving.batch", serving.batch)):  # fmt: skip
         if value < 1:
             raise ConfigError(key, value, "a positive integer", f"pass {key}=1 or more")
     if cfg.optimizer.lr <= 0:

@@ -23,6 +23,9 @@ COLUMNS = (
     ("test_acc", "test_accuracy", ".3f"),
     ("train_s", "train_time_s", ".1f"),
     ("img/s", "train_images_per_s", ".1f"),
+    ("MMACs", "macs_millions", ".0f"),
+    ("int8_MB", "serving.int8.size_mb", ".2f"),  # with serve=true
+    ("int8_ms", "serving.int8.p50_ms", ".2f"),
     ("run_id", "run_id", ""),
 )
 
@@ -77,10 +80,20 @@ def summary(record: Record, spec: RunSpec) -> dict[str, Any]:
         "test_accuracy": metrics.test_accuracy,
         "train_time_s": metrics.train_time_s,
         "train_images_per_s": metrics.train_images_per_s,
+        "macs_millions": macs / 1e6 if (macs := record.model.macs_per_image) else None,
+        **serving_cells(record),
         "run_id": spec.run_id,
         "record": str(spec.record_path),
         "error": None if record.error is None else f"{record.error.type}: {record.error.message}",
     }
+
+
+def serving_cells(record: Record) -> dict[str, Any]:
+    """The serving figures of a run served at its end (``serve=true``), sizes in MB."""
+    figures = record.serving.figures() if record.serving else {}
+    for key in [k for k in figures if k.endswith(".size_bytes")]:
+        figures[key.replace(".size_bytes", ".size_mb")] = figures.pop(key) / 1e6
+    return figures
 
 
 def outcome(record: Record, spec: RunSpec) -> dict[str, Any]:

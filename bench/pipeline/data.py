@@ -49,6 +49,8 @@ class Data:
     drop_remainder: bool = False  # the last partial training batch is dropped (TPUs)
     skipped_files: list[str] = field(default_factory=list)  # unreadable, left out (folder)
     plain: dict[str, tf.data.Dataset] = field(default_factory=dict)
+    # Each split resized, unbatched, 0..255 as the kept model takes them (pipeline.serve).
+    images: dict[str, tf.data.Dataset | None] = field(default_factory=dict)
     identity: str = ""  # which data, in which version (part of the feature cache's key)
     input_cache: str = "none"  # where decoded, resized images are kept: memory | disk | none
 
@@ -100,6 +102,7 @@ def load(spec: RunSpec, drop_remainder: bool = False, cache_dir: Path | None = N
         train_examples=train_examples,
         skipped_files=skipped,
         plain={"train": evaluation(train), "val": evaluation(val), "test": evaluation(test)},
+        images={"train": train, "val": val, "test": test},
         identity=identity,
         input_cache=where,
     )

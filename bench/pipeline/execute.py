@@ -15,9 +15,28 @@ import tf_keras as keras
 
 from bench.core import cluster, environment, record
 from bench.core.errors import OutOfMemory
-from bench.core.record import ErrorInfo, FeatureCacheInfo, Metrics, Record, SkippedFiles, Status
+from bench.core.record import (
+    ErrorInfo,
+    FeatureCacheInfo,
+    Metrics,
+    ModelInfo,
+    Record,
+    SkippedFiles,
+    Status,
+)
 from bench.core.spec import RunSpec
-from bench.pipeline import compute, data, features, measure, model, stop, strategy, train
+from bench.pipeline import (
+    compute,
+    data,
+    features,
+    keep,
+    measure,
+    model,
+    serve,
+    stop,
+    strategy,
+    train,
+)
 from bench.pipeline.checkpoint import RunCheckpoint
 from bench.pipeline.tracker import Tracker
 
@@ -41,7 +60,7 @@ def execute(spec: RunSpec) -> Record:
     tracker = Tracker(spec)
     checkpoint = RunCheckpoint(spec.cfg.results_dir, spec.run_id)
     result, error, resumes, dataset = train.TrainResult(), None, 0, None
-    cache = FeatureCacheInfo()
+    cache, kept = FeatureCacheInfo(), ModelInfo()
     # Before anything is written: a strategy the machine lacks, or a batch the replicas
     # cannot share, is the user's to fix (UserError, exit 2).
     strat = strategy.select(spec.cfg.strategy)
@@ -74,6 +93,10 @@ def execute(spec: RunSpec) -> Record:
         stop.check()
         cached, cache = features.prepare(spec, dataset, entry, built)
         train.run(built, dataset, spec, strat, tracker.log_epoch, result, checkpoint, cached, jit)
+        if spec.cfg.keep_model and cluster.role().chief:  # one model per run, as one record
+            with strat.scope():
+                kept = keep.keep(spec, built, dataset.num_classes, policy)
+            kept.artifact = tracker.artifact_name("model")
     except tf.errors.ResourceExhaustedError as exc:
         error = OutOfMemory(
             f"out of memory at batch_size={spec.batch_size}, image_size="
@@ -102,12 +125,27 @@ def execute(spec: RunSpec) -> Record:
         skipped_files=SkippedFiles.of(dataset.skipped_files if dataset else []),
         effective_batch_size=spec.batch_size,
         feature_cache=cache,
+        model=kept,
     )
     path = record.save(written, spec.cfg.results_dir)
     if written.completed:
         checkpoint.clear()
+        written = served(written, path, spec)
     tracker.finish(written, path)
     return written
+
+
+def served(written: Record, path, spec: RunSpec) -> Record:
+    """With ``serve=true``, the completed record with its kept model's serving figures. A
+    serve that fails or is stopped leaves the run completed, with what it measured."""
+    if not (spec.cfg.serve and written.model.path):
+        return written
+    try:
+        return serve.serve(path, spec.cfg.serving)
+    except Exception:  # noqa: BLE001  (the run is done: its serving can be measured later)
+        log.error("serving %s failed (python -m bench.serve measures it again):\n%s",
+                  spec.run_id, traceback.format_exc())  # fmt: skip
+        return record.read(path)
 
 
 def seeded(seed: int, deterministic: bool) -> None:

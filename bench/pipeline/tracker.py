@@ -101,6 +101,10 @@ class Tracker:
         if self.run is not None:
             self.run.log(dataclasses.asdict(row))
 
+    def artifact_name(self, kind: str) -> str | None:
+        """The name this run's ``kind`` artifact gets (None when W&B is off)."""
+        return f"{kind}-{self.spec.run_id}" if self.mode != "disabled" else None
+
     def info(self) -> WandbInfo:
         """The record's ``wandb`` block."""
         if self.run is None:
@@ -132,6 +136,9 @@ class Tracker:
         metrics = dataclasses.asdict(record.metrics)
         summary = {k: v for k, v in metrics.items() if v is not None}
         summary["status"] = record.status.value
+        summary.update(record.serving.figures() if record.serving else {})
+        summary.update({f"model.{k}": v for k in ("size_bytes", "macs_per_image", "params")
+                        if (v := getattr(record.model, k)) is not None})  # fmt: skip
         if record.error:
             summary.update(error_type=record.error.type, error=record.error.message)
         self.run.summary.update(summary)
@@ -139,12 +146,26 @@ class Tracker:
         artifact = wandb.Artifact(f"record-{record.run_id}", type="result-record")
         artifact.add_file(str(record_path), name="record.json")
         self.run.log_artifact(artifact)
+        if record.model.path and record.model.artifact:
+            self.run.log_artifact(model_artifact(record))
         run_dir = os.path.dirname(self.run.dir)
         if record.error and record.error.type == "Interrupted":
             self.run.mark_preempting()  # W&B shows it as pre-empted, to be resumed
         self.run.finish(exit_code=0 if record.completed else 1)
         if self.mode == "offline":
             say(f"W&B run saved offline; upload it with: wandb sync {run_dir}")
+
+
+def model_artifact(record: Record) -> wandb.Artifact:
+    """The kept SavedModel and its LiteRT exports (when served) as one ``model`` artifact."""
+    model = wandb.Artifact(
+        record.model.artifact, type="model", metadata=dataclasses.asdict(record.model)
+    )
+    model.add_dir(record.model.path, name="saved_model")
+    for name, result in (record.serving.formats if record.serving else {}).items():
+        if result.path and result.path.endswith(".tflite"):
+            model.add_file(result.path, name=f"{name}.tflite")
+    return model
 
 
 def shutdown() -> None:

@@ -1,0 +1,107 @@
+"""Keeps a completed run's trained model: a SavedModel that loads without bench or Keras.
+
+Its ``serving_default`` signature takes what bench's data pipeline hands the model before
+scaling: RGB images resized to the run's ``image_size``, float32 in 0..255 (:data:`INPUT`).
+The scaling to the backbone's input range (the registry's) is inside, so a user feeds
+decoded, resized images and gets class probabilities back.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import tensorflow as tf
+import tf_keras as keras
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+from bench.core.record import ModelInfo
+from bench.core.spec import RunSpec
+from bench.pipeline import model as models
+
+INPUT = (
+    "image: float32 [batch, {size}, {size}, 3], RGB 0..255, resized to {size} px "
+    "(bilinear); returns probabilities: float32 [batch, {classes}]"
+)
+SIGNATURE = "serving_default"
+
+
+class Serving(tf.Module):
+    """The trained model behind one signature that takes 0..255 images."""
+
+    def __init__(self, model: keras.Model, size: int, input_range: tuple[float, float]):
+        super().__init__(name="bench_model")
+        self.model = model
+        low, high = input_range
+        self._scale, self._low = (high - low) / 255.0, low
+        spec = tf.TensorSpec([None, size, size, 3], tf.float32, name="image")
+        self.serve = tf.function(self.call, input_signature=[spec])
+
+    def call(self, image):
+        """Class probabilities of a batch of 0..255 images."""
+        # As bench.pipeline.data.scaled: the same clip and affine map as in training.
+        x = tf.clip_by_value(image, 0.0, 255.0) * self._scale + self._low
+        return {"probabilities": tf.cast(self.model(x, training=False), tf.float32)}
+
+
+def model_dir(results_dir: str | os.PathLike, run_id: str) -> Path:
+    """Where a run's SavedModel lives: ``<results_dir>/models/<run_id>/saved_model``."""
+    return Path(results_dir) / "models" / run_id / "saved_model"
+
+
+def keep(spec: RunSpec, built: models.Built, num_classes: int, policy: str) -> ModelInfo:
+    """Writes the run's final model as a SavedModel and says where and what it is.
+
+    A run that trained only its head on cached features has no backbone in memory: the
+    full model is built (with the same backbone weights the features came from) and the
+    trained head's weights copied into it.
+    """
+    full = built
+    if built.backbone is None:
+        full = models.build(spec, num_classes, policy)
+        full.head.set_weights(built.head.get_weights())
+    size = spec.cfg.image_size
+    served = Serving(full.model, size, spec.backbone.input_range(spec.cfg.backbone.source.value))
+    target = model_dir(spec.cfg.results_dir, spec.run_id)
+    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    tf.saved_model.save(served, str(partial), signatures={SIGNATURE: served.serve})
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(partial, target)  # a run cut while saving leaves no half model in its place
+    return ModelInfo(
+        path=str(target),
+        input=INPUT.format(size=size, classes=num_classes),
+        size_bytes=folder_size(target),
+        params=int(full.model.count_params()),
+        macs_per_image=multiply_adds(served.call, size),
+    )
+
+
+def folder_size(path: str | os.PathLike) -> int:
+    """Bytes of every file under ``path``."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+# Ops whose multiply-adds the published figures count (Sandler et al. 2018, Tan and Le
+# 2019): convolutions and fully connected layers, not activations or normalisation.
+COUNTED_OPS = ["Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2"]
+
+
+def multiply_adds(call, size: int) -> int | None:
+    """Multiply-adds of one ``size`` px image through ``call`` (images to outputs), from
+    TensorFlow's profiler on its graph traced and frozen at batch 1 (static shapes, which
+    the profiler needs; it counts a multiply-add as two float ops).
+
+    Returns None when the graph cannot be frozen (the profiler then has nothing to count).
+    """
+    one = tf.function(call).get_concrete_function(tf.TensorSpec([1, size, size, 3], tf.float32))
+    try:
+        frozen = convert_variables_to_constants_v2(one)
+    except Exception:  # noqa: BLE001  (a graph the freezer cannot take: no count, no failure)
+        return None
+    builder = tf.compat.v1.profiler.ProfileOptionBuilder
+    options = builder(builder.float_operation()).with_empty_output().build()
+    options["account_type_regexes"] = COUNTED_OPS
+    profile = tf.compat.v1.profiler.profile(graph=frozen.graph, options=options)
+    return int(profile.total_float_ops // 2)

@@ -1,0 +1,189 @@
+"""What a kept model costs to serve: its LiteRT exports, each one's size, accuracy, batch-1
+latency and throughput, written into the run's record (``serving``) format by format.
+
+One pass over the evaluation split runs every format on the same batches, so accuracy is
+measured on exactly the images the run's test accuracy was, and each export's
+probabilities are compared with the SavedModel's. A format the converter refuses is
+recorded ``unsupported`` with its reason and the others go on. The record is rewritten
+after each format, so a serve that is cut loses nothing it measured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from bench.core import environment
+from bench.core import record as records
+from bench.core.record import FormatResult, Latency, Record, ServingInfo
+from bench.core.schema import ServingConfig
+from bench.core.spec import RunSpec
+from bench.pipeline import data as pipeline
+from bench.pipeline import keep, litert
+from bench.pipeline.keep import folder_size
+
+log = logging.getLogger("bench")
+
+SAVED_MODEL = "saved_model"
+_PACKAGES = {"tensorflow": "tensorflow", "ai-edge-litert": "ai-edge-litert"}
+
+
+def pending(rec: Record, settings: ServingConfig) -> list[str]:
+    """The formats (``saved_model`` first) ``rec`` has no result for yet: what a serve of
+    it would measure. Empty for a run without a kept model."""
+    if not rec.completed or not rec.model.path or not Path(rec.model.path).is_dir():
+        return []
+    done = rec.serving.formats if rec.serving else {}
+    wanted = [SAVED_MODEL, *(f.value if hasattr(f, "value") else f for f in settings.formats)]
+    return [name for name in wanted if name not in done]
+
+
+def serve(record_path: Path, settings: ServingConfig) -> Record:
+    """Measures every pending format of the record at ``record_path`` and writes each
+    result into it as soon as it is measured.
+
+    Returns:
+        The record with its ``serving`` section.
+    """
+    rec = records.read(record_path)
+    todo = pending(rec, settings)
+    if not todo:
+        return rec
+    spec = RunSpec.of(rec.config, rec.run_id)
+    split, batches = evaluation(spec, settings.batch)
+    threads = sorted({1, environment.usable_cores()})
+    info = rec.serving or ServingInfo(measured_at=records.now())
+    info.host_cpu, info.threads, info.batch = environment.cpu_model(), threads, settings.batch
+    info.versions = environment.versions(_PACKAGES)
+    info.eval_split = split
+    saved = tf.saved_model.load(rec.model.path).signatures[keep.SIGNATURE]
+    reference = _probabilities(lambda x: saved(image=tf.constant(x))["probabilities"], batches)
+    info.eval_images = len(reference.labels)
+    rec.serving = info
+    for name in todo:
+        if name == SAVED_MODEL:
+            result = _measure_saved_model(saved, rec.model.path, batches, settings, reference)
+        else:
+            calibration = lambda: calibration_sample(spec, settings.calibration_images)  # noqa: E731
+            result = _measure_export(rec, name, calibration, batches, settings, threads, reference)
+            if name == "int8":
+                info.calibration_images = settings.calibration_images
+        info.formats[name] = result
+        info.measured_at = records.now()
+        records.write(rec, record_path.parent)
+        log.info("served %s as %s: %s", rec.run_id, name, result.status)
+    return rec
+
+
+def evaluation(spec: RunSpec, batch: int) -> tuple[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """The split accuracy is measured on (test, else validation) as float32 0..255 batches,
+    resized as in training."""
+    found = pipeline.load(spec)
+    split = "test" if found.images.get("test") is not None else "val"
+    batches = [(x.numpy(), y.numpy()) for x, y in found.images[split].batch(batch)]
+    return split, batches
+
+
+def calibration_sample(spec: RunSpec, count: int) -> Iterator[list[np.ndarray]]:
+    """A seeded sample of ``count`` training images, one per batch (the converter's
+    representative dataset): the same images for every export of the same run."""
+    train = pipeline.load(spec).images["train"]
+    sample = train.shuffle(spec.cfg.dataset.shuffle_buffer, seed=spec.cfg.seed).take(count)
+    for image, _ in sample:
+        yield [image.numpy()[None]]
+
+
+@dataclasses.dataclass
+class _Predictions:
+    probabilities: np.ndarray
+    labels: np.ndarray
+
+    def against(self, reference: _Predictions) -> dict:
+        correct = int((self.probabilities.argmax(-1) == self.labels).sum())
+        gap = float(np.abs(self.probabilities - reference.probabilities).max())
+        return {"correct": correct, "accuracy": correct / len(self.labels), "max_abs_diff": gap}
+
+
+def _probabilities(call: Callable, batches) -> _Predictions:
+    found = [np.asarray(call(x)) for x, _ in batches]
+    return _Predictions(np.concatenate(found), np.concatenate([y for _, y in batches]))
+
+
+def _measure_saved_model(saved, path, batches, settings, reference) -> FormatResult:
+    """The SavedModel in TensorFlow: its thread pools are fixed when TensorFlow starts, so
+    it is timed at the process's threads (all usable cores) only."""
+    one = tf.constant(batches[0][0][:1])
+    many = tf.constant(_batch_of(batches, settings.batch))
+    cores = environment.usable_cores()
+    return FormatResult(
+        status="measured",
+        path=str(path),
+        size_bytes=folder_size(path),
+        **reference.against(reference),
+        latency={str(cores): _latency(lambda: saved(image=one), settings)},
+        images_per_s=_throughput(lambda: saved(image=many), settings.batch),
+    )
+
+
+def _measure_export(rec, name, calibration, batches, settings, threads, reference):
+    target = Path(rec.model.path).parent / f"{name}.tflite"
+    try:
+        flat = litert.convert(rec.model.path, name, calibration)
+    except litert.Unsupported as error:
+        return FormatResult(status="unsupported", reason=str(error))
+    target.write_bytes(flat)
+    try:
+        runner = litert.Runner(target, max(threads))
+        found = _probabilities(runner, batches).against(reference)
+        latency = {str(n): invoke_latency(target, n, batches[0][0][:1], settings) for n in threads}
+        runner.load(_batch_of(batches, settings.batch))
+        rate = _throughput(runner.invoke, settings.batch)
+    except Exception as error:  # noqa: BLE001  (an export that converts but cannot run)
+        return FormatResult(status="failed", reason=f"{type(error).__name__}: {error}")
+    return FormatResult(
+        status="measured", path=str(target), size_bytes=target.stat().st_size, **found,
+        latency=latency, images_per_s=rate,
+    )  # fmt: skip
+
+
+def invoke_latency(path: Path, threads: int, image: np.ndarray, settings) -> Latency:
+    """Batch-1 latency of ``invoke()`` alone (the image is loaded before the clock starts)."""
+    runner = litert.Runner(path, threads)
+    runner.load(image)
+    return _latency(runner.invoke, settings)
+
+
+def _latency(call: Callable[[], object], settings: ServingConfig) -> Latency:
+    for _ in range(settings.warmup_calls):
+        call()
+    times = np.empty(settings.timed_calls)
+    for index in range(settings.timed_calls):
+        start = time.perf_counter()
+        call()
+        times[index] = time.perf_counter() - start
+    p50, p90, p99 = np.percentile(times * 1000.0, [50, 90, 99])
+    return Latency(float(p50), float(p90), float(p99), settings.timed_calls)
+
+
+THROUGHPUT_S = 1.0  # each throughput figure times calls for at least this long
+
+
+def _throughput(call: Callable[[], object], batch: int) -> float:
+    call()  # warm-up
+    calls, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < THROUGHPUT_S or calls < 3:
+        call()
+        calls += 1
+    return batch * calls / elapsed
+
+
+def _batch_of(batches, size: int) -> np.ndarray:
+    """``size`` evaluation images (repeated when the split has fewer)."""
+    images = np.concatenate([x for x, _ in batches])
+    return np.resize(images, (size, *images.shape[1:])).astype(np.float32)

@@ -1,0 +1,119 @@
+"""``python -m bench.serve [--runs DIR] [--group G] [--tag T] [--run-id ID ...]``: what each
+kept model costs to serve.
+
+For every completed record in ``--runs`` (narrowed by the multirun group, a W&B tag or run
+ids) whose kept model has formats not yet measured, it exports the model to LiteRT
+(float32, float16, dynamic-range int8, full-integer int8), measures each export and the
+SavedModel (size, accuracy, batch-1 latency at 1 thread and all cores, throughput) and
+writes the figures into the record's ``serving`` section (:mod:`bench.pipeline.serve`).
+Formats already measured are skipped, so a second serve measures nothing again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import bench  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
+from bench.core import record as records
+from bench.core.console import say
+from bench.core.schema import ServingConfig, ServingFormat
+
+_DEFAULTS = ServingConfig()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serves every selected record that has something pending; 0 when all went through."""
+    parser = arguments()
+    args = parser.parse_args(argv)
+    settings = ServingConfig(
+        formats=formats(parser, args.formats),
+        calibration_images=args.calibration_images,
+        timed_calls=args.timed_calls,
+    )
+    selected = select(Path(args.runs), args.group, args.tag, set(args.run_id or ()))
+    from bench.pipeline import serve  # TensorFlow loads here
+
+    todo = [(path, rec) for path, rec in selected if serve.pending(rec, settings)]
+    say(f"{len(selected)} records selected, {len(todo)} with formats to measure")
+    started = time.perf_counter()
+    for number, (path, rec) in enumerate(todo, 1):
+        say(f"[{number}/{len(todo)}] {rec.run_id} ({rec.config['backbone']['name']}): "
+            f"{', '.join(serve.pending(rec, settings))}")  # fmt: skip
+        done = serve.serve(path, settings)
+        for name, result in done.serving.formats.items():
+            say(f"  {line(name, result)}")
+    say(f"served {len(todo)} records in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def arguments() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.serve", description=__doc__)
+    parser.add_argument("--runs", default="results/runs", help="folder of records")
+    parser.add_argument("--group", help="only the runs of this multirun group")
+    parser.add_argument("--tag", help="only runs with this W&B tag")
+    parser.add_argument("--run-id", action="append", help="only this run (repeatable)")
+    parser.add_argument(
+        "--formats",
+        default=",".join(f.value for f in _DEFAULTS.formats),
+        help="LiteRT exports, comma-separated (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--calibration-images", type=int, default=_DEFAULTS.calibration_images,
+        help="training images the int8 export is calibrated on (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--timed-calls", type=int, default=_DEFAULTS.timed_calls,
+        help="batch-1 calls timed per format and thread count (default: %(default)s)",
+    )  # fmt: skip
+    return parser
+
+
+def formats(parser: argparse.ArgumentParser, value: str) -> list[ServingFormat]:
+    """``--formats`` as formats; an unknown one exits 2 naming it and the allowed values."""
+    allowed = [f.value for f in ServingFormat]
+    unknown = [f for f in value.split(",") if f and f not in allowed]
+    if unknown:
+        parser.error(
+            f"--formats: {', '.join(unknown)} is not a format; allowed: {', '.join(allowed)} "
+            f"(comma-separated, e.g. --formats float32,int8)"
+        )
+    return [ServingFormat(f) for f in value.split(",") if f]
+
+
+def select(runs: Path, group: str | None, tag: str | None, run_ids: set[str]):
+    """The readable records of ``runs`` that match every given filter, with their paths."""
+    found = []
+    for path in sorted(runs.glob("*.json")):
+        try:
+            rec = records.read(path)
+        except (OSError, ValueError) as error:
+            say(f"skipped {path}: {error}", error=True)
+            continue
+        if group and rec.job.get("group") != group:
+            continue
+        if tag and tag not in (rec.config.get("wandb") or {}).get("tags", []):
+            continue
+        if run_ids and rec.run_id not in run_ids:
+            continue
+        found.append((path, rec))
+    return found
+
+
+def line(name: str, result: records.FormatResult) -> str:
+    """One format's figures in a line."""
+    if result.status != "measured":
+        return f"{name:>12}: {result.status} ({result.reason})"
+    fewest = min(result.latency, key=int)
+    p50 = result.latency[fewest].p50_ms
+    return (
+        f"{name:>12}: {result.size_bytes / 1e6:8.2f} MB  accuracy {result.accuracy:.3f}  "
+        f"p50 {p50:7.2f} ms ({fewest} thread{'s' if fewest != '1' else ''})  "
+        f"{result.images_per_s:8.1f} img/s"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
