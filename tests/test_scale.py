@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -141,7 +142,8 @@ TWO_WORKER_CASES = {
 def test_two_workers_on_localhost_train_one_run_into_one_record_and_one_wandb_run(
     tmp_path, tfds_dir, hub_dir, case
 ):
-    args = [*SMALL_DATA, *hub_backbone(hub_dir), *TWO_WORKER_CASES[case], "wandb.mode=offline"]
+    args = [*SMALL_DATA, *hub_backbone(hub_dir), *TWO_WORKER_CASES[case], "wandb.mode=offline",
+            "keep_model=true"]  # fmt: skip
     cluster_spec = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
     command = [sys.executable, "-m", "bench.run", *args, f"results_dir={tmp_path / 'runs'}"]
     envs = [_worker_env(tmp_path, tfds_dir, cluster_spec, index) for index in range(2)]
@@ -171,6 +173,11 @@ def test_two_workers_on_localhost_train_one_run_into_one_record_and_one_wandb_ru
     assert theirs["run_id"] == done["run_id"] and theirs["status"] == "completed"
     assert theirs["wandb"]["mode"] == "disabled"
     assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
+    # One model per run, kept by the chief; a head trained on cached features is kept on
+    # its backbone.
+    assert (Path(done["model"]["path"]) / "saved_model.pb").is_file()
+    assert theirs["model"]["path"] is None
+    assert [p.name for p in (tmp_path / "runs" / "models").iterdir()] == [done["run_id"]]
     expected_cache = "filled" if case.startswith("frozen") else "unused"
     assert done["feature_cache"]["status"] == expected_cache
     if expected_cache == "filled":  # filled once, by the chief alone

@@ -93,10 +93,9 @@ def execute(spec: RunSpec) -> Record:
         stop.check()
         cached, cache = features.prepare(spec, dataset, entry, built)
         train.run(built, dataset, spec, strat, tracker.log_epoch, result, checkpoint, cached, jit)
-        if spec.cfg.keep_model and cluster.role().chief:  # one model per run, as one record
-            with strat.scope():
-                kept = keep.keep(spec, built, dataset.num_classes, policy)
-            kept.artifact = tracker.artifact_name("model")
+        if spec.cfg.keep_model:
+            kept = keep.kept(spec, built, dataset.num_classes, policy, strat)
+            kept.artifact = tracker.artifact_name("model") if kept.path else None
     except tf.errors.ResourceExhaustedError as exc:
         error = OutOfMemory(
             f"out of memory at batch_size={spec.batch_size}, image_size="

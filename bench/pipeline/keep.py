@@ -16,6 +16,7 @@ import tensorflow as tf
 import tf_keras as keras
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+from bench.core import cluster
 from bench.core.record import ModelInfo
 from bench.core.spec import RunSpec
 from bench.pipeline import model as models
@@ -48,6 +49,18 @@ class Serving(tf.Module):
 def model_dir(results_dir: str | os.PathLike, run_id: str) -> Path:
     """Where a run's SavedModel lives: ``<results_dir>/models/<run_id>/saved_model``."""
     return Path(results_dir) / "models" / run_id / "saved_model"
+
+
+def kept(spec: RunSpec, built: models.Built, num_classes: int, policy: str, strat) -> ModelInfo:
+    """The run's kept model: one per run, the chief's. Every worker of a multi-worker run
+    saves, each into its own ``results_dir``, because reading the replicas' variables is a
+    collective op all workers must join; the other workers then delete their copies."""
+    with strat.scope():
+        info = keep(spec, built, num_classes, policy)
+    if cluster.role().chief:
+        return info
+    shutil.rmtree(Path(info.path).parent, ignore_errors=True)
+    return ModelInfo()
 
 
 def keep(spec: RunSpec, built: models.Built, num_classes: int, policy: str) -> ModelInfo:
