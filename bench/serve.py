@@ -45,8 +45,21 @@ def main(argv: list[str] | None = None) -> int:
         done = serve.serve(path, settings)
         for name, result in done.serving.formats.items():
             say(f"  {line(name, result)}")
+        publish(done)
     say(f"served {len(todo)} records in {time.perf_counter() - started:.0f} s")
     return 0
+
+
+def publish(done: records.Record) -> None:
+    """The figures and the model artifact into the run's W&B run, when it had one; a W&B
+    failure is reported and the serve goes on (the record has every figure)."""
+    from bench.pipeline import tracker
+
+    try:
+        if tracker.publish_serving(done):
+            say(f"  W&B run {done.wandb.id} ({done.wandb.mode}): serving figures and model logged")
+    except Exception as error:  # noqa: BLE001  (wandb raises several types)
+        say(f"  W&B run {done.wandb.id} not updated: {type(error).__name__}: {error}", error=True)
 
 
 def arguments() -> argparse.ArgumentParser:

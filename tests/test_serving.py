@@ -310,6 +310,34 @@ def test_an_unsupported_format_is_recorded_and_a_second_serve_measures_nothing(s
     assert {p.name: p.read_bytes() for p in runs.glob("*.json")} == after
 
 
+@pytest.mark.slow
+def test_a_later_serve_adds_its_figures_and_model_to_the_runs_wandb_run(
+    served, tmp_path, monkeypatch
+):
+    """A run that kept its model but was not served: bench.serve resumes its offline W&B
+    run by id, which ``wandb sync`` then merges into the run."""
+    record = served.record
+    runs, model = tmp_path / "runs", tmp_path / "model" / "saved_model"
+    shutil.copytree(record["model"]["path"], model)
+    record.update(serving=None, model={**record["model"], "path": str(model)})
+    runs.mkdir()
+    (runs / f"{record['run_id']}.json").write_text(json.dumps(record))
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    printed = _serve("--runs", str(runs), "--formats", "float32")
+    assert f"W&B run {record['run_id']} (offline): serving figures and model logged" in printed
+    (resumed,) = tmp_path.glob("wandb/offline-run-*")
+    run = read_run(resumed)
+    assert run["run"].run_id == record["run_id"]
+    served_now = json.loads((runs / f"{record['run_id']}.json").read_text())
+    served_now = served_now["serving"]["formats"]
+    assert run["summary"]["serving.float32.size_bytes"] == served_now["float32"]["size_bytes"]
+    assert "serving.int8.size_bytes" not in run["summary"]
+    (path,) = resumed.glob("run-*.wandb")
+    artifacts = [r.artifact for r in records(path) if r.WhichOneof("record_type") == "artifact"]
+    (artifact,) = [a for a in artifacts if a.type == "model"]
+    assert {e.path for e in artifact.manifest.contents} >= {"float32.tflite"}
+
+
 def test_a_bad_format_fails_before_anything_is_read(capsys):
     from bench import serve
 

@@ -137,8 +137,7 @@ class Tracker:
         summary = {k: v for k, v in metrics.items() if v is not None}
         summary["status"] = record.status.value
         summary.update(record.serving.figures() if record.serving else {})
-        summary.update({f"model.{k}": v for k in ("size_bytes", "macs_per_image", "params")
-                        if (v := getattr(record.model, k)) is not None})  # fmt: skip
+        summary.update(_model_figures(record))
         if record.error:
             summary.update(error_type=record.error.type, error=record.error.message)
         self.run.summary.update(summary)
@@ -154,6 +153,35 @@ class Tracker:
         self.run.finish(exit_code=0 if record.completed else 1)
         if self.mode == "offline":
             say(f"W&B run saved offline; upload it with: wandb sync {run_dir}")
+
+
+def publish_serving(record: Record) -> bool:
+    """Adds a later serve's figures and the ``model`` artifact (SavedModel and exports) to
+    the record's W&B run, resumed by its id in the mode it ran in.
+
+    Returns:
+        False when the run had no W&B run (``wandb.mode=disabled``).
+    """
+    info, settings = record.wandb, record.config.get("wandb") or {}
+    if info.mode in (None, "disabled") or not info.id:
+        return False
+    record.model.artifact = record.model.artifact or f"model-{record.run_id}"
+    with wandb.init(
+        project=settings.get("project"), entity=settings.get("entity"), mode=info.mode,
+        id=info.id, resume="allow", reinit="finish_previous", job_type="train",
+    ) as run:  # fmt: skip
+        run.summary.update({**record.serving.figures(), **_model_figures(record)})
+        if record.model.path:
+            run.log_artifact(model_artifact(record))
+    return True
+
+
+def _model_figures(record: Record) -> dict:
+    return {
+        f"model.{k}": v
+        for k in ("size_bytes", "macs_per_image", "params")
+        if (v := getattr(record.model, k)) is not None
+    }
 
 
 def model_artifact(record: Record) -> wandb.Artifact:
