@@ -277,6 +277,23 @@ def _resumable(tiny: list[str]) -> list[str]:
 REPLAYED = ["augment=keras_io", "optimizer.schedule=plateau", "optimizer.plateau_patience=1",
             "optimizer.plateau_factor=0.5", "head.dropout=0.5"]  # fmt: skip
 NUMBERS = ("epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "lr")
+KEPT = "keep_model=true"  # the final weights are compared too, from the kept SavedModels
+
+
+def _weights(record) -> dict:
+    """Every variable of a run's kept SavedModel, by its checkpoint key."""
+    import tensorflow as tf
+
+    model = record["model"] if isinstance(record, dict) else dataclasses.asdict(record.model)
+    reader = tf.train.load_checkpoint(str(Path(model["path"]) / "variables" / "variables"))
+    return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()}
+
+
+def _same_weights(a, b) -> None:
+    found, expected = _weights(a), _weights(b)
+    assert found.keys() == expected.keys()
+    for key, value in expected.items():
+        assert np.array_equal(found[key], value), key
 
 
 def _numbers(history) -> list[tuple]:
@@ -306,9 +323,9 @@ def test_a_run_cut_after_its_second_epoch_resumes_with_each_epoch_once(
     """SIGTERM to the launcher (SLURM's time limit, a sweep agent's stop): the worker stops,
     records ``Interrupted``, keeps its checkpoint and marks its W&B run pre-empted; the
     command exits 128 + 15. The same command again continues after epoch 2, in the same W&B
-    run, and ends with the numbers of the run never cut, bit for bit (augmentation, dropout
-    and a plateau schedule included)."""
-    args = [*_resumable(tiny), *REPLAYED, "wandb.mode=offline"]
+    run, and ends with the numbers and final weights of the run never cut, bit for bit
+    (augmentation, dropout and a plateau schedule included)."""
+    args = [*_resumable(tiny), *REPLAYED, "wandb.mode=offline", KEPT]
     launcher = launch(tmp_path, tfds_dir, *args, env=_held(tmp_path, tfds_dir, 3))
     launcher.until("holding at epoch 3")  # epochs 1 and 2 are finished and checkpointed
     worker = launcher.worker()
@@ -328,6 +345,7 @@ def test_a_run_cut_after_its_second_epoch_resumes_with_each_epoch_once(
     uncut = _uncut(tmp_path, tfds_dir, args)
     assert _numbers(done["history"]) == _numbers(uncut.history)
     assert done["metrics"]["test_accuracy"] == uncut.metrics.test_accuracy
+    _same_weights(done, uncut)
     # One W&B run, marked pre-empted, then continued.
     assert cut["wandb"]["id"] == done["wandb"]["id"] == done["run_id"]
     assert "preempting" in _wandb_kinds(cut) and "preempting" not in _wandb_kinds(done)
@@ -375,7 +393,8 @@ def _two_phase(tiny: list[str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def two_phase_uncut(tmp_path_factory, tfds_dir, hub_dir):
-    args = [*_two_phase([*SMALL_DATA, *hub_backbone(hub_dir), "wandb.mode=disabled"]), *REPLAYED]
+    tiny = [*SMALL_DATA, *hub_backbone(hub_dir), "wandb.mode=disabled"]
+    args = [*_two_phase(tiny), *REPLAYED, KEPT]
     return args, _uncut(tmp_path_factory.mktemp("two-phase"), tfds_dir, args)
 
 
@@ -386,7 +405,8 @@ def test_a_two_phase_run_killed_in_either_phase_ends_as_the_uncut_run(
 ):
     """SIGKILL to the worker after epoch 1 (head phase) or epoch 3 (fine-tune phase) of
     2 + 2: the relaunch trains only the epochs that were lost and ends with the uncut run's
-    numbers, bit for bit. The fine-tune phase has its own optimizer: optimizer.lr / 10."""
+    numbers and final weights, bit for bit. The fine-tune phase has its own optimizer:
+    optimizer.lr / 10."""
     args, uncut = two_phase_uncut
     launcher = launch(tmp_path, tfds_dir, *args, env=_held(tmp_path, tfds_dir, cut_at))
     launcher.until(f"holding at epoch {cut_at}")
@@ -405,6 +425,7 @@ def test_a_two_phase_run_killed_in_either_phase_ends_as_the_uncut_run(
     assert [row["lr"] for row in done["history"]][1:3] == pytest.approx([1e-3, 1e-4], rel=1e-6)
     assert _numbers(done["history"]) == _numbers(uncut.history)
     assert done["metrics"]["test_accuracy"] == uncut.metrics.test_accuracy
+    _same_weights(done, uncut)
 
 
 @pytest.mark.slow
@@ -533,11 +554,12 @@ def test_a_sigkill_counted_by_the_memory_cgroup_is_out_of_memory(tmp_path, v2):
 
 def test_two_fresh_runs_of_one_point_give_identical_numbers(tmp_path, tfds_dir, tiny):
     """Fine-tuned with augmentation, dropout and a plateau schedule, twice: every epoch's
-    loss, accuracy and learning rate, and the test accuracy, bit for bit."""
-    args = ["epochs=2", *tiny, *REPLAYED]
+    loss, accuracy and learning rate, the test accuracy and the final weights, bit for bit."""
+    args = ["epochs=2", *tiny, *REPLAYED, KEPT]
     first, second = (_uncut(tmp_path / str(n), tfds_dir, args) for n in (1, 2))
     assert _numbers(first.history) == _numbers(second.history)
     assert first.metrics.test_accuracy == second.metrics.test_accuracy
+    _same_weights(first, second)
 
 
 @contextlib.contextmanager
