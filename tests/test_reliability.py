@@ -562,6 +562,28 @@ def test_two_fresh_runs_of_one_point_give_identical_numbers(tmp_path, tfds_dir, 
     _same_weights(first, second)
 
 
+@pytest.mark.slow
+def test_two_runs_under_mirroredstrategy_give_identical_numbers_and_weights(
+    tmp_path, tfds_dir, tiny
+):
+    """Two logical CPUs stand in for two GPUs: each batch is split over two replicas and
+    the gradients are summed across them. One multirun trains the same point into two
+    folders, each job in its own worker; both end the same, bit for bit."""
+    args = ["-m", *tiny, *REPLAYED, KEPT, "epochs=2", "strategy=mirrored",
+            f"results_dir={tmp_path / 'a' / 'runs'},{tmp_path / 'b' / 'runs'}"]  # fmt: skip
+    env = inject(bench_env(tmp_path, tfds_dir), BENCH_TEST_CPU_REPLICAS="2")
+    proc = subprocess.run([sys.executable, "-m", "bench.run", *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (first,), (second,) = (load_records(tmp_path / name) for name in ("a", "b"))
+    for done in (first, second):
+        assert done["env"]["strategy"] == "MirroredStrategy" and done["env"]["replicas"] == 2
+        assert done["env"]["deterministic"] and done["env"]["not_deterministic"] == []
+    assert _numbers(first["history"]) == _numbers(second["history"])
+    assert first["metrics"]["test_accuracy"] == second["metrics"]["test_accuracy"]
+    _same_weights(first, second)
+
+
 @contextlib.contextmanager
 def busy_cores():
     """Both cores of the machine kept busy by two spinning processes (only while the stop
