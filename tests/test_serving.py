@@ -129,6 +129,9 @@ def test_a_kept_savedmodel_predicts_as_the_trained_keras_model_without_bench(tmp
     np.testing.assert_allclose(found_probabilities, expected, atol=1e-5)
     assert kept.path == str(tmp_path / "models" / spec.run_id / "saved_model")
     assert kept.params == built.model.count_params()
+    # The model's own float32 variables, not Adam's two slots per weight beside them.
+    (data,) = Path(kept.path).glob("variables/variables.data-*")
+    assert kept.params * 4 <= data.stat().st_size < kept.params * 4 * 1.05
     assert "0..255" in kept.input and "32 px" in kept.input
 
 

@@ -33,7 +33,10 @@ class Serving(tf.Module):
 
     def __init__(self, model: keras.Model, size: int, input_range: tuple[float, float]):
         super().__init__(name="bench_model")
-        self.model = model
+        # The SavedModel keeps the model's own variables, and nothing else the model
+        # tracks: its optimizer's slots would double or triple the file (Adam: m and v).
+        self.weights = list(model.variables)
+        self._predict = lambda x: model(x, training=False)  # a closure: not tracked
         low, high = input_range
         self._scale, self._low = (high - low) / 255.0, low
         spec = tf.TensorSpec([None, size, size, 3], tf.float32, name="image")
@@ -43,7 +46,7 @@ class Serving(tf.Module):
         """Class probabilities of a batch of 0..255 images."""
         # As bench.pipeline.data.scaled: the same clip and affine map as in training.
         x = tf.clip_by_value(image, 0.0, 255.0) * self._scale + self._low
-        return {"probabilities": tf.cast(self.model(x, training=False), tf.float32)}
+        return {"probabilities": tf.cast(self._predict(x), tf.float32)}
 
 
 def model_dir(results_dir: str | os.PathLike, run_id: str) -> Path:
