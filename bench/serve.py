@@ -25,7 +25,8 @@ _DEFAULTS = ServingConfig()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serves every selected record that has something pending; 0 when all went through."""
+    """Serves every selected record that has something pending; 0 when all went through,
+    1 when a record could not be served (the others still are)."""
     parser = arguments()
     args = parser.parse_args(argv)
     settings = ServingConfig(
@@ -36,18 +37,24 @@ def main(argv: list[str] | None = None) -> int:
     selected = select(Path(args.runs), args.group, args.tag, set(args.run_id or ()))
     from bench.pipeline import serve  # TensorFlow loads here
 
-    todo = [(path, rec) for path, rec in selected if serve.pending(rec, settings)]
+    todo = [(path, rec) for path, rec in selected if serve.pending(rec, settings, path)]
     say(f"{len(selected)} records selected, {len(todo)} with formats to measure")
-    started = time.perf_counter()
+    started, failed = time.perf_counter(), 0
     for number, (path, rec) in enumerate(todo, 1):
         say(f"[{number}/{len(todo)}] {rec.run_id} ({rec.config['backbone']['name']}): "
-            f"{', '.join(serve.pending(rec, settings))}")  # fmt: skip
-        done = serve.serve(path, settings)
+            f"{', '.join(serve.pending(rec, settings, path))}")  # fmt: skip
+        try:
+            done = serve.serve(path, settings)
+        except Exception as error:  # noqa: BLE001  (one record's data or model; the rest go on)
+            failed += 1
+            say(f"  not served: {type(error).__name__}: {error}", error=True)
+            continue
         for name, result in done.serving.formats.items():
             say(f"  {line(name, result)}")
         publish(done)
-    say(f"served {len(todo)} records in {time.perf_counter() - started:.0f} s")
-    return 0
+    say(f"served {len(todo) - failed} of {len(todo)} records in "
+        f"{time.perf_counter() - started:.0f} s")  # fmt: skip
+    return 1 if failed else 0
 
 
 def publish(done: records.Record) -> None:
@@ -62,7 +69,16 @@ def publish(done: records.Record) -> None:
         say(f"  W&B run {done.wandb.id} not updated: {type(error).__name__}: {error}", error=True)
 
 
+def positive(value: str) -> int:
+    """An argparse type: a whole number of 1 or more."""
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return number
+
+
 def arguments() -> argparse.ArgumentParser:
+    """The command's options: which records, which formats, how many calls."""
     parser = argparse.ArgumentParser(prog="python -m bench.serve", description=__doc__)
     parser.add_argument("--runs", default="results/runs", help="folder of records")
     parser.add_argument("--group", help="only the runs of this multirun group")
@@ -74,11 +90,11 @@ def arguments() -> argparse.ArgumentParser:
         help="LiteRT exports, comma-separated (default: %(default)s)",
     )
     parser.add_argument(
-        "--calibration-images", type=int, default=_DEFAULTS.calibration_images,
+        "--calibration-images", type=positive, default=_DEFAULTS.calibration_images,
         help="training images the int8 export is calibrated on (default: %(default)s)",
     )  # fmt: skip
     parser.add_argument(
-        "--timed-calls", type=int, default=_DEFAULTS.timed_calls,
+        "--timed-calls", type=positive, default=_DEFAULTS.timed_calls,
         help="batch-1 calls timed per format and thread count (default: %(default)s)",
     )  # fmt: skip
     return parser

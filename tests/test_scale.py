@@ -174,10 +174,12 @@ def test_two_workers_on_localhost_train_one_run_into_one_record_and_one_wandb_ru
     assert theirs["wandb"]["mode"] == "disabled"
     assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
     # One model per run, kept by the chief; a head trained on cached features is kept on
-    # its backbone.
+    # its backbone (the parameters of the whole model).
     assert (Path(done["model"]["path"]) / "saved_model.pb").is_file()
+    assert done["model"]["params"] == done["metrics"]["params_total"]  # the whole model
     assert theirs["model"]["path"] is None
     assert [p.name for p in (tmp_path / "runs" / "models").iterdir()] == [done["run_id"]]
+    assert not list((tmp_path / "runs" / "workers").rglob("saved_model*"))  # saved, then deleted
     expected_cache = "filled" if case.startswith("frozen") else "unused"
     assert done["feature_cache"]["status"] == expected_cache
     if expected_cache == "filled":  # filled once, by the chief alone

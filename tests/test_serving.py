@@ -15,6 +15,7 @@ import sys
 from contextlib import redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -420,8 +421,9 @@ def test_the_budget_sentences_pick_the_most_accurate_model_that_fits(tmp_path):
         "Most accurate within 10 ms per image at batch 1 on Test CPU (p50, one thread): "
         "b0 / 32 as int8 with accuracy 0.770 (mean of 3 seeds, 95% CI 0.745 to 0.795), 6.00 ms"
     ), latency
-    assert "ahead of mobilenet_v2 / 32 as float32 (0.760) by 1.0 points (paired t over 3 " \
-           "seeds both ran: 95% CI [+1.0, +1.0] points)" in latency, latency  # fmt: skip
+    assert "ahead of mobilenet_v2 / 32 as float32 with 0.760 (mean of 3 seeds, 95% CI 0.735 " \
+           "to 0.785) by 1.0 points (paired t over 3 seeds both ran: 95% CI [+1.0, +1.0] " \
+           "points)" in latency, latency  # fmt: skip
     assert latency.endswith("(3 of 6 exports fit)."), latency
     assert size.startswith("Most accurate within 8 MB: mobilenet_v2 / 32 as float32"), size
     assert size.endswith("7.50 MB (2 of 6 exports fit)."), size  # no other model fits
@@ -431,3 +433,120 @@ def test_the_budget_sentences_pick_the_most_accurate_model_that_fits(tmp_path):
     nothing = serving.sentences(serving.serving(comparison), 1.0, 1.0)
     assert nothing[0].startswith("No LiteRT export is within 1 ms per image"), nothing[0]
     assert "the cheapest is mobilenet_v2 / 32 as int8 at 2.00 ms" in nothing[0]
+
+
+def _comparison(found):
+    from bench.analysis import load, tables
+
+    return tables.comparisons(load.build(found, []).runs)["shapes"]
+
+
+def test_the_accuracy_change_pairs_only_runs_both_formats_were_measured_for():
+    """int8 measured for seed 1 only (unsupported on the others): its change from float32
+    is that one model's, not int8 of seed 1 against float32's mean over three seeds."""
+    from bench.analysis import serving
+    from bench.core import record as records
+    from tests.test_records import GOLDEN
+
+    base = records.read(GOLDEN / "v5.json")
+    found = []
+    for seed, accuracy in ((1, 0.50), (2, 0.70), (3, 0.90)):
+        formats = {"float32": (accuracy, 4.0, 8.0)}
+        if seed == 1:
+            formats["int8"] = (0.48, 2.0, 2.0)
+        found.append((_record(base, f"b0{seed}", "b0", seed, formats), "hand"))
+    served = serving.serving(_comparison(found))
+    (change,) = served.change.values()
+    assert change.value == pytest.approx(-0.02) and not change.tested
+    assert "-2.00 points (one run)" in serving.display(served).to_string()
+
+
+def test_a_missing_key_is_a_group_of_its_own_and_ties_go_to_the_cheaper_export():
+    """A sweep over ``backbone.bn_momentum=null,0.9``: two groups (never averaged
+    together), both served and shown.
+    float32 and float16 score the same: the size budget names the smaller."""
+    import dataclasses
+
+    from bench.analysis import serving
+    from bench.core import record as records
+    from tests.test_records import GOLDEN
+
+    base = records.read(GOLDEN / "v5.json")
+    found = []
+    for momentum in (None, 0.9):
+        for seed in (1, 2):
+            formats = {"float32": (0.6, 4.0, 8.0), "float16": (0.6, 4.0, 4.0)}
+            rec = _record(base, f"m{momentum}{seed}", "b0", seed, formats)
+            config = {**rec.config, "backbone": {**rec.config["backbone"], "bn_momentum": momentum}}
+            found.append((dataclasses.replace(rec, config=config), "hand"))
+    comparison = _comparison(found)
+    assert len(comparison.table) == 2
+    served = serving.serving(comparison)
+    assert len(served.table) == 4  # two groups by two formats
+    size = serving.sentences(served, 10.0, 100.0)[1]
+    assert "as float16" in size.split(":")[1].split(";")[0], size
+
+
+@pytest.mark.slow
+def test_a_moved_record_is_served_from_beside_it_and_a_failed_format_is_tried_again(
+    served, tmp_path
+):
+    """Results copied to another folder: the record's model path is stale, the model is
+    at ``models/<run_id>/`` beside it. A format recorded ``failed`` is measured again;
+    a measured one is not."""
+    record = served.record
+    runs = tmp_path / "moved"
+    shutil.copytree(Path(record["model"]["path"]).parent, runs / "models" / record["run_id"])
+    record["model"]["path"] = str(tmp_path / "gone" / "saved_model")
+    formats = record["serving"]["formats"]
+    formats["float16"] = {"status": "failed", "reason": "RuntimeError: boom"}
+    for name in ("saved_model", "dynamic_int8", "int8"):
+        formats.pop(name)
+    (runs / f"{record['run_id']}.json").write_text(json.dumps(record))
+    printed = _serve("--runs", str(runs), "--formats", "float32,float16")
+    assert "1 with formats to measure" in printed and ": saved_model, float16" in printed
+    after = json.loads((runs / f"{record['run_id']}.json").read_text())
+    assert after["model"]["path"] == str(runs / "models" / record["run_id"] / "saved_model")
+    assert after["serving"]["formats"]["float16"]["status"] == "measured"
+    assert after["serving"]["formats"]["float32"] == formats["float32"]  # kept as it was
+
+
+@pytest.mark.slow
+def test_a_stop_during_a_conversion_stops_the_serve_and_keeps_what_it_measured(
+    served, tmp_path, monkeypatch
+):
+    """SIGTERM while the converter runs (``serve=true`` in a worker that is being
+    stopped): not an ``unsupported`` verdict, but a stop; the SavedModel's figures stay."""
+    from bench.core.errors import Interrupted
+    from bench.core.schema import ServingConfig
+    from bench.pipeline import litert, serve
+
+    record = served.record
+    record.update(serving=None)
+    path = tmp_path / f"{record['run_id']}.json"
+    path.write_text(json.dumps(record))
+
+    def stopped():
+        raise Interrupted("stopped by SIGTERM")
+
+    converter = SimpleNamespace(target_spec=SimpleNamespace(), convert=stopped)
+    monkeypatch.setattr(litert.tf.lite.TFLiteConverter, "from_saved_model", lambda _: converter)
+    with pytest.raises(Interrupted):
+        serve.serve(path, ServingConfig(timed_calls=20))
+    formats = json.loads(path.read_text())["serving"]["formats"]
+    assert list(formats) == ["saved_model"] and formats["saved_model"]["status"] == "measured"
+
+
+@pytest.mark.slow
+def test_a_record_served_on_another_cpu_is_measured_again_whole(served, monkeypatch):
+    from bench.core import environment
+    from bench.core import record as records
+    from bench.core.schema import ServingConfig
+    from bench.pipeline import serve
+
+    rec = records.read(served.record_path)
+    assert serve.pending(rec, ServingConfig(), served.record_path) == []
+    monkeypatch.setattr(environment, "cpu_model", lambda: "Another CPU")
+    assert serve.pending(rec, ServingConfig(), served.record_path) == [
+        "saved_model", *EXPORTS
+    ]  # fmt: skip

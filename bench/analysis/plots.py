@@ -140,10 +140,20 @@ def tradeoff(
     table: pd.DataFrame, metric: str, dataset: str, out: Path,
     costs=TRAINING_COSTS, name: str = "tradeoff", title: str = "Accuracy against cost",
 ) -> Path:  # fmt: skip
-    """Accuracy against each of ``costs`` (``(metric, scale, axis label)``: training time
-    and parameters by default), the trade-off front drawn, every point with its 95%
+    """Accuracy against each cost, the trade-off front drawn, every point with its 95%
     intervals; hollow points are off the front but not separable from it (their accuracy
-    interval overlaps the front's)."""
+    interval overlaps the front's).
+
+    Args:
+        table: A comparison-style table (``(metric, stat)`` columns), one point per row.
+        metric: The accuracy on the y axis.
+        dataset: For the title and the file name.
+        out: The figures folder.
+        costs: One panel per ``(metric, scale, axis label)``: training time and
+            parameters by default; the Serving section passes latency and size.
+        name: The file's stem, before ``_<dataset>``.
+        title: The figure's title, before `` - <dataset>``.
+    """
     accuracy = table[(metric, "mean")]
     acc_low, acc_high = _interval(table, metric, 1.0)
     fig, axes = plt.subplots(1, len(costs), figsize=(5 * len(costs), 3.8), squeeze=False)

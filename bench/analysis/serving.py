@@ -63,7 +63,10 @@ def long(comparison: Comparison) -> pd.DataFrame:
                 figures = {f: run.get(f"serving.{name}.{f}") for f in FIGURES}
                 rows.append({**group, "format": name, "seed": int(run["seed"]), **figures,
                              "host_cpu": run.get("serving.host_cpu")})  # fmt: skip
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if not frame.empty:  # a missing key (a sweep over null and a value) is a group too
+        frame[names] = frame[names].astype(object).where(frame[names].notna(), "-")
+    return frame
 
 
 def _formats(columns) -> list[str]:
@@ -86,12 +89,22 @@ def serving(comparison: Comparison) -> Serving | None:
     table = tables.with_intervals(grouped[MEASURES].agg(["mean", "std", "count"]))
     parts = dict(list(grouped))
     threads = {k: (int(p["threads"].min()), int(p["threads_all"].max())) for k, p in parts.items()}
-    change = {
-        key: stats.compare(_by_seed(part), _by_seed(parts[(*key[:-1], FLOAT32)]))
-        for key, part in parts.items()
-        if key[-1] != FLOAT32 and (*key[:-1], FLOAT32) in parts
-    }
+    change = {}
+    for key, part in parts.items():
+        base = parts.get((*key[:-1], FLOAT32))
+        if key[-1] != FLOAT32 and base is not None:
+            change[key] = same_models(_by_seed(part), _by_seed(base))
+    change = {key: d for key, d in change.items() if d is not None}
     return Serving(table, change, threads, sorted(set(frame["host_cpu"].dropna())), frame)
+
+
+def same_models(a: dict[int, float], b: dict[int, float]) -> stats.Difference | None:
+    """Two formats' accuracies compared on the runs both were measured for (the same
+    trained models exported twice); None when they share no run."""
+    shared = sorted(set(a) & set(b))
+    if not shared:
+        return None
+    return stats.compare({s: a[s] for s in shared}, {s: b[s] for s in shared})
 
 
 def _by_seed(part: pd.DataFrame) -> dict[int, float]:
@@ -100,12 +113,11 @@ def _by_seed(part: pd.DataFrame) -> dict[int, float]:
 
 def display(found: Serving) -> pd.DataFrame:
     """The Serving table as the report shows it: one row per group and format."""
-    shown = tables.display(found.table).rename(
-        columns={"size_MiB": "size_MB", "images_per_s": "img/s (batch 32)"}
-    )
-    shown["size_MB"] = [
-        _megabytes(found.table, key) for key in found.table.index
-    ]  # MB, not MiB: what a download or a flash budget is stated in
+    shown = tables.display(found.table).rename(columns={"size_MiB": "size_MB"})
+    # MB, not MiB: what a download or a flash budget is stated in.
+    sizes = found.table[["size_bytes"]].rename(columns={"size_bytes": "size_MB"}, level=0)
+    scale = [1 if stat == "count" else 1e6 for _, stat in sizes.columns]
+    shown["size_MB"] = tables.display(sizes / scale)["size_MB"]
     shown.insert(0, "threads", [f"{a} / {b}" for a, b in (found.threads[k] for k in shown.index)])
     shown = shown.rename(columns={"p50_ms": "p50_ms (fewest threads)",
                                   "p50_ms_all": "p50_ms (most threads)"})  # fmt: skip
@@ -113,11 +125,6 @@ def display(found: Serving) -> pd.DataFrame:
         _change(found.change.get(key)) for key in found.table.index
     ]
     return shown.reset_index()
-
-
-def _megabytes(table: pd.DataFrame, key) -> str:
-    mean, n = table.loc[key, ("size_bytes", "mean")], int(table.loc[key, ("size_bytes", "count")])
-    return f"{mean / 1e6:.2f} (n={n})"
 
 
 def _change(d: stats.Difference | None) -> str:
@@ -169,29 +176,33 @@ def _within(found: Serving, cost, budget: float, scale: float, what: str, unit: 
             f"{exports.loc[cheapest, cost] / scale:.2f} {unit}."
         )
     accuracy = fits[("accuracy", "mean")]
-    top = accuracy.idxmax()
+    # The most accurate; of equally accurate exports, the cheapest.
+    ranked = sorted(fits.index, key=lambda k: (-accuracy[k], fits.loc[k, cost]))
+    top = ranked[0]
     text = (
         f"Most accurate within {what}: {_name(top)} with accuracy {_mean(fits, top)}, "
         f"{fits.loc[top, cost] / scale:.2f} {unit}"
     )
-    others = [k for k in accuracy.sort_values(ascending=False).index if k[:-1] != top[:-1]]
+    others = [k for k in ranked if k[:-1] != top[:-1]]
     if others:
-        text += "; " + _against(found, top, others[0], accuracy)
+        text += "; " + _against(found, top, others[0], fits)
     return text + f" ({len(fits)} of {len(exports)} exports fit)."
 
 
-def _against(found: Serving, top, other, accuracy: pd.Series) -> str:
-    """The pick against the runner-up of another model, with the test's footing."""
+def _against(found: Serving, top, other, fits: pd.DataFrame) -> str:
+    """The pick against the best export of another model, on the seeds both ran."""
     d = stats.compare(found.seeds(top), found.seeds(other))
+    theirs = f"{_name(other)} with {_mean(fits, other)}"
     if not d.tested:
-        return f"the best other model within it: {_name(other)}, {accuracy[other]:.3f} (one run)"
+        return f"the best other model within it: {theirs}, not tested"
     low, high = d.interval
     how = f"paired t over {d.pairs} seeds both ran" if d.test == stats.PAIRED else d.test
     footing = f"{how}: 95% CI [{low * 100:+.1f}, {high * 100:+.1f}] points"
-    if d.significant:
-        gap = f"{d.value * 100:.1f} points"
-        return f"ahead of {_name(other)} ({accuracy[other]:.3f}) by {gap} ({footing})"
-    return f"not distinguishable from {_name(other)} ({accuracy[other]:.3f}; {footing})"
+    if d.significant and d.value > 0:
+        return f"ahead of {theirs} by {d.value * 100:.1f} points ({footing})"
+    if d.significant:  # higher on average, lower on the seeds both ran
+        return f"behind {theirs} on the seeds both ran by {-d.value * 100:.1f} points ({footing})"
+    return f"not distinguishable from {theirs} ({footing})"
 
 
 def _mean(table: pd.DataFrame, key) -> str:

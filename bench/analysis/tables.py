@@ -24,7 +24,8 @@ def group_keys(part: pd.DataFrame, rows: list[str], cols: list[str]) -> list[str
     extra = ["image_size"] if "backbone" in rows + cols and "image_size" in part else []
     varying = [
         c for c in identity_columns(part)
-        if c != "dataset" and part[c].astype(str).nunique() > 1
+        # dropna=False: a key null in some runs and set in others splits them too.
+        if c != "dataset" and part[c].astype(str).nunique(dropna=False) > 1
     ]  # fmt: skip
     return list(dict.fromkeys(rows + cols + extra + varying))
 
@@ -123,9 +124,11 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
 def _unit(metric: str) -> tuple[str, float, int]:
     if metric.endswith("_bytes"):
         return metric.replace("_bytes", "_MiB"), 2**20, 0
+    if metric.endswith("_MB"):  # already in megabytes (serving sizes)
+        return metric, 1.0, 2
     if metric.startswith("params_"):
         return f"{metric}_M", 1e6, 2
-    if "accuracy" in metric or metric.endswith("_ms"):  # serving latency: often under 1 ms
+    if "accuracy" in metric or "_ms" in metric:  # serving latency: often under 1 ms
         return metric, 1.0, 3
     return metric, 1.0, 1
 

@@ -180,7 +180,8 @@ class SkippedFiles:
 @dataclass
 class ModelInfo:
     """The trained model a completed run kept (``keep_model``): a SavedModel whose
-    ``serving_default`` signature takes ``input`` and returns class probabilities."""
+    ``serving_default`` signature takes ``image`` (as ``input`` describes) and returns
+    class probabilities."""
 
     path: str | None = None  # the SavedModel folder: <results_dir>/models/<run_id>/saved_model
     input: str | None = None  # what the signature takes (pipeline.keep.INPUT)
@@ -260,7 +261,8 @@ class ServingInfo:
         return found
 
 
-# The per-format figures ServingInfo.figures() flattens, in the runs table's order.
+# The per-format figures ServingInfo.figures() flattens, in the runs table's order: one
+# list, so the W&B summary, the runs table and serving_from_figures cannot drift apart.
 FIGURES = (
     "size_bytes", "accuracy", "threads", "p50_ms", "p99_ms", "threads_all", "p50_ms_all",
     "images_per_s",
@@ -502,4 +504,9 @@ def read(path: str | os.PathLike) -> Record:
             (:class:`RecordError`).
     """
     with open(path) as handle:
-        return Record.from_dict(json.load(handle))
+        data = json.load(handle)
+    try:
+        return Record.from_dict(data)
+    except (TypeError, AttributeError, KeyError) as error:  # a section the checks do not cover
+        why = f"{type(error).__name__}: {error}"
+        raise RecordError(f"a section breaks the schema: {why}") from error

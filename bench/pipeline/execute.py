@@ -14,7 +14,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from bench.core import cluster, environment, record
-from bench.core.errors import OutOfMemory
+from bench.core.errors import Interrupted, OutOfMemory
 from bench.core.record import (
     ErrorInfo,
     FeatureCacheInfo,
@@ -94,7 +94,7 @@ def execute(spec: RunSpec) -> Record:
         cached, cache = features.prepare(spec, dataset, entry, built)
         train.run(built, dataset, spec, strat, tracker.log_epoch, result, checkpoint, cached, jit)
         if spec.cfg.keep_model:
-            kept = keep.kept(spec, built, dataset.num_classes, policy, strat)
+            kept = keeping(spec, built, dataset.num_classes, policy, strat)
             kept.artifact = tracker.artifact_name("model") if kept.path else None
     except tf.errors.ResourceExhaustedError as exc:
         error = OutOfMemory(
@@ -132,6 +132,18 @@ def execute(spec: RunSpec) -> Record:
         written = served(written, path, spec)
     tracker.finish(written, path)
     return written
+
+
+def keeping(spec: RunSpec, built, num_classes: int, policy: str, strat) -> ModelInfo:
+    """The kept model; a model that cannot be saved leaves the trained run completed,
+    without one (the record's ``model`` stays empty, the log says why)."""
+    try:
+        return keep.kept(spec, built, num_classes, policy, strat)
+    except (tf.errors.ResourceExhaustedError, Interrupted):  # the run's own outcomes
+        raise
+    except Exception:  # noqa: BLE001  (a save that fails is the model's loss, not the run's)
+        log.error("the model of %s was not kept:\n%s", spec.run_id, traceback.format_exc())
+        return ModelInfo()
 
 
 def served(written: Record, path, spec: RunSpec) -> Record:

@@ -69,14 +69,19 @@ def kept(spec: RunSpec, built: models.Built, num_classes: int, policy: str, stra
 def keep(spec: RunSpec, built: models.Built, num_classes: int, policy: str) -> ModelInfo:
     """Writes the run's final model as a SavedModel and says where and what it is.
 
-    A run that trained only its head on cached features has no backbone in memory: the
-    full model is built (with the same backbone weights the features came from) and the
-    trained head's weights copied into it.
+    The kept model computes in float32 (the LiteRT exports start from it, and CPUs serve
+    in it): a mixed-precision run's weights are copied into the same model built in
+    float32. A run that trained only its head on cached features has no backbone in
+    memory: the full model is built (with the same backbone weights the features came
+    from) and the trained head's weights copied into it.
     """
     full = built
     if built.backbone is None:
-        full = models.build(spec, num_classes, policy)
+        full = models.build(spec, num_classes, "float32")
         full.head.set_weights(built.head.get_weights())
+    elif policy != "float32":
+        full = models.build(spec, num_classes, "float32")
+        full.model.set_weights(built.model.get_weights())
     size = spec.cfg.image_size
     served = Serving(full.model, size, spec.backbone.input_range(spec.cfg.backbone.source.value))
     target = model_dir(spec.cfg.results_dir, spec.run_id)
@@ -84,6 +89,8 @@ def keep(spec: RunSpec, built: models.Built, num_classes: int, policy: str) -> M
     shutil.rmtree(partial, ignore_errors=True)
     tf.saved_model.save(served, str(partial), signatures={SIGNATURE: served.serve})
     shutil.rmtree(target, ignore_errors=True)
+    for stale in target.parent.glob("*.tflite"):  # a retrained point's exports are not its own
+        stale.unlink()
     os.replace(partial, target)  # a run cut while saving leaves no half model in its place
     return ModelInfo(
         path=str(target),
@@ -109,15 +116,16 @@ def multiply_adds(call, size: int) -> int | None:
     TensorFlow's profiler on its graph traced and frozen at batch 1 (static shapes, which
     the profiler needs; it counts a multiply-add as two float ops).
 
-    Returns None when the graph cannot be frozen (the profiler then has nothing to count).
+    Returns None when the graph cannot be frozen or profiled: a missing count never fails
+    the run.
     """
-    one = tf.function(call).get_concrete_function(tf.TensorSpec([1, size, size, 3], tf.float32))
+    image = tf.TensorSpec([1, size, size, 3], tf.float32)
     try:
-        frozen = convert_variables_to_constants_v2(one)
-    except Exception:  # noqa: BLE001  (a graph the freezer cannot take: no count, no failure)
+        frozen = convert_variables_to_constants_v2(tf.function(call).get_concrete_function(image))
+        builder = tf.compat.v1.profiler.ProfileOptionBuilder
+        options = builder(builder.float_operation()).with_empty_output().build()
+        options["account_type_regexes"] = COUNTED_OPS
+        profile = tf.compat.v1.profiler.profile(graph=frozen.graph, options=options)
+    except Exception:  # noqa: BLE001  (a graph the freezer or profiler cannot take: no count)
         return None
-    builder = tf.compat.v1.profiler.ProfileOptionBuilder
-    options = builder(builder.float_operation()).with_empty_output().build()
-    options["account_type_regexes"] = COUNTED_OPS
-    profile = tf.compat.v1.profiler.profile(graph=frozen.graph, options=options)
     return int(profile.total_float_ops // 2)

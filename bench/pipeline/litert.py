@@ -18,6 +18,8 @@ import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
+from bench.core.errors import Interrupted
+
 FORMATS = ("float32", "float16", "dynamic_int8", "int8")
 
 
@@ -50,6 +52,8 @@ def convert(
         converter.inference_output_type = tf.uint8
     try:
         return converter.convert()
+    except Interrupted:  # a stop signal during a long conversion is a stop, not a verdict
+        raise
     except Exception as error:  # noqa: BLE001  (the converter raises many types)
         raise Unsupported(f"{type(error).__name__}: {first_lines(str(error))}") from error
 
@@ -81,6 +85,7 @@ class Runner:
         self.interpreter.set_tensor(self._input["index"], self._quantized(images))
 
     def invoke(self) -> None:
+        """Runs the loaded input (what the latency figures time)."""
         self.interpreter.invoke()
 
     def output(self) -> np.ndarray:

@@ -21,11 +21,12 @@ import tensorflow as tf
 
 from bench.core import environment
 from bench.core import record as records
+from bench.core.errors import Interrupted
 from bench.core.record import FormatResult, Latency, Record, ServingInfo
 from bench.core.schema import ServingConfig
 from bench.core.spec import RunSpec
 from bench.pipeline import data as pipeline
-from bench.pipeline import keep, litert
+from bench.pipeline import keep, litert, stop
 from bench.pipeline.keep import folder_size
 
 log = logging.getLogger("bench")
@@ -34,14 +35,29 @@ SAVED_MODEL = "saved_model"
 _PACKAGES = {"tensorflow": "tensorflow", "ai-edge-litert": "ai-edge-litert"}
 
 
-def pending(rec: Record, settings: ServingConfig) -> list[str]:
+def pending(rec: Record, settings: ServingConfig, record_path: Path | None = None) -> list[str]:
     """The formats (``saved_model`` first) ``rec`` has no result for yet: what a serve of
-    it would measure. Empty for a run without a kept model."""
-    if not rec.completed or not rec.model.path or not Path(rec.model.path).is_dir():
+    it would measure. Empty for a run without a kept model. A ``failed`` format is tried
+    again, and every format is pending when the record was served on another CPU (its
+    latencies would not be comparable with this host's)."""
+    if not rec.completed or kept_model(rec, record_path) is None:
         return []
-    done = rec.serving.formats if rec.serving else {}
+    done = {} if _elsewhere(rec) else (rec.serving.formats if rec.serving else {})
     wanted = [SAVED_MODEL, *(f.value if hasattr(f, "value") else f for f in settings.formats)]
-    return [name for name in wanted if name not in done]
+    return [n for n in wanted if n not in done or done[n].status == "failed"]
+
+
+def kept_model(rec: Record, record_path: Path | None = None) -> Path | None:
+    """The record's SavedModel folder: where the record says, or beside the record
+    (``<folder>/models/<run_id>/saved_model``) when the results were moved; None if absent."""
+    candidates = [rec.model.path] if rec.model.path else []
+    if record_path is not None and rec.model.path:
+        candidates.append(keep.model_dir(Path(record_path).parent, rec.run_id))
+    return next((Path(c) for c in candidates if Path(c).is_dir()), None)
+
+
+def _elsewhere(rec: Record) -> bool:
+    return bool(rec.serving and rec.serving.host_cpu not in (None, environment.cpu_model()))
 
 
 def serve(record_path: Path, settings: ServingConfig) -> Record:
@@ -52,13 +68,15 @@ def serve(record_path: Path, settings: ServingConfig) -> Record:
         The record with its ``serving`` section.
     """
     rec = records.read(record_path)
-    todo = pending(rec, settings)
+    todo = pending(rec, settings, record_path)
     if not todo:
         return rec
+    rec.model.path = str(kept_model(rec, record_path))
     spec = RunSpec.of(rec.config, rec.run_id)
     split, batches = evaluation(spec, settings.batch)
     threads = sorted({1, environment.usable_cores()})
-    info = rec.serving or ServingInfo(measured_at=records.now())
+    fresh = _elsewhere(rec) or not rec.serving  # another host's figures are replaced whole
+    info = ServingInfo(measured_at=records.now()) if fresh else rec.serving
     info.host_cpu, info.threads, info.batch = environment.cpu_model(), threads, settings.batch
     info.versions = environment.versions(_PACKAGES)
     info.eval_split = split
@@ -67,12 +85,13 @@ def serve(record_path: Path, settings: ServingConfig) -> Record:
     info.eval_images = len(reference.labels)
     rec.serving = info
     for name in todo:
+        stop.check()  # a stopped serve keeps what it measured, and measures nothing more
         if name == SAVED_MODEL:
             result = _measure_saved_model(saved, rec.model.path, batches, settings, reference)
         else:
             calibration = lambda: calibration_sample(spec, settings.calibration_images)  # noqa: E731
             result = _measure_export(rec, name, calibration, batches, settings, threads, reference)
-            if name == "int8":
+            if name == "int8" and result.status == "measured":
                 info.calibration_images = settings.calibration_images
         info.formats[name] = result
         info.measured_at = records.now()
@@ -81,13 +100,13 @@ def serve(record_path: Path, settings: ServingConfig) -> Record:
     return rec
 
 
-def evaluation(spec: RunSpec, batch: int) -> tuple[str, list[tuple[np.ndarray, np.ndarray]]]:
-    """The split accuracy is measured on (test, else validation) as float32 0..255 batches,
-    resized as in training."""
+def evaluation(spec: RunSpec, batch: int) -> tuple[str, tf.data.Dataset]:
+    """The split accuracy is measured on (test, else validation) as batches of float32
+    0..255 images, resized as in training, in a fixed order: each format reads it afresh,
+    so no split is ever held in memory whole."""
     found = pipeline.load(spec)
     split = "test" if found.images.get("test") is not None else "val"
-    batches = [(x.numpy(), y.numpy()) for x, y in found.images[split].batch(batch)]
-    return split, batches
+    return split, found.images[split].batch(batch).prefetch(1)
 
 
 def calibration_sample(spec: RunSpec, count: int) -> Iterator[list[np.ndarray]]:
@@ -110,15 +129,18 @@ class _Predictions:
         return {"correct": correct, "accuracy": correct / len(self.labels), "max_abs_diff": gap}
 
 
-def _probabilities(call: Callable, batches) -> _Predictions:
-    found = [np.asarray(call(x)) for x, _ in batches]
-    return _Predictions(np.concatenate(found), np.concatenate([y for _, y in batches]))
+def _probabilities(call: Callable, batches: tf.data.Dataset) -> _Predictions:
+    found, labels = [], []
+    for x, y in batches.as_numpy_iterator():
+        found.append(np.asarray(call(x)))
+        labels.append(y)
+    return _Predictions(np.concatenate(found), np.concatenate(labels))
 
 
 def _measure_saved_model(saved, path, batches, settings, reference) -> FormatResult:
     """The SavedModel in TensorFlow: its thread pools are fixed when TensorFlow starts, so
     it is timed at the process's threads (all usable cores) only."""
-    one = tf.constant(batches[0][0][:1])
+    one = tf.constant(_batch_of(batches, 1))
     many = tf.constant(_batch_of(batches, settings.batch))
     cores = environment.usable_cores()
     return FormatResult(
@@ -135,15 +157,20 @@ def _measure_export(rec, name, calibration, batches, settings, threads, referenc
     target = Path(rec.model.path).parent / f"{name}.tflite"
     try:
         flat = litert.convert(rec.model.path, name, calibration)
+    except Interrupted:
+        raise
     except litert.Unsupported as error:
         return FormatResult(status="unsupported", reason=str(error))
     target.write_bytes(flat)
     try:
         runner = litert.Runner(target, max(threads))
         found = _probabilities(runner, batches).against(reference)
-        latency = {str(n): invoke_latency(target, n, batches[0][0][:1], settings) for n in threads}
+        one = _batch_of(batches, 1)
+        latency = {str(n): invoke_latency(target, n, one, settings) for n in threads}
         runner.load(_batch_of(batches, settings.batch))
         rate = _throughput(runner.invoke, settings.batch)
+    except Interrupted:
+        raise
     except Exception as error:  # noqa: BLE001  (an export that converts but cannot run)
         return FormatResult(status="failed", reason=f"{type(error).__name__}: {error}")
     return FormatResult(
@@ -183,7 +210,7 @@ def _throughput(call: Callable[[], object], batch: int) -> float:
     return batch * calls / elapsed
 
 
-def _batch_of(batches, size: int) -> np.ndarray:
-    """``size`` evaluation images (repeated when the split has fewer)."""
-    images = np.concatenate([x for x, _ in batches])
+def _batch_of(batches: tf.data.Dataset, size: int) -> np.ndarray:
+    """The first ``size`` evaluation images (repeated when the split has fewer)."""
+    images = next(batches.unbatch().batch(size).as_numpy_iterator())[0]
     return np.resize(images, (size, *images.shape[1:])).astype(np.float32)
