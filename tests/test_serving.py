@@ -136,6 +136,28 @@ def test_a_kept_savedmodel_predicts_as_the_trained_keras_model_without_bench(tmp
     assert "0..255" in kept.input and "32 px" in kept.input
 
 
+@pytest.mark.slow
+def test_a_mixed_precision_run_keeps_a_float32_model(tmp_path, tfds_dir, tiny):
+    """Trained in mixed_float16 (as on a GPU), kept to be served on CPUs: no float16 op
+    or tensor anywhere in the SavedModel's graphs."""
+    from tensorflow.core.framework import types_pb2
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    from tests.helpers import bench_run, load_records
+
+    proc = bench_run(tmp_path, tfds_dir, *tiny, "precision=mixed_float16", "keep_model=true")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (done,) = load_records(tmp_path)
+    assert done["env"]["precision"] == "mixed_float16"
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((Path(done["model"]["path"]) / "saved_model.pb").read_bytes())
+    graph = saved.meta_graphs[0].graph_def
+    nodes = [*graph.node, *(n for f in graph.library.function for n in f.node_def)]
+    half = types_pb2.DT_HALF
+    found = [n.name for n in nodes for a in n.attr.values() if half in (a.type, *a.list.type)]
+    assert nodes and found == []
+
+
 def test_multiply_adds_are_counted_exactly_on_a_model_built_by_hand():
     """A 3x3 convolution (3 to 8 channels, 16x16 out), a 3x3 depthwise one (8 channels,
     8x8 out) and a dense layer (8 to 5): 55,296 + 4,608 + 40 multiply-adds; pooling,
