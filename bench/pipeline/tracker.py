@@ -166,6 +166,14 @@ def publish_serving(record: Record) -> bool:
     if info.mode in (None, "disabled") or not info.id:
         return False
     record.model.artifact = record.model.artifact or f"model-{record.run_id}"
+    try:
+        _publish(record, settings, info)
+    finally:
+        wandb.teardown()  # W&B reads its environment once per session: end it, as finish does
+    return True
+
+
+def _publish(record: Record, settings: dict, info: WandbInfo) -> None:
     with wandb.init(
         project=settings.get("project"), entity=settings.get("entity"), mode=info.mode,
         id=info.id, resume="allow", reinit="finish_previous", job_type="train",
@@ -173,7 +181,6 @@ def publish_serving(record: Record) -> bool:
         run.summary.update({**record.serving.figures(), **_model_figures(record)})
         if record.model.path:
             run.log_artifact(model_artifact(record))
-    return True
 
 
 def _model_figures(record: Record) -> dict:
