@@ -73,7 +73,8 @@ def serve(record_path: Path, settings: ServingConfig) -> Record:
         return rec
     rec.model.path = str(kept_model(rec, record_path))
     spec = RunSpec.of(rec.config, rec.run_id)
-    split, batches = evaluation(spec, settings.batch)
+    found = pipeline.load(spec)  # once: the evaluation split and the calibration sample
+    split, batches = evaluation(found, settings.batch)
     threads = sorted({1, environment.usable_cores()})
     fresh = _elsewhere(rec) or not rec.serving  # another host's figures are replaced whole
     info = ServingInfo(measured_at=records.now()) if fresh else rec.serving
@@ -89,7 +90,7 @@ def serve(record_path: Path, settings: ServingConfig) -> Record:
         if name == SAVED_MODEL:
             result = _measure_saved_model(saved, rec.model.path, batches, settings, reference)
         else:
-            calibration = lambda: calibration_sample(spec, settings.calibration_images)  # noqa: E731
+            calibration = lambda: calibration_sample(found, spec, settings.calibration_images)  # noqa: E731
             result = _measure_export(rec, name, calibration, batches, settings, threads, reference)
             if name == "int8" and result.status == "measured":
                 info.calibration_images = settings.calibration_images
@@ -100,19 +101,20 @@ def serve(record_path: Path, settings: ServingConfig) -> Record:
     return rec
 
 
-def evaluation(spec: RunSpec, batch: int) -> tuple[str, tf.data.Dataset]:
+def evaluation(found: pipeline.Data, batch: int) -> tuple[str, tf.data.Dataset]:
     """The split accuracy is measured on (test, else validation) as batches of float32
     0..255 images, resized as in training, in a fixed order: each format reads it afresh,
     so no split is ever held in memory whole."""
-    found = pipeline.load(spec)
     split = "test" if found.images.get("test") is not None else "val"
     return split, found.images[split].batch(batch).prefetch(1)
 
 
-def calibration_sample(spec: RunSpec, count: int) -> Iterator[list[np.ndarray]]:
+def calibration_sample(
+    found: pipeline.Data, spec: RunSpec, count: int
+) -> Iterator[list[np.ndarray]]:
     """A seeded sample of ``count`` training images, one per batch (the converter's
     representative dataset): the same images for every export of the same run."""
-    train = pipeline.load(spec).images["train"]
+    train = found.images["train"]
     sample = train.shuffle(spec.cfg.dataset.shuffle_buffer, seed=spec.cfg.seed).take(count)
     for image, _ in sample:
         yield [image.numpy()[None]]
