@@ -7,6 +7,10 @@ ids) whose kept model has formats not yet measured, it exports the model to Lite
 SavedModel (size, accuracy, batch-1 latency at 1 thread and all cores, throughput) and
 writes the figures into the record's ``serving`` section (:mod:`bench.pipeline.serve`).
 Formats already measured are skipped, so a second serve measures nothing again.
+
+The converter uses one core and is most of a serve's time, so the exports of all selected
+records are converted first, on every usable core at once, with nothing timed; then each
+record is measured alone, in a process of its own that measures nothing else at the time.
 """
 
 from __future__ import annotations
@@ -14,14 +18,18 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import sys
+import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import bench  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
 from bench.core import record as records
 from bench.core.console import say
 from bench.core.schema import ServingConfig, ServingFormat
+from bench.core.served import pending
 
 _DEFAULTS = ServingConfig()
 
@@ -37,43 +45,119 @@ def main(argv: list[str] | None = None) -> int:
         timed_calls=args.timed_calls,
     )
     selected = select(Path(args.runs), args.group, args.tag, set(args.run_id or ()))
-    from bench.pipeline import serve  # TensorFlow loads here
-
-    todo = [(path, rec) for path, rec in selected if serve.pending(rec, settings, path)]
+    todo = [(path, rec) for path, rec in selected if pending(rec, settings, path)]
     say(f"{len(selected)} records selected, {len(todo)} with formats to measure")
     started, failed = time.perf_counter(), 0
-    for number, (path, rec) in enumerate(todo, 1):
-        say(f"[{number}/{len(todo)}] {rec.run_id} ({rec.config['backbone']['name']}): "
-            f"{', '.join(serve.pending(rec, settings, path))}")  # fmt: skip
-        try:
-            done = isolated(path, settings)
-        except Exception as error:  # noqa: BLE001  (one record's data or model; the rest go on)
-            failed += 1
-            say(f"  not served: {type(error).__name__}: {error}", error=True)
-            continue
-        for name, result in done.serving.formats.items():
-            say(f"  {line(name, result)}")
-        publish(done)
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-serve-") as staging,
+        Recycled(RECORDS_PER_PROCESS) as worker,
+    ):
+        stage(todo, settings, staging)
+        for number, (path, rec) in enumerate(todo, 1):
+            say(f"[{number}/{len(todo)}] {rec.run_id} ({rec.config['backbone']['name']}): "
+                f"{', '.join(pending(rec, settings, path))}")  # fmt: skip
+            try:
+                worker(_serve_one, str(path), settings, staging)
+                done = records.read(path)
+            except Exception as error:  # noqa: BLE001  (one record's data or model; the rest go on)
+                failed += 1
+                say(f"  not served: {type(error).__name__}: {error}", error=True)
+                continue
+            for name, result in done.serving.formats.items():
+                say(f"  {line(name, result)}")
+            publish(done)
     say(f"served {len(todo) - failed} of {len(todo)} records in "
         f"{time.perf_counter() - started:.0f} s")  # fmt: skip
     return 1 if failed else 0
 
 
-def isolated(path: Path, settings: ServingConfig) -> records.Record:
-    """Serves one record in a fresh process, as bench trains each run in one: TensorFlow's
-    converter and loaded SavedModels keep memory for the life of a process (measured here:
-    0.6 GB more per B0 record served), so a long list would grow without bound, and each
-    record's latencies are taken in a process no other model ran in."""
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        pool.submit(_serve_one, str(path), settings).result()
-    return records.read(path)
+def stage(todo: list, settings: ServingConfig, staging: str) -> None:
+    """Converts the pending exports of every record in ``todo`` into ``staging``, one
+    record per usable core at a time, in processes of their own; nothing is timed while
+    they run. A record that fails here is converted again, and reported, when measured."""
+    from bench.core import environment
+
+    workers = min(environment.usable_cores(), len(todo))
+    if workers < 2:  # nothing to gain: the measuring pass converts as it goes
+        return
+    say(f"converting the exports of {len(todo)} records, {workers} at a time")
+    started, queue = time.perf_counter(), list(reversed(todo))
+
+    def drain() -> None:
+        with Recycled(CONVERSIONS_PER_PROCESS) as worker:
+            while True:
+                try:
+                    path, rec = queue.pop()  # atomic: each record goes to one thread
+                except IndexError:
+                    return
+                try:
+                    names = worker(_export_one, str(path), settings, staging)
+                    say(f"  converted {rec.run_id}: {', '.join(names) or 'nothing'}")
+                except Exception as error:  # noqa: BLE001  (measuring converts it again, and says why)
+                    say(f"  {rec.run_id} not converted ahead: {type(error).__name__}: {error}",
+                        error=True)  # fmt: skip
+
+    with ThreadPoolExecutor(workers) as threads:
+        for future in [threads.submit(drain) for _ in range(workers)]:
+            future.result()
+    say(f"converted in {time.perf_counter() - started:.0f} s; now each record is measured alone")
 
 
-def _serve_one(path: str, settings: ServingConfig) -> None:
+#: Calls one process takes before a fresh one replaces it. Starting a process that imports
+#: TensorFlow costs ~6 s here; the converter keeps ~0.6 GB per B0 record it converted, and
+#: measuring ~0.09 GB per record (loaded SavedModels are not all given back).
+CONVERSIONS_PER_PROCESS = 4
+RECORDS_PER_PROCESS = 8
+
+
+class Recycled:
+    """Runs calls one at a time in a spawned process of its own (never the command's, which
+    may have loaded anything), replaced every ``calls`` calls and after a crash.
+
+    Args:
+        calls: How many calls one process takes.
+    """
+
+    def __init__(self, calls: int):
+        self.calls = calls
+        self._pool: ProcessPoolExecutor | None = None
+        self._taken = 0
+
+    def __call__(self, function: Callable, *args):
+        """``function(*args)`` in the process; its result, or its error raised here."""
+        if self._pool is None or self._taken == self.calls:
+            self.close()
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        self._taken += 1
+        try:
+            return self._pool.submit(function, *args).result()
+        except BrokenProcessPool:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Ends the process."""
+        if self._pool is not None:
+            self._pool.shutdown()
+        self._pool, self._taken = None, 0
+
+    def __enter__(self) -> Recycled:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _export_one(path: str, settings: ServingConfig, staging: str) -> list[str]:
     from bench.pipeline import serve
 
-    serve.serve(Path(path), settings)
+    return serve.export(Path(path), settings, Path(staging))
+
+
+def _serve_one(path: str, settings: ServingConfig, staging: str | None) -> None:
+    from bench.pipeline import serve
+
+    serve.serve(Path(path), settings, Path(staging) if staging else None)
 
 
 def publish(done: records.Record) -> None:

@@ -18,6 +18,7 @@ from tensorflow.python.framework.convert_to_constants import convert_variables_t
 
 from bench.core import cluster
 from bench.core.record import ModelInfo
+from bench.core.served import model_dir
 from bench.core.spec import RunSpec
 from bench.pipeline import model as models
 
@@ -47,11 +48,6 @@ class Serving(tf.Module):
         # As bench.pipeline.data.scaled: the same clip and affine map as in training.
         x = tf.clip_by_value(image, 0.0, 255.0) * self._scale + self._low
         return {"probabilities": tf.cast(self._predict(x), tf.float32)}
-
-
-def model_dir(results_dir: str | os.PathLike, run_id: str) -> Path:
-    """Where a run's SavedModel lives: ``<results_dir>/models/<run_id>/saved_model``."""
-    return Path(results_dir) / "models" / run_id / "saved_model"
 
 
 def kept(spec: RunSpec, built: models.Built, num_classes: int, policy: str, strat) -> ModelInfo:

@@ -6,12 +6,18 @@ measured on exactly the images the run's test accuracy was, and each export's
 probabilities are compared with the SavedModel's. A format the converter refuses is
 recorded ``unsupported`` with its reason and the others go on. The record is rewritten
 after each format, so a serve that is cut loses nothing it measured.
+
+Converting is most of a serve's time and the converter uses one core, so ``bench.serve``
+first converts several records at once (:func:`export`, timing nothing) into a staging
+folder of its own, then measures each record alone (:func:`serve`), taking the staged
+files instead of converting again.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,11 +25,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from bench.core import environment
+from bench.core import atomic, environment
 from bench.core import record as records
 from bench.core.errors import Interrupted
 from bench.core.record import FormatResult, Latency, Record, ServingInfo
 from bench.core.schema import ServingConfig
+from bench.core.served import SAVED_MODEL, elsewhere, kept_model, pending
 from bench.core.spec import RunSpec
 from bench.pipeline import data as pipeline
 from bench.pipeline import keep, litert, stop
@@ -31,38 +38,60 @@ from bench.pipeline.keep import folder_size
 
 log = logging.getLogger("bench")
 
-SAVED_MODEL = "saved_model"
 _PACKAGES = {"tensorflow": "tensorflow", "ai-edge-litert": "ai-edge-litert"}
 
 
-def pending(rec: Record, settings: ServingConfig, record_path: Path | None = None) -> list[str]:
-    """The formats (``saved_model`` first) ``rec`` has no result for yet: what a serve of
-    it would measure. Empty for a run without a kept model. A ``failed`` format is tried
-    again, and every format is pending when the record was served on another CPU (its
-    latencies would not be comparable with this host's)."""
-    if not rec.completed or kept_model(rec, record_path) is None:
+def export(record_path: Path, settings: ServingConfig, staging: Path) -> list[str]:
+    """Converts the record's pending LiteRT formats into ``staging/<run_id>/<format>.tflite``
+    and measures nothing, so that several records can convert at once. A format the
+    converter refuses is left to :func:`serve`, which records its reason.
+
+    Returns:
+        The formats staged.
+    """
+    rec = records.read(record_path)
+    names = [n for n in pending(rec, settings, record_path) if n != SAVED_MODEL]
+    if not names:
         return []
-    done = {} if _elsewhere(rec) else (rec.serving.formats if rec.serving else {})
-    wanted = [SAVED_MODEL, *(f.value if hasattr(f, "value") else f for f in settings.formats)]
-    return [n for n in wanted if n not in done or done[n].status == "failed"]
+    model = kept_model(rec, record_path)
+    calibration = _calibration(rec, settings)
+    folder = staging / rec.run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    staged = []
+    for name in names:
+        stop.check()
+        try:
+            flat = litert.convert(model, name, calibration)
+        except litert.Unsupported:
+            continue
+        atomic.write(folder / f"{name}.tflite", lambda f, flat=flat: f.write(flat), binary=True)
+        staged.append(name)
+    return staged
 
 
-def kept_model(rec: Record, record_path: Path | None = None) -> Path | None:
-    """The record's SavedModel folder: where the record says, or beside the record
-    (``<folder>/models/<run_id>/saved_model``) when the results were moved; None if absent."""
-    candidates = [rec.model.path] if rec.model.path else []
-    if record_path is not None and rec.model.path:
-        candidates.append(keep.model_dir(Path(record_path).parent, rec.run_id))
-    return next((Path(c) for c in candidates if Path(c).is_dir()), None)
+def _calibration(rec: Record, settings: ServingConfig) -> Callable[[], Iterator]:
+    """The int8 converter's representative dataset; the run's data is loaded only when the
+    converter first asks for it."""
+    spec = RunSpec.of(rec.config, rec.run_id)
+    loaded: list[pipeline.Data] = []
+
+    def sample() -> Iterator[list[np.ndarray]]:
+        if not loaded:
+            loaded.append(pipeline.load(spec))
+        return calibration_sample(loaded[0], spec, settings.calibration_images)
+
+    return sample
 
 
-def _elsewhere(rec: Record) -> bool:
-    return bool(rec.serving and rec.serving.host_cpu not in (None, environment.cpu_model()))
-
-
-def serve(record_path: Path, settings: ServingConfig) -> Record:
+def serve(record_path: Path, settings: ServingConfig, staging: Path | None = None) -> Record:
     """Measures every pending format of the record at ``record_path`` and writes each
     result into it as soon as it is measured.
+
+    Args:
+        record_path: The run's record.
+        settings: What to measure and how.
+        staging: Where :func:`export` staged this serve's conversions, if it ran; a
+            format staged there is moved beside the model instead of converted again.
 
     Returns:
         The record with its ``serving`` section.
@@ -76,7 +105,7 @@ def serve(record_path: Path, settings: ServingConfig) -> Record:
     found = pipeline.load(spec)  # once: the evaluation split and the calibration sample
     split, batches = evaluation(found, settings.batch)
     threads = sorted({1, environment.usable_cores()})
-    fresh = _elsewhere(rec) or not rec.serving  # another host's figures are replaced whole
+    fresh = elsewhere(rec) or not rec.serving  # another host's figures are replaced whole
     info = ServingInfo(measured_at=records.now()) if fresh else rec.serving
     info.host_cpu, info.threads, info.batch = environment.cpu_model(), threads, settings.batch
     info.versions = environment.versions(_PACKAGES)
@@ -91,7 +120,10 @@ def serve(record_path: Path, settings: ServingConfig) -> Record:
             result = _measure_saved_model(saved, rec.model.path, batches, settings, reference)
         else:
             calibration = lambda: calibration_sample(found, spec, settings.calibration_images)  # noqa: E731
-            result = _measure_export(rec, name, calibration, batches, settings, threads, reference)
+            staged = staging / rec.run_id / f"{name}.tflite" if staging else None
+            result = _exported(rec, name, calibration, staged)
+            if not isinstance(result, FormatResult):  # converted: measure it
+                result = _measure_export(result, batches, settings, threads, reference)
             if name == "int8" and result.status == "measured":
                 info.calibration_images = settings.calibration_images
         info.formats[name] = result
@@ -155,15 +187,22 @@ def _measure_saved_model(saved, path, batches, settings, reference) -> FormatRes
     )
 
 
-def _measure_export(rec, name, calibration, batches, settings, threads, reference):
+def _exported(rec: Record, name: str, calibration, staged: Path | None) -> Path | FormatResult:
+    """The ``name`` export beside the kept model: the staged file when there is one, else a
+    conversion; an ``unsupported`` result when the converter refuses the model."""
     target = Path(rec.model.path).parent / f"{name}.tflite"
+    if staged is not None and staged.is_file():
+        shutil.move(staged, target)
+        return target
     try:
         flat = litert.convert(rec.model.path, name, calibration)
-    except Interrupted:
-        raise
+        atomic.write(target, lambda f: f.write(flat), binary=True)
     except litert.Unsupported as error:
         return FormatResult(status="unsupported", reason=str(error))
-    target.write_bytes(flat)
+    return target
+
+
+def _measure_export(target: Path, batches, settings, threads, reference) -> FormatResult:
     try:
         runner = litert.Runner(target, max(threads))
         found = _probabilities(runner, batches).against(reference)

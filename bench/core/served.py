@@ -1,0 +1,44 @@
+"""What a serve of a record would measure, and where its kept model is: read without
+TensorFlow, so that ``python -m bench.serve`` can choose its records before loading it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bench.core import environment
+from bench.core.record import Record
+from bench.core.schema import ServingConfig
+
+SAVED_MODEL = "saved_model"
+
+
+def model_dir(results_dir: str | os.PathLike, run_id: str) -> Path:
+    """Where a run's SavedModel lives: ``<results_dir>/models/<run_id>/saved_model``."""
+    return Path(results_dir) / "models" / run_id / "saved_model"
+
+
+def pending(rec: Record, settings: ServingConfig, record_path: Path | None = None) -> list[str]:
+    """The formats (``saved_model`` first) ``rec`` has no result for yet: what a serve of
+    it would measure. Empty for a run without a kept model. A ``failed`` format is tried
+    again, and every format is pending when the record was served on another CPU (its
+    latencies would not be comparable with this host's)."""
+    if not rec.completed or kept_model(rec, record_path) is None:
+        return []
+    done = {} if elsewhere(rec) else (rec.serving.formats if rec.serving else {})
+    wanted = [SAVED_MODEL, *(f.value if hasattr(f, "value") else f for f in settings.formats)]
+    return [n for n in wanted if n not in done or done[n].status == "failed"]
+
+
+def kept_model(rec: Record, record_path: Path | None = None) -> Path | None:
+    """The record's SavedModel folder: where the record says, or beside the record
+    (``<folder>/models/<run_id>/saved_model``) when the results were moved; None if absent."""
+    candidates = [rec.model.path] if rec.model.path else []
+    if record_path is not None and rec.model.path:
+        candidates.append(model_dir(Path(record_path).parent, rec.run_id))
+    return next((Path(c) for c in candidates if Path(c).is_dir()), None)
+
+
+def elsewhere(rec: Record) -> bool:
+    """Whether ``rec`` was served on another CPU than this host's."""
+    return bool(rec.serving and rec.serving.host_cpu not in (None, environment.cpu_model()))
