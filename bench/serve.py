@@ -8,19 +8,22 @@ SavedModel (size, accuracy, batch-1 latency at 1 thread and all cores, throughpu
 writes the figures into the record's ``serving`` section (:mod:`bench.pipeline.serve`).
 Formats already measured are skipped, so a second serve measures nothing again.
 
-The converter uses one core and is most of a serve's time, so the exports of all selected
-records are converted first, on every usable core at once, with nothing timed; then each
-record is measured alone, in a process of its own that measures nothing else at the time.
+The converter uses one core and is most of a serve's time, so with two or more records and
+usable cores the exports are converted first, one record per core at a time, with nothing
+timed, into a folder in the temporary directory ($TMPDIR); then each record is measured
+alone, in a process that does nothing else meanwhile.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
+import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -28,8 +31,9 @@ from pathlib import Path
 import bench  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
 from bench.core import record as records
 from bench.core.console import say
+from bench.core.orphans import die_with_parent
 from bench.core.schema import ServingConfig, ServingFormat
-from bench.core.served import pending
+from bench.core.served import pending, unstaged
 
 _DEFAULTS = ServingConfig()
 
@@ -49,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"{len(selected)} records selected, {len(todo)} with formats to measure")
     started, failed = time.perf_counter(), 0
     with (
+        stopped_by_sigterm(),
         tempfile.TemporaryDirectory(prefix="bench-serve-") as staging,
         Recycled(RECORDS_PER_PROCESS) as worker,
     ):
@@ -56,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         for number, (path, rec) in enumerate(todo, 1):
             say(f"[{number}/{len(todo)}] {rec.run_id} ({rec.config['backbone']['name']}): "
                 f"{', '.join(pending(rec, settings, path))}")  # fmt: skip
+            converts = bool(unstaged(rec, settings, path, staging))
             try:
                 worker(_serve_one, str(path), settings, staging)
                 done = records.read(path)
@@ -63,12 +69,34 @@ def main(argv: list[str] | None = None) -> int:
                 failed += 1
                 say(f"  not served: {type(error).__name__}: {error}", error=True)
                 continue
+            else:
+                if converts:  # the converter's memory stays with its process: a fresh one next
+                    worker.close()
             for name, result in done.serving.formats.items():
                 say(f"  {line(name, result)}")
             publish(done)
     say(f"served {len(todo) - failed} of {len(todo)} records in "
         f"{time.perf_counter() - started:.0f} s")  # fmt: skip
     return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def stopped_by_sigterm() -> Iterator[None]:
+    """SIGTERM ends the command as Ctrl-C does (its processes end with it and the staging
+    folder is removed), instead of at once with orphans left behind."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def stage(todo: list, settings: ServingConfig, staging: str) -> None:
@@ -82,9 +110,10 @@ def stage(todo: list, settings: ServingConfig, staging: str) -> None:
         return
     say(f"converting the exports of {len(todo)} records, {workers} at a time")
     started, queue = time.perf_counter(), list(reversed(todo))
+    converters = [Recycled(CONVERSIONS_PER_PROCESS) for _ in range(workers)]
 
-    def drain() -> None:
-        with Recycled(CONVERSIONS_PER_PROCESS) as worker:
+    def drain(worker: Recycled) -> None:
+        with worker:
             while True:
                 try:
                     path, rec = queue.pop()  # atomic: each record goes to one thread
@@ -94,12 +123,20 @@ def stage(todo: list, settings: ServingConfig, staging: str) -> None:
                     names = worker(_export_one, str(path), settings, staging)
                     say(f"  converted {rec.run_id}: {', '.join(names) or 'nothing'}")
                 except Exception as error:  # noqa: BLE001  (measuring converts it again, and says why)
-                    say(f"  {rec.run_id} not converted ahead: {type(error).__name__}: {error}",
-                        error=True)  # fmt: skip
+                    if queue or not worker.stopped:
+                        say(f"  {rec.run_id} not converted ahead: {type(error).__name__}: "
+                            f"{error}", error=True)  # fmt: skip
 
     with ThreadPoolExecutor(workers) as threads:
-        for future in [threads.submit(drain) for _ in range(workers)]:
-            future.result()
+        futures = [threads.submit(drain, worker) for worker in converters]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:  # a stop: no record more, and the conversions under way end now
+            queue.clear()
+            for worker in converters:
+                worker.terminate()
+            raise
     say(f"converted in {time.perf_counter() - started:.0f} s; now each record is measured alone")
 
 
@@ -112,7 +149,8 @@ RECORDS_PER_PROCESS = 8
 
 class Recycled:
     """Runs calls one at a time in a spawned process of its own (never the command's, which
-    may have loaded anything), replaced every ``calls`` calls and after a crash.
+    may have loaded anything), replaced every ``calls`` calls and after a crash. The
+    process dies with the command, and with the context when it is left on an error.
 
     Args:
         calls: How many calls one process takes.
@@ -120,14 +158,18 @@ class Recycled:
 
     def __init__(self, calls: int):
         self.calls = calls
+        self.stopped = False
         self._pool: ProcessPoolExecutor | None = None
         self._taken = 0
 
     def __call__(self, function: Callable, *args):
         """``function(*args)`` in the process; its result, or its error raised here."""
+        if self.stopped:
+            raise RuntimeError("stopped")
         if self._pool is None or self._taken == self.calls:
             self.close()
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(1, mp_context=context, initializer=die_with_parent)
         self._taken += 1
         try:
             return self._pool.submit(function, *args).result()
@@ -135,8 +177,15 @@ class Recycled:
             self.close()
             raise
 
+    def terminate(self) -> None:
+        """Ends the process at once, abandoning its call (a stop), and takes no more."""
+        self.stopped = True
+        if self._pool is not None:
+            for process in list(self._pool._processes.values()):  # no public way to end one
+                process.terminate()
+
     def close(self) -> None:
-        """Ends the process."""
+        """Ends the process once its call is done."""
         if self._pool is not None:
             self._pool.shutdown()
         self._pool, self._taken = None, 0
@@ -144,7 +193,9 @@ class Recycled:
     def __enter__(self) -> Recycled:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, *rest) -> None:
+        if kind is not None:
+            self.terminate()
         self.close()
 
 
@@ -247,5 +298,15 @@ def line(name: str, result: records.FormatResult) -> str:
     )
 
 
+def command() -> int:
+    """``main`` as the command runs it: a stop (Ctrl-C, SIGTERM) is a line, not a traceback."""
+    try:
+        return main()
+    except KeyboardInterrupt as stop:
+        say(f"{stop or 'stopped'}: what was measured is in the records; run again to go on",
+            error=True)  # fmt: skip
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command())

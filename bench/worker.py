@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import bench  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
 from bench.core import cluster
 from bench.core.console import say
 from bench.core.errors import EXIT_CONFIG_ERROR, UserError
+from bench.core.orphans import die_with_parent
 from bench.core.spec import RunSpec
 from bench.pipeline import stop, tracker
 from bench.pipeline.execute import execute
@@ -26,7 +24,7 @@ def main(argv: list[str]) -> int:
         0 when the run completed, 1 when it failed (its record says why), 2 for a config
         error only the worker can see (the replica count), with nothing written.
     """
-    die_with_launcher()
+    die_with_parent()  # no worker outlives its launcher
     # TensorFlow's traceback filter raises TypeError rebuilding a traceback with a frame
     # that has no line number, which a signal landing between two lines can leave (Python
     # 3.11); the TypeError then stood in for Interrupted in the record.
@@ -40,17 +38,6 @@ def main(argv: list[str]) -> int:
     except UserError as error:
         say(f"config error: {error}", error=True)
         return EXIT_CONFIG_ERROR
-
-
-def die_with_launcher() -> None:
-    """Asks Linux to send this worker SIGTERM when its launcher dies, so none outlives it."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return  # not Linux: the launcher still forwards the signals it receives
-    if os.getppid() == 1:  # the launcher died before the request took effect
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def exit_now(code: int) -> None:

@@ -367,29 +367,29 @@ def test_a_later_serve_adds_its_figures_and_model_to_the_runs_wandb_run(
 @pytest.mark.slow
 def test_several_records_are_converted_ahead_then_each_is_measured(served, tmp_path, monkeypatch):
     """Two records to serve: their exports are converted at once (two processes, nothing
-    timed), then each is measured with the files staged for it, which end beside its model."""
+    timed), then each is measured with what was staged for it: the files end beside its
+    model, and a refusal staged for the model LiteRT cannot take is recorded."""
     from bench.core import environment
 
     monkeypatch.setattr(environment, "usable_cores", lambda: 2)
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    for run_id in ("first", "second"):
-        model = tmp_path / run_id / "saved_model"
-        shutil.copytree(served.record["model"]["path"], model)
-        record = {**served.record, "run_id": run_id, "serving": None,
-                  "model": {**served.record["model"], "path": str(model)},
-                  "wandb": {"mode": "disabled", "id": None, "url": None, "dir": None}}  # fmt: skip
-        (runs / f"{run_id}.json").write_text(json.dumps(record))
+    runs = _unconvertible(served, tmp_path)
+    model = tmp_path / "second" / "saved_model"
+    shutil.copytree(served.record["model"]["path"], model)
+    record = {**served.record, "run_id": "second", "serving": None,
+              "model": {**served.record["model"], "path": str(model)},
+              "wandb": {"mode": "disabled", "id": None, "url": None, "dir": None}}  # fmt: skip
+    (runs / "second.json").write_text(json.dumps(record))
     printed = _serve("--runs", str(runs), "--formats", "float32,int8")
     assert "converting the exports of 2 records, 2 at a time" in printed
-    for run_id in ("first", "second"):
-        assert f"converted {run_id}: float32, int8" in printed
-        formats = json.loads((runs / f"{run_id}.json").read_text())["serving"]["formats"]
-        for name in ("float32", "int8"):
-            assert formats[name]["status"] == "measured", formats[name]
-            assert Path(formats[name]["path"]) == tmp_path / run_id / f"{name}.tflite"
-            assert Path(formats[name]["path"]).is_file()
-        assert formats["float32"]["accuracy"] == formats["saved_model"]["accuracy"]
+    assert "converted second: float32, int8" in printed and "converted cumprod: nothing" in printed
+    formats = json.loads((runs / "second.json").read_text())["serving"]["formats"]
+    for name in ("float32", "int8"):
+        assert formats[name]["status"] == "measured", formats[name]
+        assert Path(formats[name]["path"]) == model.parent / f"{name}.tflite"
+        assert Path(formats[name]["path"]).is_file()
+    assert formats["float32"]["accuracy"] == formats["saved_model"]["accuracy"]
+    refused = json.loads((runs / "cumprod.json").read_text())["serving"]["formats"]
+    assert refused["int8"]["status"] == "unsupported" and "Cumprod" in refused["int8"]["reason"]
 
 
 def test_a_bad_format_fails_before_anything_is_read(capsys):

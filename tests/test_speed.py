@@ -17,7 +17,7 @@ import tf_keras as keras
 
 from bench.core.errors import ConfigError
 from bench.core.spec import feature_cache_unused
-from bench.pipeline import compute, data, features, folder, model, store, train
+from bench.pipeline import compute, data, features, folder, model, optim, store, train
 from bench.pipeline.compute import Devices
 from bench.pipeline.execute import execute
 from tests.helpers import bench_env, compose, make_spec
@@ -67,6 +67,26 @@ def test_a_frozen_run_fills_the_cache_then_hits_it_with_the_same_numbers(
         # The whole model's size, also when only the head was built.
         assert run.metrics.params_total == without.metrics.params_total
         assert run.metrics.params_trainable == without.metrics.params_trainable
+
+
+@pytest.mark.parametrize("drop_remainder", [False, True])
+def test_cached_feature_epochs_have_fits_steps_and_resume_where_the_uncut_run_was(
+    drop_remainder,
+):
+    """10 examples in batches of 4: with the images' last partial batch dropped (TPUs), each
+    feature epoch has the 2 full batches ``fit`` is told of, so epoch 2 read alone is the
+    third epoch of the uncut input; without, 3 batches, the last of 2."""
+    spec = make_spec("dataset=shapes", "batch_size=4", "seed=3")
+    arrays = {"train_x": np.arange(20, dtype=np.float32).reshape(10, 2),
+              "train_y": np.arange(10), "val_x": np.zeros((2, 2), np.float32),
+              "val_y": np.zeros(2, np.int64)}  # fmt: skip
+    found = features.pipelines(arrays, spec, drop_remainder)
+    steps = optim.steps_per_epoch(10, 4, drop_remainder)
+    uncut = [y.numpy() for _, y in found.epochs(0, 3)]
+    resumed = [y.numpy() for _, y in found.epochs(2, 3)]
+    assert [len(y) for y in uncut] == ([4, 4] * 3 if drop_remainder else [4, 4, 2] * 3)
+    assert len(uncut) == 3 * steps
+    assert [list(y) for y in resumed] == [list(y) for y in uncut[2 * steps :]]
 
 
 def test_cached_features_are_the_backbones_features_of_the_same_images(hub_dir, tfds_dir):

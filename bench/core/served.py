@@ -42,3 +42,20 @@ def kept_model(rec: Record, record_path: Path | None = None) -> Path | None:
 def elsewhere(rec: Record) -> bool:
     """Whether ``rec`` was served on another CPU than this host's."""
     return bool(rec.serving and rec.serving.host_cpu not in (None, environment.cpu_model()))
+
+
+def staged(staging: str | os.PathLike, run_id: str, name: str) -> Path:
+    """Where a serve stages the ``name`` export of run ``run_id`` before measuring it."""
+    return Path(staging) / run_id / f"{name}.tflite"
+
+
+def refusal(staging: str | os.PathLike, run_id: str, name: str) -> Path:
+    """The file that holds the converter's reason when it refused ``name`` at staging."""
+    return staged(staging, run_id, name).with_suffix(".unsupported")
+
+
+def unstaged(rec: Record, settings: ServingConfig, record_path: Path, staging) -> list[str]:
+    """The pending exports of ``rec`` that nothing was staged for: what measuring converts."""
+    names = [n for n in pending(rec, settings, record_path) if n != SAVED_MODEL]
+    return [n for n in names if not (staged(staging, rec.run_id, n).is_file()
+                                     or refusal(staging, rec.run_id, n).is_file())]  # fmt: skip

@@ -59,10 +59,10 @@ def settings(cfg, devices: Devices) -> dict:
 def deterministic(requested: str, devices: Devices) -> bool:
     """Whether TensorFlow's ops run deterministically (``auto``: on CPUs only).
 
-    On a CPU they cost 0 to 8% of the training speed as measured (README,
-    "Reproducibility"); on GPUs
-    some ops (cuDNN's autotuned convolutions, scatter and segment sums with atomics) are
-    slower or raise, and TPUs compile their own programs, so ``auto`` leaves them off.
+    On a CPU they cost 3 to 5% of the training speed as measured here (README,
+    "Reproducibility"); on GPUs some ops (cuDNN's autotuned convolutions, scatter and
+    segment sums with atomics) are slower or raise, and TPUs compile their own programs, so
+    ``auto`` leaves them off.
     """
     if requested == "auto":
         return devices.kind == "CPU"

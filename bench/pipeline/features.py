@@ -102,7 +102,7 @@ def prepare(
             write(entry.path, arrays, entry.parts)
         status, fill_s = "filled", time.perf_counter() - start
     info = FeatureCacheInfo(status=status, key=entry.key, path=str(entry.path), fill_time_s=fill_s)
-    return pipelines(arrays, spec), info
+    return pipelines(arrays, spec, data.drop_remainder), info
 
 
 def cache_dir(spec: RunSpec) -> Path:
@@ -191,9 +191,13 @@ def pair_model(extractor: keras.Model) -> keras.Model:
     return keras.Model([image, label], [extractor(image, training=False), same])
 
 
-def pipelines(arrays: dict[str, np.ndarray], spec: RunSpec) -> FeatureData:
+def pipelines(
+    arrays: dict[str, np.ndarray], spec: RunSpec, drop_remainder: bool = False
+) -> FeatureData:
     """Batched (features, label) datasets; the training one shuffled with the run's buffer,
-    each epoch's order a function of (seed, epoch), as the image pipeline's."""
+    each epoch's order a function of (seed, epoch), and its last partial batch dropped when
+    the images' is (TPUs): an epoch then has the steps ``fit`` is told it has, and a resumed
+    epoch starts where the uncut run's did."""
     cfg = spec.cfg
 
     def split(name: str) -> tf.data.Dataset | None:
@@ -205,7 +209,7 @@ def pipelines(arrays: dict[str, np.ndarray], spec: RunSpec) -> FeatureData:
     train = tf.data.Dataset.from_tensor_slices((arrays["train_x"], arrays["train_y"]))
 
     def epoch(number):  # as the image pipeline: the order a function of (seed, epoch)
-        return shuffled(train, cfg, spec.batch_size, number)
+        return shuffled(train, cfg, spec.batch_size, number, drop_remainder)
 
     test = split("test")
     return FeatureData(

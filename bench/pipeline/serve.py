@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from bench.core import atomic, environment
+from bench.core import atomic, environment, served
 from bench.core import record as records
 from bench.core.errors import Interrupted
 from bench.core.record import FormatResult, Latency, Record, ServingInfo
@@ -44,7 +43,7 @@ _PACKAGES = {"tensorflow": "tensorflow", "ai-edge-litert": "ai-edge-litert"}
 def export(record_path: Path, settings: ServingConfig, staging: Path) -> list[str]:
     """Converts the record's pending LiteRT formats into ``staging/<run_id>/<format>.tflite``
     and measures nothing, so that several records can convert at once. A format the
-    converter refuses is left to :func:`serve`, which records its reason.
+    converter refuses gets its reason staged instead, for :func:`serve` to record.
 
     Returns:
         The formats staged.
@@ -55,18 +54,19 @@ def export(record_path: Path, settings: ServingConfig, staging: Path) -> list[st
         return []
     model = kept_model(rec, record_path)
     calibration = _calibration(rec, settings)
-    folder = staging / rec.run_id
-    folder.mkdir(parents=True, exist_ok=True)
-    staged = []
+    (staging / rec.run_id).mkdir(parents=True, exist_ok=True)
+    done = []
     for name in names:
         stop.check()
         try:
             flat = litert.convert(model, name, calibration)
-        except litert.Unsupported:
+        except litert.Unsupported as error:
+            served.refusal(staging, rec.run_id, name).write_text(str(error))
             continue
-        atomic.write(folder / f"{name}.tflite", lambda f, flat=flat: f.write(flat), binary=True)
-        staged.append(name)
-    return staged
+        target = served.staged(staging, rec.run_id, name)
+        atomic.write(target, lambda f, flat=flat: f.write(flat), binary=True)
+        done.append(name)
+    return done
 
 
 def _calibration(rec: Record, settings: ServingConfig) -> Callable[[], Iterator]:
@@ -120,8 +120,7 @@ def serve(record_path: Path, settings: ServingConfig, staging: Path | None = Non
             result = _measure_saved_model(saved, rec.model.path, batches, settings, reference)
         else:
             calibration = lambda: calibration_sample(found, spec, settings.calibration_images)  # noqa: E731
-            staged = staging / rec.run_id / f"{name}.tflite" if staging else None
-            result = _exported(rec, name, calibration, staged)
+            result = _exported(rec, name, calibration, staging)
             if not isinstance(result, FormatResult):  # converted: measure it
                 result = _measure_export(result, batches, settings, threads, reference)
             if name == "int8" and result.status == "measured":
@@ -187,13 +186,21 @@ def _measure_saved_model(saved, path, batches, settings, reference) -> FormatRes
     )
 
 
-def _exported(rec: Record, name: str, calibration, staged: Path | None) -> Path | FormatResult:
-    """The ``name`` export beside the kept model: the staged file when there is one, else a
-    conversion; an ``unsupported`` result when the converter refuses the model."""
+def _exported(rec: Record, name: str, calibration, staging: Path | None) -> Path | FormatResult:
+    """The ``name`` export beside the kept model: the staged file (or refusal) when there is
+    one, else a conversion; an ``unsupported`` result when the converter refuses it."""
     target = Path(rec.model.path).parent / f"{name}.tflite"
-    if staged is not None and staged.is_file():
-        shutil.move(staged, target)
-        return target
+    if staging is not None:
+        found, refused = (
+            served.staged(staging, rec.run_id, name),
+            served.refusal(staging, rec.run_id, name),
+        )
+        if refused.is_file():
+            return FormatResult(status="unsupported", reason=refused.read_text())
+        if found.is_file():  # copied whole, then the staged file goes: no half export is left
+            atomic.write(target, lambda f: f.write(found.read_bytes()), binary=True)
+            found.unlink()
+            return target
     try:
         flat = litert.convert(rec.model.path, name, calibration)
         atomic.write(target, lambda f: f.write(flat), binary=True)
