@@ -53,7 +53,7 @@ def export(record_path: Path, settings: ServingConfig, staging: Path) -> list[st
     if not names:
         return []
     model = kept_model(rec, record_path)
-    calibration = _calibration(rec, settings)
+    calibration = _calibration(RunSpec.of(rec.config, rec.run_id), settings)
     (staging / rec.run_id).mkdir(parents=True, exist_ok=True)
     done = []
     for name in names:
@@ -69,11 +69,12 @@ def export(record_path: Path, settings: ServingConfig, staging: Path) -> list[st
     return done
 
 
-def _calibration(rec: Record, settings: ServingConfig) -> Callable[[], Iterator]:
-    """The int8 converter's representative dataset; the run's data is loaded only when the
-    converter first asks for it."""
-    spec = RunSpec.of(rec.config, rec.run_id)
-    loaded: list[pipeline.Data] = []
+def _calibration(
+    spec: RunSpec, settings: ServingConfig, found: pipeline.Data | None = None
+) -> Callable[[], Iterator]:
+    """The int8 converter's representative dataset; the run's data (``found`` when it is
+    loaded already) is loaded only when the converter first asks for it."""
+    loaded: list[pipeline.Data] = [found] if found is not None else []
 
     def sample() -> Iterator[list[np.ndarray]]:
         if not loaded:
@@ -114,12 +115,12 @@ def serve(record_path: Path, settings: ServingConfig, staging: Path | None = Non
     reference = _probabilities(lambda x: saved(image=tf.constant(x))["probabilities"], batches)
     info.eval_images = len(reference.labels)
     rec.serving = info
+    calibration = _calibration(spec, settings, found)
     for name in todo:
         stop.check()  # a stopped serve keeps what it measured, and measures nothing more
         if name == SAVED_MODEL:
             result = _measure_saved_model(saved, rec.model.path, batches, settings, reference)
         else:
-            calibration = lambda: calibration_sample(found, spec, settings.calibration_images)  # noqa: E731
             result = _exported(rec, name, calibration, staging)
             if not isinstance(result, FormatResult):  # converted: measure it
                 result = _measure_export(result, batches, settings, threads, reference)
