@@ -131,6 +131,35 @@ def test_holm_adjusts_the_verdicts_family_and_a_win_must_survive_it():
     assert "Holm-adjusted p = 0.075 over 4 comparisons" in lines
 
 
+def test_a_race_pools_the_seed_noise_of_every_candidate_as_a_block_design():
+    # Five groups, three seeds; the oracle is an ordinary least-squares fit of the additive
+    # model (a column per group and per seed) and the variance of its contrast.
+    x = np.array([[0.46, 0.50, 0.44], [0.40, 0.47, 0.41], [0.30, 0.36, 0.33],
+                  [0.28, 0.31, 0.27], [0.45, 0.47, 0.46]])  # fmt: skip
+    k, n = x.shape
+    design = np.array([[float(i == g) for g in range(k)] + [float(j == s) for s in range(1, n)]
+                       for i in range(k) for j in range(n)])  # fmt: skip
+    coef, residual, *_ = np.linalg.lstsq(design, x.ravel(), rcond=None)
+    df = k * n - design.shape[1]
+    assert df == 8
+    sigma2 = float(residual[0]) / df
+    cov = sigma2 * np.linalg.inv(design.T @ design)
+    found = stats.against([dict(zip((1, 2, 3), row, strict=True)) for row in x], best=0)
+    for i, d in enumerate(found, start=1):
+        contrast = np.zeros(design.shape[1])
+        contrast[0], contrast[i] = 1.0, -1.0
+        se = float(np.sqrt(contrast @ cov @ contrast))
+        assert d.value == pytest.approx(coef[0] - coef[i])
+        assert d.p == pytest.approx(2 * scipy_stats.t.sf(abs(coef[0] - coef[i]) / se, df))
+        half = scipy_stats.t.ppf(0.975, df) * se
+        assert d.interval == pytest.approx((coef[0] - coef[i] - half, coef[0] - coef[i] + half))
+        assert d.test == "block t" and d.pairs == 3
+    # Its own paired t, with 2 degrees of freedom, does not resolve group 1 at 3 seeds.
+    assert scipy_stats.ttest_rel(x[0], x[3]).pvalue > found[2].p
+    two = stats.against([{1: 0.5, 2: 0.6}, {1: 0.4, 2: 0.45}], best=0)  # two groups: paired
+    assert two[0].test == "paired t"
+
+
 def test_probability_of_improvement_counts_ties_half_with_wilsons_interval():
     found = stats.probability_of_improvement({1: 1.0, 2: 0.5, 3: 0.2, 4: 0.7},
                                              {1: 0.9, 2: 0.5, 3: 0.3, 4: 0.6})  # fmt: skip
