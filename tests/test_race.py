@@ -20,14 +20,21 @@ from bench.launch.race import Candidate, Race, Settings
 from bench.launch.race_sweep import candidates
 from tests.helpers import bench_run, load_records, make_spec
 
-# test_accuracy per candidate and seed. A and C share their per-seed luck (C is 0.5 points
-# behind, give or take, a tie); B is 10 points behind on every seed.
+# test_accuracy per candidate and seed. A and TIE share their per-seed luck (TIE is 0.5
+# points behind, give or take: more than 50 seeds would tell them apart); B is 10 points
+# behind on every seed; CLOSE about 2 points, too noisily for 3 seeds to show it (paired p
+# 0.07) but not for 4 (p 0.016); LATE looks like CLOSE for 3 seeds, then not at 4.
 LUCK = {1: 0.00, 2: 0.02, 3: -0.01, 4: 0.01, 5: -0.02, 6: 0.015}
+A = {s: 0.90 + v for s, v in LUCK.items()}
+BEHIND = {"CLOSE": (0.01, 0.03, 0.02, 0.025, 0.02, 0.02), "LATE": (0.012, 0.03, 0.02, -0.01, 0, 0)}
 VALUES = {
-    "optimizer.lr=0.001": {s: 0.90 + v for s, v in LUCK.items()},
+    "optimizer.lr=0.001": A,
     "optimizer.lr=0.1": {s: 0.80 + v + 0.001 * s for s, v in LUCK.items()},
     "optimizer.lr=0.002": {s: 0.895 + v + (0.008 if s % 2 else -0.008) for s, v in LUCK.items()},
+    "optimizer.lr=0.003": {s: A[s] - d for s, d in enumerate(BEHIND["CLOSE"], start=1)},
+    "optimizer.lr=0.004": {s: A[s] - d for s, d in enumerate(BEHIND["LATE"], start=1)},
 }
+BEST, WORSE, TIE, CLOSE, LATE = VALUES
 
 
 class Fake:
@@ -69,39 +76,92 @@ def _race(tmp_path, labels, settings=None, fail=None, cut_after=None, values=VAL
 
     fake = Fake(spec_for, values, fail, cut_after)
     outputs = [tmp_path / "sweep" / "race.json", tmp_path / "runs" / "races" / "r.json"]
-    race = Race(settings or Settings(min_seeds=3, max_seeds=6), [], entrants, spec_for, fake,
-                outputs)  # fmt: skip
+    settings = settings or Settings(min_seeds=3, max_seeds=6, test="pairs")
+    race = Race(settings, [], entrants, spec_for, fake, outputs)
     return race, fake
 
 
-def test_a_candidate_shown_worse_is_dropped_and_the_rest_race_on_to_max_seeds(tmp_path, capsys):
-    race, fake = _race(tmp_path, list(VALUES))
+def test_a_candidate_shown_worse_is_dropped_and_one_seeds_could_still_decide_races_on(
+    tmp_path, capsys
+):
+    race, fake = _race(tmp_path, [BEST, WORSE, CLOSE])
     found = race.run()
     printed = capsys.readouterr().out  # the standings of every round, the drop's round named
     assert "dropped at round 1: worse than optimizer.lr=0.001 by 9.8 points" in printed
+    assert "racing (about 6 seeds each would tell it from optimizer.lr=0.001)" in printed
     rounds = found["rounds"]
-    assert [r["seeds"] for r in rounds] == [3, 4, 5, 6]
-    assert [r["launched"] for r in rounds] == [9, 2, 2, 2]  # B stopped after round 1
-    assert len(fake.launched) == found["outcome"]["runs"] == 15
+    assert [r["seeds"] for r in rounds] == [3, 4]
+    assert [r["launched"] for r in rounds] == [9, 2]  # WORSE stopped after round 1
+    assert len(fake.launched) == found["outcome"]["runs"] == 11
     assert found["outcome"]["grid_runs"] == 18
     dropped = found["outcome"]["dropped"]
-    assert list(dropped) == ["optimizer.lr=0.1"] and dropped["optimizer.lr=0.1"]["round"] == 1
+    assert dropped[WORSE]["round"] == 1 and dropped[CLOSE]["round"] == 2
     assert (
         "worse than optimizer.lr=0.001 by 9.8 points (paired t, Holm-adjusted p"
-        in (dropped["optimizer.lr=0.1"]["reason"])
+        in (dropped[WORSE]["reason"])
     )
-    assert found["outcome"]["why"] == "max_seeds (6) reached with 2 left"
-    assert (
-        found["outcome"]["leading"] == "optimizer.lr=0.001" and found["outcome"]["winner"] is None
-    )
+    assert "over 1 comparisons" in dropped[CLOSE]["reason"]  # round 2's family: CLOSE alone
+    assert found["outcome"]["why"] == f"{BEST} is the one left"
+    assert found["outcome"]["winner"] == found["outcome"]["leading"] == BEST
     assert found["metric"] == "test_accuracy"
-    last = {s["candidate"]: s for s in rounds[-1]["standings"]}
-    assert last["optimizer.lr=0.002"]["state"] == "racing" and last["optimizer.lr=0.002"][
-        "seeds"
-    ] == [1, 2, 3, 4, 5, 6]
-    assert last["optimizer.lr=0.1"]["seeds"] == [1, 2, 3]  # no seed after its drop
+    first = {s["candidate"]: s for s in rounds[0]["standings"]}
+    assert first[CLOSE]["state"] == "racing" and first[CLOSE]["seeds_needed"] == 6
+    assert rounds[-1]["standings"][1]["seeds"] == [1, 2, 3]  # no seed for WORSE after its drop
     for path in (tmp_path / "sweep" / "race.json", tmp_path / "runs" / "races" / "r.json"):
         assert json.loads(path.read_text()) == json.loads(json.dumps(found, default=str))
+    from bench.analysis import report  # the report's course: seeds needed while racing
+
+    (shown,) = report.races(tmp_path / "runs")
+    course = shown.course.set_index(["round", "candidate"])["seeds each to settle"]
+    assert course[1, CLOSE] == "about 6" and course[1, BEST] == "-" and course[1, WORSE] == "-"
+
+
+def test_a_race_ends_once_no_challenger_would_be_told_from_the_leader_within_max_seeds(
+    tmp_path, capsys
+):
+    race, fake = _race(tmp_path, [BEST, WORSE, TIE])
+    found = race.run()
+    assert "racing (more than 50 seeds each would tell it from optimizer.lr=0.001)" in (
+        capsys.readouterr().out
+    )
+    assert found["outcome"]["why"] == (
+        f"{BEST} leads and no challenger left ({TIE}) would be told from it within "
+        "max_seeds (6) at the spread seen so far"
+    )
+    assert len(found["rounds"]) == 1 and len(fake.launched) == 9
+    assert found["outcome"]["leading"] == BEST and found["outcome"]["winner"] is None
+    assert list(found["outcome"]["dropped"]) == [WORSE]
+
+
+def test_a_race_that_seeds_could_still_decide_runs_to_max_seeds(tmp_path):
+    race, fake = _race(tmp_path, [BEST, LATE], Settings(min_seeds=3, max_seeds=4, test="pairs"))
+    found = race.run()
+    assert found["rounds"][0]["standings"][1]["seeds_needed"] == 4  # so round 2 is run
+    assert found["outcome"]["why"] == "max_seeds (4) reached with 2 left"
+    assert [r["launched"] for r in found["rounds"]] == [6, 2]
+    assert found["outcome"]["leading"] == BEST and found["outcome"]["winner"] is None
+
+
+def test_the_seed_noise_pooled_over_the_race_drops_what_each_pairs_own_cannot_yet(tmp_path):
+    # The first test's race under the default test: CLOSE's 2 points, unresolved by its
+    # own paired t at 3 seeds (2 degrees of freedom), fall outside the pooled noise (4).
+    race, fake = _race(tmp_path, [BEST, WORSE, CLOSE], Settings(min_seeds=3, max_seeds=6))
+    found = race.run()
+    assert found["outcome"]["winner"] == BEST and len(fake.launched) == 9
+    assert found["outcome"]["dropped"][CLOSE]["round"] == 1
+    assert "(block t, Holm-adjusted p" in found["outcome"]["dropped"][CLOSE]["reason"]
+
+
+def test_a_race_on_a_full_grids_records_counts_only_the_runs_it_would_have_trained(tmp_path):
+    # A grid of every candidate at max_seeds is already on disk (another sweep left it).
+    race, fake = _race(tmp_path, [BEST, WORSE, CLOSE])
+    fake([(c, s) for c in race.entrants for s in range(1, 7)])
+    found = race.run()
+    assert [r["launched"] for r in found["rounds"]] == [0, 0]
+    assert found["outcome"]["runs"] == 11  # as the race that trains them: 9, then 2
+    last = {s["candidate"]: s for s in found["rounds"][-1]["standings"]}
+    assert last[WORSE]["seeds"] == [1, 2, 3]  # as it stood when round 1 dropped it
+    assert last[WORSE]["mean"] == pytest.approx(sum(VALUES[WORSE][s] for s in (1, 2, 3)) / 3)
 
 
 def test_the_last_one_left_wins(tmp_path):
@@ -131,22 +191,24 @@ def test_a_failed_run_is_a_missing_seed_and_a_candidate_that_fails_every_seed_is
 
 def test_a_race_stops_once_its_budget_is_spent(tmp_path):
     # Every fake run trains 360 s: round 1 of three candidates is 9 runs, 0.9 h.
-    race, fake = _race(tmp_path, list(VALUES), Settings(min_seeds=3, max_seeds=6, budget_hours=0.5))
+    race, fake = _race(
+        tmp_path, [BEST, WORSE, TIE], Settings(min_seeds=3, max_seeds=6, budget_hours=0.5)
+    )
     found = race.run()
     assert found["outcome"]["why"] == "budget_hours (0.5) spent: 0.90 h of training"
     assert len(found["rounds"]) == 1 and len(fake.launched) == 9
 
 
 def test_a_race_cut_off_and_launched_again_goes_on_where_it_stopped(tmp_path):
-    race, fake = _race(tmp_path, list(VALUES), cut_after=10)
+    race, fake = _race(tmp_path, [BEST, WORSE, CLOSE], cut_after=10)
     with pytest.raises(KeyboardInterrupt):
         race.run()
     assert len(fake.launched) == 10  # round 1 (9 runs) and one run of round 2
-    again, refake = _race(tmp_path, list(VALUES))
+    again, refake = _race(tmp_path, [BEST, WORSE, CLOSE])
     found = again.run()
     # Nothing completed is trained again: round 1 launches nothing, round 2 the one missing.
-    assert [r["launched"] for r in found["rounds"]] == [0, 1, 2, 2]
-    uncut, _ = _race(tmp_path / "uncut", list(VALUES))
+    assert [r["launched"] for r in found["rounds"]] == [0, 1]
+    uncut, _ = _race(tmp_path / "uncut", [BEST, WORSE, CLOSE])
     assert found["outcome"] == uncut.run()["outcome"]
 
 
@@ -157,6 +219,8 @@ def test_the_race_settings_are_checked_with_their_keys():
         Settings(min_seeds=3, max_seeds=2).check()
     with pytest.raises(ConfigError, match="hydra.sweeper.metric=loss"):
         Settings(metric="loss").check()
+    with pytest.raises(ConfigError, match="hydra.sweeper.test=holm.*Allowed: blocks, pairs"):
+        Settings(test="holm").check()
 
 
 def test_the_sweep_becomes_candidates_and_the_race_owns_the_seed():

@@ -26,7 +26,7 @@ import pandas as pd
 from bench.analysis import cli, pairs, plots, ranks, serving, tables
 from bench.analysis.load import METRICS, Loaded
 from bench.analysis.verdict import verdict
-from bench.core import schema
+from bench.core import schema, stats
 from bench.core.wandb_mode import has_credentials
 
 # results/reference/ of the repository, shipped in the wheel as the bench.reference package.
@@ -219,8 +219,17 @@ def _race_course(race: dict) -> pd.DataFrame:
                 "mean": None if s["mean"] is None else round(s["mean"], 3),
                 "95% CI": None if not low_high else f"{low_high[0]:.3f} to {low_high[1]:.3f}",
                 "completed": len(s["seeds"]), "failed": len(s["failed"]), "state": s["state"],
+                "seeds each to settle": _settle(s),
             })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _settle(standing: dict) -> str:
+    """A challenger still racing: about how many seeds each would tell it from the leader."""
+    if standing["state"] != "racing" or not standing.get("test"):  # older race.json: absent
+        return "-"
+    needed = standing.get("seeds_needed")
+    return f"about {needed}" if needed else f"more than {stats.MAX_SEEDS}"
 
 
 def render(loaded: Loaded, found: list[Section], overall: Across, out: Path, html: bool,

@@ -4,11 +4,16 @@
 value of the sweep a candidate and trains it in rounds, through the configured launcher
 (basic, joblib, submitit). Every candidate first runs seeds 1 to ``min_seeds``. After each
 round the leader (highest mean of the metric) is compared with every other candidate still
-in the race, paired by seed where both ran two or more (else Welch's t), all of them as
-one family under Holm's method (:mod:`bench.core.stats`); a candidate shown worse than the
-leader is dropped. The rest get ``step`` more seeds, until one remains, ``max_seeds`` is
-reached or ``budget_hours`` of training time is spent. A failed run is a missing seed, not
-a zero; a candidate whose every seed failed is dropped with the reason.
+in the race, all of them as one family under Holm's method (:mod:`bench.core.stats`); a
+candidate shown worse than the leader is dropped. ``test=blocks`` (the default) takes the
+seeds every racing candidate ran as blocks and pools the seed noise over all of them
+(:func:`bench.core.stats.against`); ``test=pairs`` pairs each challenger with the leader
+by seed alone (else Welch's t). The rest get ``step`` more seeds, until one remains,
+``max_seeds`` is reached, ``budget_hours`` of training time is spent, or no challenger
+left could be told from the leader within ``max_seeds``: more seeds would not decide
+anything (each one's seeds needed, :func:`bench.core.stats.seeds_needed` at Holm's
+strictest step, exceeds ``max_seeds``). A failed run is a missing seed, not a zero; a
+candidate whose every seed failed is dropped with the reason.
 
 Decisions are made from the records in ``results_dir`` only, so a race that is cut off and
 launched again reads what its points left, skips what is completed and goes on where it
@@ -36,6 +41,7 @@ from bench.core.spec import RunSpec
 from bench.launch import locks
 
 METRICS = ("auto", "test_accuracy", "best_val_accuracy", "final_val_accuracy")
+TESTS = ("blocks", "pairs")  # stats.against (seed noise pooled), stats.compare (per pair)
 WAIT_S = 5.0  # between looks at a point another launcher is training
 
 
@@ -49,6 +55,7 @@ class Settings:
     step: int = 1
     budget_hours: float | None = None
     level: float = 0.95
+    test: str = "blocks"
 
     def check(self) -> None:
         """Raises ConfigError naming the key, the value, what is allowed and the fix."""
@@ -69,6 +76,8 @@ class Settings:
         if self.budget_hours is not None and self.budget_hours <= 0:
             raise ConfigError(f"{key}.budget_hours", self.budget_hours, "> 0, or null",
                               f"pass {key}.budget_hours=null for no budget")  # fmt: skip
+        if self.test not in TESTS:
+            raise ConfigError(f"{key}.test", self.test, TESTS, f"pass {key}.test=blocks")
         if not 0.5 < self.level < 1:
             raise ConfigError(f"{key}.level", self.level, "between 0.5 and 1",
                               f"pass {key}.level=0.95")  # fmt: skip
@@ -84,10 +93,21 @@ class Candidate:
     dropped_at: int | None = None
     reason: str | None = None
     tried: set[int] = field(default_factory=set)  # seeds launched by this race
+    seeds_at_drop: int | None = None
 
     @property
     def racing(self) -> bool:
         return self.state != "dropped"
+
+    def upto(self, seeds: int) -> int:
+        """The seeds that count for this candidate in a round of ``seeds``: a dropped one
+        stays at the round that dropped it, even when other sweeps left later seeds."""
+        return seeds if self.seeds_at_drop is None else min(seeds, self.seeds_at_drop)
+
+    def drop(self, number: int, seeds: int, reason: str) -> None:
+        """Takes this candidate out of the race at round ``number`` of ``seeds`` seeds."""
+        self.state, self.dropped_at, self.seeds_at_drop = "dropped", number, seeds
+        self.reason = reason
 
 
 @dataclass
@@ -104,6 +124,7 @@ class Standing:
     difference: float | None = None  # the leader minus this candidate
     test: str | None = None
     p_adjusted: float | None = None
+    seeds_needed: int | None = None  # per side to resolve the difference, None beyond 50
     note: str | None = None
     dropped_at: int | None = None  # the round
 
@@ -133,6 +154,7 @@ class Race:
         self.spec_for, self.launch, self.outputs = spec_for, launch, outputs
         self.rounds: list[dict] = []
         self.metric = settings.metric
+        self.open: list[str] = []  # challengers the last round could not resolve in time
 
     def run(self) -> dict:
         """Runs rounds until the race is decided; returns what race.json holds."""
@@ -183,7 +205,7 @@ class Race:
     def _wait_for_others(self, seeds: int) -> None:
         """Waits for points another launcher or agent holds (their records land later)."""
         for candidate in self.entrants:
-            for seed in range(1, seeds + 1):
+            for seed in range(1, candidate.upto(seeds) + 1):
                 spec = self.spec_for(candidate, seed)
                 path = locks.path_for(spec.cfg.results_dir, spec.run_id)
                 while path.exists() and not locks.stale(locks.holder(path), path):
@@ -192,7 +214,7 @@ class Race:
     def values(self, candidate: Candidate, seeds: int) -> tuple[dict[int, float], dict[int, str]]:
         """``{seed: metric}`` of the completed runs and ``{seed: error}`` of failed ones."""
         done, failed = {}, {}
-        for seed in range(1, seeds + 1):
+        for seed in range(1, candidate.upto(seeds) + 1):
             found = self._record(candidate, seed)
             if found is None:
                 continue
@@ -207,7 +229,7 @@ class Race:
         if self.metric != "auto":
             return self.metric
         for candidate in self.entrants:
-            for seed in range(1, seeds + 1):
+            for seed in range(1, candidate.upto(seeds) + 1):
                 found = self._record(candidate, seed)
                 if found and found.completed and found.metrics.test_accuracy is None:
                     return "best_val_accuracy"
@@ -215,36 +237,49 @@ class Race:
 
     def _decide(self, number: int, seeds: int) -> list[Standing]:
         """Drops every candidate shown worse than the leader; returns the standings."""
-        level = self.settings.level
         results = {c.label: self.values(c, seeds) for c in self.entrants}
         for candidate in self.entrants:
             done, failed = results[candidate.label]
             if candidate.racing and not done and failed and len(failed) == seeds:
-                candidate.state, candidate.dropped_at = "dropped", number
-                candidate.reason = f"every seed failed ({failed[max(failed)]})"
+                candidate.drop(number, seeds, f"every seed failed ({failed[max(failed)]})")
         racing = [c for c in self.entrants if c.racing and results[c.label][0]]
         notes: dict[str, dict] = {}
         if racing:
             leader = max(racing, key=lambda c: _mean(results[c.label][0]))
             others = [c for c in racing if c is not leader]
-            best = results[leader.label][0]
-            tested = stats.holm([stats.compare(best, results[c.label][0], level) for c in others])
+            tested = stats.holm(self._tests(leader, racing, results))
+            self.open = []
             for candidate, found in zip(others, tested, strict=True):
+                needed = self._needed(found)
                 notes[candidate.label] = {
                     "against": leader.label, "difference": found.value, "test": found.test,
-                    "p_adjusted": found.p_adjusted,
+                    "p_adjusted": found.p_adjusted, "seeds_needed": needed,
                 }  # fmt: skip
                 if found.significant and found.value > 0:
-                    candidate.state, candidate.dropped_at = "dropped", number
-                    candidate.reason = (
+                    candidate.drop(number, seeds, (
                         f"worse than {leader.label} by {found.value * 100:.1f} points "
                         f"({found.test}, Holm-adjusted p = {found.p_adjusted:.3f} over "
                         f"{found.family} comparisons)"
-                    )
+                    ))  # fmt: skip
                 else:
                     candidate.state = "racing"
+                    if found.tested and (needed is None or needed > self.settings.max_seeds):
+                        self.open.append(candidate.label)
             leader.state = "leading"
         return [self._standing(c, results[c.label], notes.get(c.label, {})) for c in self.entrants]
+
+    def _tests(self, leader: Candidate, racing: list[Candidate], results: dict) -> list:
+        """The leader minus each other candidate racing, in ``racing``'s order."""
+        level, best = self.settings.level, results[leader.label][0]
+        if self.settings.test == "blocks":
+            groups = [results[c.label][0] for c in racing]
+            return stats.against(groups, racing.index(leader), level)
+        return [stats.compare(best, results[c.label][0], level) for c in racing if c is not leader]
+
+    def _needed(self, found: stats.Difference) -> int | None:
+        """Seeds per side that would resolve ``found`` under this round's family: at Holm's
+        strictest step, alpha over the family's size."""
+        return stats.seeds_needed(found, alpha=(1 - self.settings.level) / max(1, found.family))
 
     def _standing(self, candidate: Candidate, result, note: dict) -> Standing:
         done, failed = result
@@ -268,13 +303,18 @@ class Race:
         budget = self.settings.budget_hours
         if budget is not None and self.training_hours(seeds) >= budget:
             return f"budget_hours ({budget}) spent: {self.training_hours(seeds):.2f} h of training"
+        if len(self.open) == len(racing) - 1:
+            leader = next(c.label for c in racing if c.state == "leading")
+            return (f"{leader} leads and no challenger left ({', '.join(self.open)}) would be "
+                    f"told from it within max_seeds ({self.settings.max_seeds}) at the "
+                    "spread seen so far")  # fmt: skip
         return None
 
     def training_hours(self, seeds: int) -> float:
         """Training time of every completed run of the race so far, in hours."""
         total = 0.0
         for candidate in self.entrants:
-            for seed in range(1, seeds + 1):
+            for seed in range(1, candidate.upto(seeds) + 1):
                 found = self._record(candidate, seed)
                 if found and found.completed and found.metrics.train_time_s:
                     total += found.metrics.train_time_s
@@ -284,9 +324,7 @@ class Race:
         rows = []
         for s in sorted(standings, key=lambda s: (s.state == "dropped", -(s.mean or 0))):
             interval = f"{s.interval[0]:.3f} to {s.interval[1]:.3f}" if s.interval else "-"
-            state = (
-                s.state if s.state != "dropped" else f"dropped at round {s.dropped_at}: {s.note}"
-            )
+            state = _state(s)
             rows.append([s.candidate, "-" if s.mean is None else f"{s.mean:.3f}", interval,
                          len(s.seeds), len(s.failed), state])  # fmt: skip
         say(f"race standings after round {number} ({self._metric(self.rounds[-1]['seeds'])}):")
@@ -327,6 +365,16 @@ class Race:
         for path in self.outputs:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, lambda handle: handle.write(text))
+
+
+def _state(s: Standing) -> str:
+    if s.state == "dropped":
+        return f"dropped at round {s.dropped_at}: {s.note}"
+    if s.state == "racing" and s.test:
+        needed = (f"about {s.seeds_needed} seeds" if s.seeds_needed else "more than "
+                  f"{stats.MAX_SEEDS} seeds")  # fmt: skip
+        return f"racing ({needed} each would tell it from {s.against})"
+    return s.state
 
 
 def _mean(values: dict[int, float]) -> float:

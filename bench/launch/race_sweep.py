@@ -68,7 +68,7 @@ def sweep(sweeper: Any, arguments: list[str]) -> list:
     """
     config: DictConfig = sweeper.config
     settings = Settings(sweeper.metric, sweeper.min_seeds, sweeper.max_seeds, sweeper.step,
-                        sweeper.budget_hours, sweeper.level)  # fmt: skip
+                        sweeper.budget_hours, sweeper.level, sweeper.test)  # fmt: skip
     params = [f"{k}={v}" for k, v in (sweeper.params or {}).items()]
     try:
         settings.check()

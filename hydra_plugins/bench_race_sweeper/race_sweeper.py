@@ -28,6 +28,9 @@ class RaceSweeperConf:
     step: int = 1  # seeds added to the survivors each round
     budget_hours: Optional[float] = None  # stop once this much training time is spent
     level: float = 0.95  # of the Holm-adjusted comparisons that drop candidates
+    # blocks: paired by seed, seed noise pooled over the candidates racing; pairs: each
+    # pair's own paired t (the report's test)
+    test: str = "blocks"
     params: Optional[Dict[str, str]] = None  # sweeps from a config file, as the basic one's
 
 
@@ -47,10 +50,12 @@ class RaceSweeper(Sweeper):
         step: int,
         budget_hours: Optional[float],
         level: float,
+        test: str = "blocks",
         params: Optional[Dict[str, str]] = None,
     ) -> None:
         self.metric, self.min_seeds, self.max_seeds, self.step = metric, min_seeds, max_seeds, step
         self.budget_hours, self.level, self.params = budget_hours, level, params
+        self.test = test
         self.config: Optional[DictConfig] = None
         self.launcher: Any = None
         self.hydra_context: Optional[HydraContext] = None
