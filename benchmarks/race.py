@@ -8,9 +8,10 @@
 2. the grid: the same points for every seed up to ``max_seeds`` (the race's completed
    points are skipped, so only the runs the race spared are trained);
 
-and prints, as JSON: the runs and training hours each took, the race's outcome, and the
-verdict of the full grid (paired, Holm-adjusted) to set beside it. Any other arguments
-are run overrides for both (e.g. ``epochs=2``).
+and prints, as JSON: the runs and training hours each took, the race's outcome (each
+surviving candidate's configuration, chosen on validation, and its test accuracy), and the
+full grid's choices and verdict (each candidate at its own best) to set beside it. Any other
+arguments are run overrides for both (e.g. ``epochs=2``).
 
 ``--grid-first`` trains the grid first and then races on its records, so that one grid
 serves races under several rules (``--test``, ``--min-seeds``, ``--out`` again): the race
@@ -57,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seeds", type=int, default=8)
     parser.add_argument("--out", help="folder to run in (default: a new temporary one)")
     parser.add_argument("--test", default="blocks", help="hydra.sweeper.test")
+    parser.add_argument(
+        "--compare", default="backbone", help="hydra.sweeper.compare, comma-separated"
+    )
     parser.add_argument("--grid-first", action="store_true")
     args, overrides = parser.parse_known_args(argv)
     root = Path(args.out or tempfile.mkdtemp(prefix="bench-race-"))
@@ -69,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     before = {path.name for path in (runs / "races").glob("*.json")}
     race_s = _run(["-m", "hydra/sweeper=race", f"hydra.sweeper.min_seeds={args.min_seeds}",
                    f"hydra.sweeper.max_seeds={args.max_seeds}", f"hydra.sweeper.test={args.test}",
-                   *common], root)  # fmt: skip
+                   f"hydra.sweeper.compare=[{args.compare}]", *common], root)  # fmt: skip
     (race_file,) = [p for p in (runs / "races").glob("*.json") if p.name not in before]
     race = json.loads(race_file.read_text())
     if args.grid_first:
@@ -79,23 +83,23 @@ def main(argv: list[str] | None = None) -> int:
         grid_s = _run(["-m", *common, f"seed={seeds}"], root)
     grid_runs, grid_hours = _hours(runs)
 
-    from bench.analysis import load, pairs, plots, tables, verdict
+    from bench.analysis import load, select, tables, verdict
 
-    (comparison,) = tables.comparisons(load.from_records(runs).runs).values()
-    metric = pairs.primary_metric(comparison.table)
-    stated = pairs.family(comparison, metric)
-    means = comparison.table[(metric, "mean")]
+    compare = [c for c in args.compare.split(",") if c]
+    (comparison,) = tables.comparisons(load.from_records(runs).runs, compare).values()
+    study = select.study(comparison, compare)
+    decided = verdict.decide(study)
     print(json.dumps({
         "folder": str(root),
         "race": {"runs": race_runs, "training_hours": round(race_hours, 3),
                  "wall_s": round(race_s, 1), "outcome": race["outcome"]},
         "grid": {"runs": grid_runs, "training_hours": round(grid_hours, 3),
-                 "wall_s": round(grid_s, 1),
-                 "best": plots.label(pairs.best(comparison.table, metric)),
-                 "means": {plots.label(k): round(float(v), 4) for k, v in means.items()}},
+                 "wall_s": round(grid_s, 1), "leader": decided.leader,
+                 "chosen": {c.label: c.chosen.label for c in study.choices},
+                 "validation": {c.label: round(c.chosen.mean_val, 4) for c in study.choices}},
         "saved": {"runs": grid_runs - race_runs,
                   "share_of_training_time": round(1 - race_hours / grid_hours, 3)},
-        "grid_verdict": verdict.verdict(comparison, stated),
+        "grid_verdict": decided.lines,
     }, indent=2))  # fmt: skip
     return 0
 

@@ -73,14 +73,14 @@ def test_shapes_whose_labels_do_not_follow_their_shapes_is_not(tmp_path, monkeyp
     assert _accuracy_of_a_small_cnn(data.load(spec)) < 0.4
 
 
-def test_folder_loads_with_a_validation_split(tmp_path):
+def test_folder_loads_with_carved_validation_and_test_splits(tmp_path):
     root = write_folder(tmp_path / "images")
     spec = make_spec("dataset=folder", f"dataset.path={root}", "image_size=40", "batch_size=8")
     loaded = data.load(spec)
     assert loaded.class_names == ["ants", "bees", "wasps"] and loaded.num_classes == 3
-    assert loaded.test is None
-    assert loaded.train_examples == 24
-    assert sum(int(y.shape[0]) for _, y in loaded.val) == 6
+    assert loaded.train_examples == 20
+    assert sum(int(y.shape[0]) for _, y in loaded.val) == 5
+    assert sum(int(y.shape[0]) for _, y in loaded.test) == 5
     images, _ = next(iter(loaded.train))
     assert images.shape[1:] == (40, 40, 3)
 
@@ -161,7 +161,7 @@ def _labels(ds: tf.data.Dataset) -> list[int]:
 def test_two_workers_each_read_half_of_every_split(tmp_path, tfds_dir, source):
     if source == "folder":
         root = write_folder(tmp_path / "images")
-        overrides = ["dataset=folder", f"dataset.path={root}", "dataset.val_fraction=0.5"]
+        overrides = ["dataset=folder", f"dataset.path={root}", "dataset.val_fraction=0.4"]
     else:
         overrides = ["dataset=shapes", "dataset.train_split='train[:64]'"]
     loaded = data.load(make_spec(*overrides, "image_size=32", "batch_size=4", tfds_dir=tfds_dir))

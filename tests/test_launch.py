@@ -75,7 +75,7 @@ def test_other_sweepers_are_not_expanded():
 def test_the_summary_table_lists_every_job_with_missing_numbers_as_dashes():
     rows = [
         {"job": 2, "backbone": "b0", "status": "failed", "run_id": "bbb"},
-        {"job": 1, "backbone": "mobilenet_v2", "status": "completed", "best_val_accuracy": 0.5,
+        {"job": 1, "backbone": "mobilenet_v2", "status": "completed", "final_val_accuracy": 0.5,
          "train_time_s": 12.345, "run_id": "aaa"},
     ]  # fmt: skip
     lines = progress.format_table(rows).splitlines()
@@ -103,3 +103,35 @@ def test_user_errors_keep_their_fields_across_a_process_boundary():
         "freeze.blocks", 9, "1 to 7", "pass freeze.blocks=7 or fewer",
     )  # fmt: skip
     assert str(again) == str(error)
+
+
+@pytest.mark.slow
+def test_optunas_sweeper_tunes_on_validation_and_its_trials_are_runs(tmp_path, tfds_dir, tiny):
+    """hydra/sweeper=tune (Hydra's Optuna sweeper): each trial is a bench run whose record
+    lands with the others, and the number Optuna maximises is the run's final validation
+    accuracy, never its test accuracy."""
+    import yaml
+
+    from tests.helpers import load_records
+
+    args = ["-m", "hydra/sweeper=tune", "hydra.sweeper.n_trials=2", "optimizer=adamw",
+            "epochs=1", *tiny]  # fmt: skip
+    proc = bench_run(tmp_path, tfds_dir, *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = load_records(tmp_path)
+    assert len(records) == 2 and {r["status"] for r in records} == {"completed"}
+    (sweep_dir,) = (tmp_path / "multirun").iterdir()
+    found = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    top = max(r["metrics"]["final_val_accuracy"] for r in records)
+    assert found["best_value"] == pytest.approx(top)
+    rates = [r["config"]["optimizer"]["lr"] for r in records
+             if r["metrics"]["final_val_accuracy"] == top]  # fmt: skip
+    assert any(found["best_params"]["optimizer.lr"] == pytest.approx(r) for r in rates)
+
+
+def test_a_weight_decay_the_optimizer_would_ignore_is_a_config_error():
+    from tests.helpers import make_spec
+
+    with pytest.raises(ConfigError, match="optimizer=adam would ignore it"):
+        make_spec("optimizer=adam", "optimizer.weight_decay=0.001")
+    assert make_spec("optimizer=adamw", "optimizer.weight_decay=0.001").cfg.optimizer.weight_decay

@@ -1,9 +1,9 @@
-"""Races: rounds, drops (paired, Holm-adjusted), failures as missing seeds, budgets, resuming
-from the records, race.json, and the real command through two launchers.
+"""Races: rounds, drops on validation that hold their level over every round, tuning inside,
+equivalence, failures, budgets, resuming from the records, race.json, and the real command.
 
-The in-process tests give the race a launch that writes each point's record itself (a
-known value per candidate and seed) instead of training: the race decides from records
-alone, so that is all it sees of a run.
+The in-process tests give the race a launch that writes each point's record itself (known
+validation and test accuracies per entrant and seed) instead of training: the race decides
+from records alone, so that is all it sees of a run.
 """
 
 from __future__ import annotations
@@ -11,192 +11,225 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
+from bench.analysis import report
 from bench.core import record
 from bench.core.errors import ConfigError
+from bench.core.race_settings import Settings
+from bench.core.racing import RaceDocument
 from bench.core.record import ErrorInfo, Metrics, Record, Status
-from bench.launch.race import Candidate, Race, Settings
+from bench.launch.race import Race
 from bench.launch.race_sweep import candidates
 from tests.helpers import bench_run, load_records, make_spec
 
-# test_accuracy per candidate and seed. A and TIE share their per-seed luck (TIE is 0.5
-# points behind, give or take: more than 50 seeds would tell them apart); B is 10 points
-# behind on every seed; CLOSE about 2 points, too noisily for 3 seeds to show it (paired p
-# 0.07) but not for 4 (p 0.016); LATE looks like CLOSE for 3 seeds, then not at 4.
+# Validation accuracy per entrant and seed. A and TIE share their per-seed luck (TIE is 0.2
+# points behind, give or take 0.05: well within a 1-point margin); WORSE is 10 points behind
+# on every seed; CLOSE about 2 points behind, noisily.
 LUCK = {1: 0.00, 2: 0.02, 3: -0.01, 4: 0.01, 5: -0.02, 6: 0.015}
 A = {s: 0.90 + v for s, v in LUCK.items()}
-BEHIND = {"CLOSE": (0.01, 0.03, 0.02, 0.025, 0.02, 0.02), "LATE": (0.012, 0.03, 0.02, -0.01, 0, 0)}
 VALUES = {
     "optimizer.lr=0.001": A,
     "optimizer.lr=0.1": {s: 0.80 + v + 0.001 * s for s, v in LUCK.items()},
-    "optimizer.lr=0.002": {s: 0.895 + v + (0.008 if s % 2 else -0.008) for s, v in LUCK.items()},
-    "optimizer.lr=0.003": {s: A[s] - d for s, d in enumerate(BEHIND["CLOSE"], start=1)},
-    "optimizer.lr=0.004": {s: A[s] - d for s, d in enumerate(BEHIND["LATE"], start=1)},
+    "optimizer.lr=0.002": {s: A[s] - 0.002 + (0.0005 if s % 2 else -0.0005) for s in A},
+    "optimizer.lr=0.003": {
+        s: A[s] - d for s, d in zip(A, (0.01, 0.03, 0.02, 0.025, 0.02, 0.02), strict=True)
+    },
 }
-BEST, WORSE, TIE, CLOSE, LATE = VALUES
+BEST, WORSE, TIE, CLOSE = VALUES
+TEST_OFFSET = -0.05  # test accuracy = validation - 5 points, unless a test says otherwise
 
 
 class Fake:
     """A launcher that writes the records its points would leave (or fails them)."""
 
-    def __init__(self, spec_for, values, fail: dict | None = None, cut_after: int | None = None):
+    def __init__(self, spec_for, values, fail=None, cut_after=None, test=None, diverge=()):
         self.spec_for, self.values, self.fail = spec_for, values, fail or {}
         self.launched: list[tuple[str, int]] = []
-        self.cut_after = cut_after
+        self.cut_after, self.test, self.diverge = cut_after, test or {}, set(diverge)
 
     def __call__(self, points):
-        for candidate, seed in points:
+        for entrant, seed in points:
             if self.cut_after is not None and len(self.launched) >= self.cut_after:
                 raise KeyboardInterrupt("the race was cut off")
-            self.launched.append((candidate.label, seed))
-            spec = self.spec_for(candidate, seed)
-            error = self.fail.get((candidate.label, seed))
-            done = Record(
-                run_id=spec.run_id, status=Status.failed if error else Status.completed,
-                started_at=record.now(), finished_at=record.now(), config=spec.config_dict(),
-                metrics=Metrics(test_accuracy=None if error else self.values[candidate.label][seed],
-                                best_val_accuracy=0.5, train_time_s=360.0),
-                error=ErrorInfo("WeightsUnavailable", error) if error else None,
-                job={"attempt": f"{candidate.label}-{seed}-{len(self.launched)}"},
-            )  # fmt: skip
-            record.save(done, spec.cfg.results_dir)
+            self.launched.append((entrant.label, seed))
+            record.save(self.record(entrant, seed), self.spec_for(entrant, seed).cfg.results_dir)
+
+    def record(self, entrant, seed) -> Record:
+        spec, key = self.spec_for(entrant, seed), (entrant.label, seed)
+        error = self.fail.get(key) or ("loss is NaN" if key in self.diverge else None)
+        kind = "Diverged" if key in self.diverge else "WeightsUnavailable"
+        value = self.values[entrant.label][seed]
+        test = self.test.get(entrant.label, {}).get(seed, value + TEST_OFFSET)
+        config = spec.config_dict()
+        config["dataset"]["num_classes"] = 4
+        return Record(
+            run_id=spec.run_id, status=Status.failed if error else Status.completed,
+            started_at=record.now(), finished_at=record.now(), config=config,
+            metrics=Metrics(final_val_accuracy=None if error else value,
+                            test_accuracy=None if error else test, train_time_s=360.0),
+            error=ErrorInfo(kind, error) if error else None,
+            job={"attempt": f"{entrant.label}-{seed}-{len(self.launched)}"},
+        )  # fmt: skip
 
 
-def _race(tmp_path, labels, settings=None, fail=None, cut_after=None, values=VALUES):
-    entrants = [Candidate(label, [label]) for label in labels]
+def _race(tmp_path, labels, settings=None, values=VALUES, sweep=None, **fake):
+    rates = ",".join(label.split("=")[1] for label in labels)
+    common, entrants = candidates(sweep or [f"optimizer.lr={rates}"],
+                                  (settings or Settings()).compare)  # fmt: skip
     specs = {}
 
-    def spec_for(candidate, seed):
-        key = (candidate.label, seed)
+    def spec_for(entrant, seed):
+        key = (entrant.label, seed)
         if key not in specs:
-            specs[key] = make_spec("dataset=shapes", *candidate.overrides, f"seed={seed}",
+            specs[key] = make_spec("dataset=shapes", *common, *entrant.overrides, f"seed={seed}",
                                    f"results_dir={tmp_path / 'runs'}")  # fmt: skip
         return specs[key]
 
-    fake = Fake(spec_for, values, fail, cut_after)
+    launcher = Fake(spec_for, values, **fake)
     outputs = [tmp_path / "sweep" / "race.json", tmp_path / "runs" / "races" / "r.json"]
-    settings = settings or Settings(min_seeds=3, max_seeds=6, test="pairs")
-    race = Race(settings, [], entrants, spec_for, fake, outputs)
-    return race, fake
+    settings = settings or Settings(min_seeds=3, max_seeds=6)
+    return Race(settings, common, entrants, spec_for, launcher, outputs), launcher
 
 
-def test_a_candidate_shown_worse_is_dropped_and_one_seeds_could_still_decide_races_on(
+def _held_to(found: RaceDocument, entrant: str) -> str:
+    return found.outcome.dropped[entrant]["reason"]
+
+
+def test_a_clear_loser_is_dropped_on_validation_and_the_race_reads_test_for_what_it_chose(
     tmp_path, capsys
 ):
     race, fake = _race(tmp_path, [BEST, WORSE, CLOSE])
     found = race.run()
     printed = capsys.readouterr().out  # the standings of every round, the drop's round named
-    assert "dropped at round 1: worse than optimizer.lr=0.001 by 9.8 points" in printed
-    assert "racing (about 6 seeds each would tell it from optimizer.lr=0.001)" in printed
-    rounds = found["rounds"]
-    assert [r["seeds"] for r in rounds] == [3, 4]
-    assert [r["launched"] for r in rounds] == [9, 2]  # WORSE stopped after round 1
-    assert len(fake.launched) == found["outcome"]["runs"] == 11
-    assert found["outcome"]["grid_runs"] == 18
-    dropped = found["outcome"]["dropped"]
-    assert dropped[WORSE]["round"] == 1 and dropped[CLOSE]["round"] == 2
-    assert (
-        "worse than optimizer.lr=0.001 by 9.8 points (paired t, Holm-adjusted p"
-        in (dropped[WORSE]["reason"])
+    assert "dropped at round 1: worse than optimizer.lr=0.001 by 9.8 points on validation" in (
+        printed
     )
-    assert "over 1 comparisons" in dropped[CLOSE]["reason"]  # round 2's family: CLOSE alone
-    assert found["outcome"]["why"] == f"{BEST} is the one left"
-    assert found["outcome"]["winner"] == found["outcome"]["leading"] == BEST
-    assert found["metric"] == "test_accuracy"
-    first = {s["candidate"]: s for s in rounds[0]["standings"]}
-    assert first[CLOSE]["state"] == "racing" and first[CLOSE]["seeds_needed"] == 6
-    assert rounds[-1]["standings"][1]["seeds"] == [1, 2, 3]  # no seed for WORSE after its drop
+    assert found.outcome.dropped[WORSE]["round"] == 1
+    assert [r.launched for r in found.rounds][0] == 9
+    assert found.metric == "final_val_accuracy"
+    winner = found.outcome.winner or found.outcome.leading
+    assert winner == BEST
+    seeds = found.rounds[-1].seeds
+    expected = sum(A[s] + TEST_OFFSET for s in range(1, seeds + 1)) / seeds
+    assert found.outcome.test_accuracy[BEST] == pytest.approx(expected)
+    assert found.outcome.test_seeds[BEST] == seeds
     for path in (tmp_path / "sweep" / "race.json", tmp_path / "runs" / "races" / "r.json"):
-        assert json.loads(path.read_text()) == json.loads(json.dumps(found, default=str))
-    from bench.analysis import report  # the report's course: seeds needed while racing
-
-    (shown,) = report.races(tmp_path / "runs")
-    course = shown.course.set_index(["round", "candidate"])["seeds each to settle"]
-    assert course[1, CLOSE] == "about 6" and course[1, BEST] == "-" and course[1, WORSE] == "-"
+        assert json.loads(path.read_text()) == json.loads(json.dumps(found.to_dict()))
+    (shown,) = report.races(tmp_path / "runs")  # the report's course: round by round
+    course = shown.course.set_index(["round", "entrant"])["state"]
+    assert course[1, WORSE] == "dropped (round 1)" and course[1, BEST] == "racing"
 
 
-def test_a_race_ends_once_no_challenger_would_be_told_from_the_leader_within_max_seeds(
-    tmp_path, capsys
-):
-    race, fake = _race(tmp_path, [BEST, WORSE, TIE])
+def _pooled_p(rows: list[dict], best: int, other: int) -> float:
+    """The two-way (entrant x seed) least-squares fit's t test of one contrast: the
+    earlier rule's block t, computed here without bench."""
+    x = np.array([[row[s] for s in sorted(row)] for row in rows])
+    k, n = x.shape
+    design = np.array([[float(i == g) for g in range(k)] + [float(j == s) for s in range(1, n)]
+                       for i in range(k) for j in range(n)])  # fmt: skip
+    coef, residual, *_ = np.linalg.lstsq(design, x.ravel(), rcond=None)
+    df = k * n - design.shape[1]
+    cov = float(residual[0]) / df * np.linalg.inv(design.T @ design)
+    contrast = np.zeros(design.shape[1])
+    contrast[best], contrast[other] = 1.0, -1.0
+    t = (coef[best] - coef[other]) / np.sqrt(contrast @ cov @ contrast)
+    return float(2 * scipy_stats.t.sf(abs(t), df))
+
+
+def test_a_drop_one_look_at_the_full_level_would_make_waits_for_the_boundary(tmp_path):
+    # The earlier rule: at every round, the pooled block t of each challenger against the
+    # leader, Holm over the round's comparisons at the full 5%. At 3 seeds it drops CLOSE.
+    rows = [{s: VALUES[label][s] for s in (1, 2, 3)} for label in (BEST, WORSE, CLOSE)]
+    earlier = sorted([_pooled_p(rows, 0, 1), _pooled_p(rows, 0, 2)])
+    assert earlier[0] * 2 < 0.05 and earlier[1] < 0.05  # Holm over 2 drops both at round 1
+    race, fake = _race(tmp_path, [BEST, WORSE, CLOSE],
+                       Settings(min_seeds=3, max_seeds=6, test="pooled"))  # fmt: skip
     found = race.run()
-    assert "racing (more than 50 seeds each would tell it from optimizer.lr=0.001)" in (
-        capsys.readouterr().out
+    first = {s.entrant: s for s in found.rounds[0].standings}
+    assert first[CLOSE].p == pytest.approx(_pooled_p(rows, 0, 2))  # the same test...
+    assert first[CLOSE].state == "racing"  # ...held to the first of four looks' boundary
+    assert found.outcome.dropped[WORSE]["round"] == 1  # a clear loser still goes at once
+
+
+def test_validation_decides_even_where_test_disagrees(tmp_path):
+    # On test, lr=0.1 would win by far; on validation it is the clear loser.
+    test = {WORSE: {s: 0.99 for s in LUCK}}
+    race, _ = _race(tmp_path, [BEST, WORSE], test=test)
+    found = race.run()
+    assert found.outcome.winner == BEST and WORSE in found.outcome.dropped
+    assert found.outcome.test_accuracy == {
+        BEST: pytest.approx(0.90 + sum(LUCK[s] for s in (1, 2, 3)) / 3 - 0.05)
+    }
+
+
+def test_a_candidate_within_the_margin_of_the_leader_ends_the_race(tmp_path, capsys):
+    race, fake = _race(tmp_path, [BEST, TIE], Settings(min_seeds=3, max_seeds=6))
+    found = race.run()
+    assert found.outcome.why == f"every challenger left ({TIE}) is within ±1 points of {BEST}"
+    assert found.outcome.winner is None and found.outcome.leading == BEST
+    assert len(found.rounds) < 4  # before max_seeds
+    assert "within the margin of" in capsys.readouterr().out
+
+
+def test_a_race_tunes_each_candidate_on_validation_and_drops_candidates_whole(tmp_path):
+    # Two candidates (backbones) x two learning rates. mobilenet_v2 is best at 0.01, b0 at
+    # 0.001; b0's best trails mobilenet_v2's best by 10 points: b0 goes, both its rates.
+    values = {
+        "backbone=mobilenet_v2 optimizer.lr=0.01": A,
+        "backbone=mobilenet_v2 optimizer.lr=0.001": {s: A[s] - 0.15 for s in A},
+        "backbone=b0 optimizer.lr=0.01": {s: A[s] - 0.30 for s in A},
+        "backbone=b0 optimizer.lr=0.001": {s: A[s] - 0.10 + 0.001 * s for s in A},
+    }
+    sweep = ["backbone=mobilenet_v2,b0", "optimizer.lr=0.01,0.001"]
+    race, fake = _race(tmp_path, list(values), values=values, sweep=sweep)
+    found = race.run()
+    assert found.candidates == ["backbone=mobilenet_v2", "backbone=b0"]
+    dropped = found.outcome.dropped
+    assert "worse than backbone=mobilenet_v2 optimizer.lr=0.01" in dropped[
+        "backbone=mobilenet_v2 optimizer.lr=0.001"]["reason"]  # fmt: skip
+    assert dropped["backbone=b0 optimizer.lr=0.001"]["reason"].startswith(
+        "its best configuration is worse than backbone=mobilenet_v2 optimizer.lr=0.01"
     )
-    assert found["outcome"]["why"] == (
-        f"{BEST} leads and no challenger left ({TIE}) would be told from it within "
-        "max_seeds (6) at the spread seen so far"
-    )
-    assert len(found["rounds"]) == 1 and len(fake.launched) == 9
-    assert found["outcome"]["leading"] == BEST and found["outcome"]["winner"] is None
-    assert list(found["outcome"]["dropped"]) == [WORSE]
-
-
-def test_a_race_that_seeds_could_still_decide_runs_to_max_seeds(tmp_path):
-    race, fake = _race(tmp_path, [BEST, LATE], Settings(min_seeds=3, max_seeds=4, test="pairs"))
-    found = race.run()
-    assert found["rounds"][0]["standings"][1]["seeds_needed"] == 4  # so round 2 is run
-    assert found["outcome"]["why"] == "max_seeds (4) reached with 2 left"
-    assert [r["launched"] for r in found["rounds"]] == [6, 2]
-    assert found["outcome"]["leading"] == BEST and found["outcome"]["winner"] is None
-
-
-def test_the_seed_noise_pooled_over_the_race_drops_what_each_pairs_own_cannot_yet(tmp_path):
-    # The first test's race under the default test: CLOSE's 2 points, unresolved by its
-    # own paired t at 3 seeds (2 degrees of freedom), fall outside the pooled noise (4).
-    race, fake = _race(tmp_path, [BEST, WORSE, CLOSE], Settings(min_seeds=3, max_seeds=6))
-    found = race.run()
-    assert found["outcome"]["winner"] == BEST and len(fake.launched) == 9
-    assert found["outcome"]["dropped"][CLOSE]["round"] == 1
-    assert "(block t, Holm-adjusted p" in found["outcome"]["dropped"][CLOSE]["reason"]
+    assert "backbone=b0 optimizer.lr=0.01" in dropped  # with its candidate
+    assert found.outcome.winner == "backbone=mobilenet_v2"
+    assert found.outcome.chosen == {"backbone=mobilenet_v2": "optimizer.lr=0.01"}
 
 
 def test_a_race_on_a_full_grids_records_counts_only_the_runs_it_would_have_trained(tmp_path):
-    # A grid of every candidate at max_seeds is already on disk (another sweep left it).
     race, fake = _race(tmp_path, [BEST, WORSE, CLOSE])
-    fake([(c, s) for c in race.entrants for s in range(1, 7)])
+    fake([(e, s) for e in race.entrants for s in range(1, 7)])  # another sweep left a grid
     found = race.run()
-    assert [r["launched"] for r in found["rounds"]] == [0, 0]
-    assert found["outcome"]["runs"] == 11  # as the race that trains them: 9, then 2
-    last = {s["candidate"]: s for s in found["rounds"][-1]["standings"]}
-    assert last[WORSE]["seeds"] == [1, 2, 3]  # as it stood when round 1 dropped it
-    assert last[WORSE]["mean"] == pytest.approx(sum(VALUES[WORSE][s] for s in (1, 2, 3)) / 3)
+    assert {r.launched for r in found.rounds} == {0}
+    last = {s.entrant: s for s in found.rounds[-1].standings}
+    assert last[WORSE].seeds == [1, 2, 3]  # as it stood when round 1 dropped it
+    assert found.outcome.runs == sum(len(s.seeds) + len(s.failed) for s in last.values())
 
 
-def test_the_last_one_left_wins(tmp_path):
-    race, fake = _race(tmp_path, ["optimizer.lr=0.001", "optimizer.lr=0.1"])
-    found = race.run()
-    assert found["outcome"]["winner"] == "optimizer.lr=0.001"
-    assert found["outcome"]["why"] == "optimizer.lr=0.001 is the one left"
-    assert len(found["rounds"]) == 1 and len(fake.launched) == 6
-
-
-def test_a_failed_run_is_a_missing_seed_and_a_candidate_that_fails_every_seed_is_dropped(tmp_path):
-    fail = {("optimizer.lr=0.001", 2): "no weights"}
-    fail |= {("optimizer.lr=0.1", s): "no such handle" for s in range(1, 7)}
-    race, _ = _race(tmp_path, ["optimizer.lr=0.001", "optimizer.lr=0.1"], fail=fail,
+def test_a_failed_run_is_a_missing_seed_a_diverged_one_counts_at_chance(tmp_path):
+    fail = {(BEST, 2): "no weights"}
+    fail |= {(WORSE, s): "no such handle" for s in range(1, 7)}
+    race, _ = _race(tmp_path, [BEST, WORSE, CLOSE], fail=fail, diverge={(CLOSE, 1)},
                     settings=Settings(min_seeds=3, max_seeds=3))  # fmt: skip
     found = race.run()
-    first = {s["candidate"]: s for s in found["rounds"][0]["standings"]}
-    assert first["optimizer.lr=0.001"]["seeds"] == [1, 3] and first["optimizer.lr=0.001"][
-        "failed"
-    ] == [2]
-    # The mean of the seeds that completed, not a zero for the one that failed.
-    assert first["optimizer.lr=0.001"]["mean"] == pytest.approx((0.90 + 0.89) / 2)
-    reason = found["outcome"]["dropped"]["optimizer.lr=0.1"]["reason"]
+    first = {s.entrant: s for s in found.rounds[0].standings}
+    assert first[BEST].seeds == [1, 3] and first[BEST].failed == [2]
+    assert first[BEST].mean == pytest.approx((0.90 + 0.89) / 2)  # no zero for the failure
+    assert first[CLOSE].diverged == [1] and 1 in first[CLOSE].seeds  # at chance, 1 / 4
+    assert first[CLOSE].mean == pytest.approx((0.25 + VALUES[CLOSE][2] + VALUES[CLOSE][3]) / 3)
+    reason = found.outcome.dropped[WORSE]["reason"]
     assert reason == "every seed failed (WeightsUnavailable: no such handle)"
-    assert found["outcome"]["winner"] == "optimizer.lr=0.001"
 
 
 def test_a_race_stops_once_its_budget_is_spent(tmp_path):
-    # Every fake run trains 360 s: round 1 of three candidates is 9 runs, 0.9 h.
-    race, fake = _race(
-        tmp_path, [BEST, WORSE, TIE], Settings(min_seeds=3, max_seeds=6, budget_hours=0.5)
-    )
+    # Every fake run trains 360 s: round 1 of three entrants is 9 runs, 0.9 h.
+    race, fake = _race(tmp_path, [BEST, TIE, CLOSE],
+                       Settings(min_seeds=3, max_seeds=6, budget_hours=0.5))  # fmt: skip
     found = race.run()
-    assert found["outcome"]["why"] == "budget_hours (0.5) spent: 0.90 h of training"
-    assert len(found["rounds"]) == 1 and len(fake.launched) == 9
+    assert found.outcome.why == "budget_hours (0.5) spent: 0.90 h of training"
+    assert len(found.rounds) == 1 and len(fake.launched) == 9
 
 
 def test_a_race_cut_off_and_launched_again_goes_on_where_it_stopped(tmp_path):
@@ -207,9 +240,9 @@ def test_a_race_cut_off_and_launched_again_goes_on_where_it_stopped(tmp_path):
     again, refake = _race(tmp_path, [BEST, WORSE, CLOSE])
     found = again.run()
     # Nothing completed is trained again: round 1 launches nothing, round 2 the one missing.
-    assert [r["launched"] for r in found["rounds"]] == [0, 1]
+    assert [r.launched for r in found.rounds][:2] == [0, 1]
     uncut, _ = _race(tmp_path / "uncut", [BEST, WORSE, CLOSE])
-    assert found["outcome"] == uncut.run()["outcome"]
+    assert found.outcome == uncut.run().outcome
 
 
 def test_the_race_settings_are_checked_with_their_keys():
@@ -219,63 +252,92 @@ def test_the_race_settings_are_checked_with_their_keys():
         Settings(min_seeds=3, max_seeds=2).check()
     with pytest.raises(ConfigError, match="hydra.sweeper.metric=loss"):
         Settings(metric="loss").check()
-    with pytest.raises(ConfigError, match="hydra.sweeper.test=holm.*Allowed: blocks, pairs"):
+    with pytest.raises(
+        ConfigError, match="hydra.sweeper.test=holm.*Allowed: blocks, pooled, pairs"
+    ):
         Settings(test="holm").check()
+    with pytest.raises(ConfigError, match="the test split reports what validation chose"):
+        Settings(metric="test_accuracy").check()
+    with pytest.raises(ConfigError, match="a maximum over epochs"):
+        Settings(metric="best_val_accuracy").check()
 
 
-def test_the_sweep_becomes_candidates_and_the_race_owns_the_seed():
+def test_the_sweep_becomes_candidates_and_tuning_and_the_race_owns_the_seed():
     common, found = candidates(["backbone=b0,mobilenet_v2", "epochs=2", "optimizer=adam,sgd"])
     assert common == ["epochs=2"]
-    assert [c.label for c in found] == [
-        "backbone=b0 optimizer=adam", "backbone=b0 optimizer=sgd",
-        "backbone=mobilenet_v2 optimizer=adam", "backbone=mobilenet_v2 optimizer=sgd",
+    assert [(e.candidate, e.config) for e in found] == [
+        ("backbone=b0", "optimizer=adam"), ("backbone=b0", "optimizer=sgd"),
+        ("backbone=mobilenet_v2", "optimizer=adam"), ("backbone=mobilenet_v2", "optimizer=sgd"),
+    ]  # fmt: skip
+    _, rates = candidates(["optimizer.lr=0.1,0.01"])  # nothing to compare: rates are candidates
+    assert [(e.candidate, e.config) for e in rates] == [
+        ("optimizer.lr=0.1", "as configured"), ("optimizer.lr=0.01", "as configured")
     ]  # fmt: skip
     with pytest.raises(ConfigError, match="seed=1,2: the race chooses the seeds"):
         candidates(["backbone=b0,b1", "seed=1,2"])
 
 
+def test_a_race_on_test_accuracy_exits_2_before_anything_runs(tmp_path):
+    proc = bench_run(tmp_path, None, "-m", "hydra/sweeper=race", "backbone=b0,b1",
+                     "hydra.sweeper.metric=test_accuracy")  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "hydra.sweeper.metric=test_accuracy: the test split reports" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.slow
-def test_a_race_through_the_real_command_drops_a_candidate_that_always_fails(
+def test_a_tuned_race_through_the_real_command_drops_a_candidate_that_always_fails(
     tmp_path, tfds_dir, tiny
 ):
-    """Through joblib (two jobs at a time): a candidate whose hub handle does not load fails
-    both its seeds and is dropped with the reason; the other is the one left. Launched
-    again (basic launcher), the race trains none of its completed points again."""
+    """Through joblib (two jobs at a time), two candidates (hub handles) at two learning
+    rates each: the handle that does not load fails every seed and goes with both its
+    rates; the other is the one left, with the rate validation chose and its test accuracy.
+    Launched again (basic launcher), the race trains none of its completed points again."""
     missing = tmp_path / "no_such_handle"
     good = next(o for o in tiny if o.startswith("backbone.hub_handle="))
     rest = [o for o in tiny if o != good]
     args = ["-m", "hydra/sweeper=race", "hydra.sweeper.min_seeds=2", "hydra.sweeper.max_seeds=3",
-            "epochs=2", *rest, f"{good},{missing}"]  # fmt: skip
+            "hydra.sweeper.compare=[backbone.hub_handle]", "epochs=2", *rest,
+            f"{good},{missing}", "optimizer.lr=0.01,0.001"]  # fmt: skip
     proc = bench_run(tmp_path, tfds_dir, *args, "hydra/launcher=joblib")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "race round 1: seeds 1-2 for 2 candidates; 4 runs to train" in proc.stdout
-    assert "race standings after round 1 (test_accuracy)" in proc.stdout
+    assert "race round 1: seeds 1-2 for 4 entrants; 8 runs to train" in proc.stdout
+    assert "race standings after round 1 (final_val_accuracy" in proc.stdout
     assert f"race over: {good} is the one left" in proc.stdout
     (sweep_dir,) = (tmp_path / "multirun").iterdir()
     found = json.loads((sweep_dir / "race.json").read_text())
     assert found == json.loads((tmp_path / "runs" / "races" / f"{sweep_dir.name}.json").read_text())
-    assert found["outcome"]["winner"] == good
-    reason = found["outcome"]["dropped"][f"backbone.hub_handle={missing}"]["reason"]
-    assert reason.startswith("every seed failed (WeightsUnavailable: backbone.hub_handle=")
+    document = RaceDocument.from_dict(found)
+    assert document.outcome.winner == good
     records = load_records(tmp_path)
-    assert sorted((r["config"]["seed"], r["status"]) for r in records) == [
-        (1, "completed"), (1, "failed"), (2, "completed"), (2, "failed")
+    by_rate: dict[float, list[float]] = {}
+    for r in records:
+        if r["status"] == "completed":
+            rate = r["config"]["optimizer"]["lr"]
+            by_rate.setdefault(rate, []).append(r["metrics"]["final_val_accuracy"])
+    chosen = max(by_rate, key=lambda rate: np.mean(by_rate[rate]))
+    assert document.outcome.chosen == {good: f"optimizer.lr={chosen}"}
+    tests = [
+        r["metrics"]["test_accuracy"] for r in records
+        if r["status"] == "completed" and r["config"]["optimizer"]["lr"] == chosen
     ]  # fmt: skip
-    assert len({r["env"]["pid"] for r in records}) == 4  # each its own worker
+    assert document.outcome.test_accuracy[good] == pytest.approx(np.mean(tests))
+    for rate in ("0.01", "0.001"):
+        entrant = f"backbone.hub_handle={missing} optimizer.lr={rate}"
+        reason = document.outcome.dropped[entrant]["reason"]
+        assert reason.startswith("every seed failed (WeightsUnavailable: backbone.hub_handle=")
+    assert sorted(r["status"] for r in records) == ["completed"] * 4 + ["failed"] * 4
+    assert len({r["env"]["pid"] for r in records}) == 8  # each its own worker
     again = bench_run(tmp_path, tfds_dir, *args)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Epoch 1/2" not in again.stdout  # the completed points are not trained again
-    for kept in load_records(tmp_path):
-        if kept["status"] == "completed":
-            assert kept["attempts"] == 1
     assert f"race over: {good} is the one left" in again.stdout
-    from bench.analysis import report  # the page shows the race's course and outcome
-
-    out = tmp_path / "report"
+    out = tmp_path / "report"  # the page shows the race's course and outcome
     assert report.main(["--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
     page = (out / "report.md").read_text()
     assert f"## Race {sweep_dir.name}" in page
-    assert f"{good} won on test_accuracy: {good} is the one left. 4 runs of the 6" in page
+    assert f"{good} won on final_val_accuracy: {good} is the one left. 8 runs of the 12" in page
+    assert f"{good} chose optimizer.lr={chosen} on validation: test accuracy" in page
 
 
 def test_a_race_with_a_bad_candidate_exits_2_before_anything_runs(tmp_path):

@@ -92,13 +92,13 @@ def _golden(version: int) -> dict:
 
 
 def test_the_writer_writes_the_documented_layout_key_for_key(tmp_path):
-    """tests/data/golden/v5.json is the contract written out by hand (README, "What a run
+    """tests/data/golden/v6.json is the contract written out by hand (README, "What a run
     leaves behind"); a record with its values must be written as exactly that JSON."""
-    expected = _golden(5)
+    expected = _golden(6)
     phase = record.PhaseMetrics(epochs=1, train_time_s=2.5, epoch_time_s=2.5,
                                 train_images_per_s=640.0, first_epoch_time_s=2.5)  # fmt: skip
     written = Record(
-        run_id="eeeeeeeeeeee", status=Status.completed,
+        run_id="ffffffffffff", status=Status.completed,
         started_at="2026-11-30T08:00:00+00:00", finished_at="2026-11-30T08:01:00+00:00",
         config=expected["config"],
         env=record.Env(**expected["env"]),
@@ -120,12 +120,12 @@ def test_the_writer_writes_the_documented_layout_key_for_key(tmp_path):
             versions={"tensorflow": "2.21.0", "ai-edge-litert": "2.3.0"},
             formats={
                 "saved_model": record.FormatResult(
-                    "measured", path="/runs/models/eeeeeeeeeeee/saved_model",
+                    "measured", path="/runs/models/ffffffffffff/saved_model",
                     size_bytes=27000000, accuracy=0.4375, correct=14,
                     latency={"2": record.Latency(9.5, 10.5, 12.0, 200)}, images_per_s=600.0,
                     max_abs_diff=0.0),
                 "int8": record.FormatResult(
-                    "measured", path="/runs/models/eeeeeeeeeeee/int8.tflite",
+                    "measured", path="/runs/models/ffffffffffff/int8.tflite",
                     size_bytes=7000000, accuracy=0.40625, correct=13,
                     latency={"1": record.Latency(3.0, 3.5, 4.0, 200),
                              "2": record.Latency(2.0, 2.5, 3.0, 200)},
@@ -134,12 +134,15 @@ def test_the_writer_writes_the_documented_layout_key_for_key(tmp_path):
                     "unsupported", reason="Could not translate MLIR to FlatBuffer"),
             },
         ),
+        splits={"train": record.SplitInfo("train", 0.7, 0, 16284),
+                "val": record.SplitInfo("train", 0.15, 0, 3489),
+                "test": record.SplitInfo("train", 0.15, 0, 3489)},
     )  # fmt: skip
     assert json.loads(record.write(written, tmp_path).read_text()) == expected
 
 
 def test_golden_records_of_every_version_read_with_their_values():
-    v1, v2, v3, v4, v5 = (record.Record.from_dict(_golden(v)) for v in (1, 2, 3, 4, 5))
+    v1, v2, v3, v4, v5, v6 = (record.Record.from_dict(_golden(v)) for v in range(1, 7))
     assert (v1.schema_version, v1.status, v1.metrics.best_val_accuracy) == (
         1,
         Status.completed,
@@ -163,6 +166,8 @@ def test_golden_records_of_every_version_read_with_their_values():
     int8 = v5.serving.formats["int8"]
     assert (int8.size_bytes, int8.latency["1"].p99_ms, int8.latency["2"].p50_ms) == (7e6, 4.0, 2.0)
     assert v5.serving.formats["float16"].status == "unsupported"
+    assert v5.splits == {}  # added in version 6
+    assert v6.splits["test"] == record.SplitInfo("train", 0.15, 0, 3489)
     assert v5.serving.figures() == {
         "serving.saved_model.size_bytes": 27000000, "serving.saved_model.accuracy": 0.4375,
         "serving.saved_model.threads": 2, "serving.saved_model.p50_ms": 9.5,
@@ -179,20 +184,23 @@ def test_golden_records_of_every_version_read_with_their_values():
 def test_golden_records_of_every_version_aggregate_into_the_same_columns(tmp_path):
     from bench.analysis import load
 
-    for version in (1, 2, 3, 4, 5):
+    for version in range(1, 7):
         shutil.copy(GOLDEN / f"v{version}.json", tmp_path)
     runs = load.from_records(tmp_path).runs.set_index("run_id")
     assert runs.loc["0123456789ab", "backbone"] == "b0" and runs.loc["bbbbbbbbbbbb", "lr"] == 0.01
     # Before version 3 a run trained at the batch and precision it asked for.
-    assert runs["effective_batch_size"].tolist() == [32, 64, 16, 16, 16]
-    assert runs["precision_used"].tolist() == ["float32", "mixed_float16", *["float32"] * 3]
-    assert runs["deterministic_used"].isna().tolist() == [True, True, True, False, False]
+    assert runs["effective_batch_size"].tolist() == [32, 64, 16, 16, 16, 16]
+    assert runs["precision_used"].tolist() == ["float32", "mixed_float16", *["float32"] * 4]
+    assert runs["deterministic_used"].isna().tolist() == [True, True, True, False, False, False]
     assert runs.loc["dddddddddddd", "deterministic_used"]  # bool(True): numbers stay numbers
     assert runs.loc["bbbbbbbbbbbb", "error_type"] == "Interrupted"
     assert runs.loc["cccccccccccc", "phases.train.first_epoch_time_s"] == 2.5
     # Serving as its figures, one column each; runs never served have none.
     assert runs.loc["eeeeeeeeeeee", "serving.int8.p50_ms"] == 3.0
-    assert runs["serving.int8.size_bytes"].isna().tolist() == [True] * 4 + [False]
+    assert runs["serving.int8.size_bytes"].isna().tolist() == [True] * 4 + [False, False]
+    # The split behind each role, one column per field; older records have none.
+    assert runs.loc["ffffffffffff", "splits.test.examples"] == 3489
+    assert runs["splits.test.share"].isna().tolist() == [True] * 5 + [False]
     assert runs.loc["eeeeeeeeeeee", "model.macs_per_image"] == 14000000
     assert not any(c.startswith("serving.formats.") for c in runs.columns)
 

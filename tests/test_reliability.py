@@ -460,7 +460,8 @@ def test_a_folder_with_truncated_and_non_image_files_trains_and_reports_them(tmp
     (root / "cats" / "truncated.png").write_bytes(good[: len(good) // 3])
     (root / "dogs" / "notes.jpg").write_text("not an image at all")
     (root / "dogs" / "readme.txt").write_text("ignored: not an image extension")
-    args = [*tiny, "dataset=folder", f"dataset.path={root}", "epochs=1", "batch_size=8"]
+    args = [*tiny, "dataset=folder", f"dataset.path={root}", "epochs=1", "batch_size=8",
+            "dataset.val_split=null", "dataset.test_split=null"]  # fmt: skip
     proc = bench_run(tmp_path, None, *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (done,) = load_records(tmp_path)
@@ -471,14 +472,17 @@ def test_a_folder_with_truncated_and_non_image_files_trains_and_reports_them(tmp
 
 
 def test_a_folder_whose_files_are_all_unreadable_is_an_error(tmp_path):
+    from bench.core import splits
     from bench.core.errors import DataUnavailable
     from bench.pipeline import folder
 
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "x.png").write_bytes(b"\x89PNG broken")
-    with pytest.raises(DataUnavailable, match="split is empty"):
-        folder.load(str(tmp_path), 0.2, seed=1)
+    with pytest.raises(
+        DataUnavailable, match=r"0 examples cannot give .*\(2 unreadable files skipped\)"
+    ):
+        folder.load(str(tmp_path), splits.plan("files", None, None, 0.15, 0.15, 1))
 
 
 @pytest.mark.slow

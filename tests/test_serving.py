@@ -183,7 +183,7 @@ def test_a_served_run_records_every_format_and_points_to_its_model(served):
     from bench.core.environment import usable_cores
 
     record = served.record
-    assert record["schema_version"] == 5 and record["status"] == "completed"
+    assert record["schema_version"] == 6 and record["status"] == "completed"
     model = record["model"]
     assert Path(model["path"]) == served.root / "runs" / "models" / record["run_id"] / "saved_model"
     assert model["artifact"] == f"model-{record['run_id']}"

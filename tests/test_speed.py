@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
+from bench.core import splits
 from bench.core.errors import ConfigError
 from bench.core.spec import feature_cache_unused
 from bench.pipeline import compute, data, features, folder, model, optim, store, train
@@ -207,12 +208,18 @@ def test_a_folder_datasets_identity_follows_its_files_and_split(tmp_path):
         (tmp_path / name).mkdir()
         for index in range(3):
             Image.new("RGB", (8, 8), (index * 40, 0, 0)).save(tmp_path / name / f"{index}.png")
-    first = folder.load(str(tmp_path), 0.34, seed=1).identity
-    assert folder.load(str(tmp_path), 0.34, seed=1).identity == first
-    assert folder.load(str(tmp_path), 0.34, seed=2).identity != first
-    assert folder.load(str(tmp_path), 0.5, seed=1).identity != first
+
+    def identity(share: float, seed: int) -> str:
+        return folder.load(
+            str(tmp_path), splits.plan("files", None, None, share, 0.0, seed)
+        ).identity
+
+    first = identity(0.34, seed=1)
+    assert identity(0.34, seed=1) == first
+    assert identity(0.34, seed=2) != first
+    assert identity(0.5, seed=1) != first
     Image.new("RGB", (9, 9)).save(tmp_path / "a" / "0.png")
-    assert folder.load(str(tmp_path), 0.34, seed=1).identity != first
+    assert identity(0.34, seed=1) != first
 
 
 def test_two_runs_filling_one_entry_at_once_neither_fail_nor_corrupt_it(tmp_path):

@@ -50,7 +50,8 @@ def test_what_reached_wandb_matches_the_record(sweep):
             if value is not None:
                 assert _close(run["summary"][key], value), key
         assert run["summary"]["status"] == "completed"
-        assert run["summary"]["val_accuracy"]["max"] == record["metrics"]["best_val_accuracy"]
+        # The summary keeps the last epoch's: the tested weights', never a maximum over epochs.
+        assert _close(run["summary"]["val_accuracy"], record["metrics"]["final_val_accuracy"])
 
 
 @pytest.mark.slow

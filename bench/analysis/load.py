@@ -21,6 +21,7 @@ from bench.core.record import (
     Metrics,
     ModelInfo,
     Record,
+    SplitInfo,
     Status,
     WandbInfo,
 )
@@ -131,6 +132,7 @@ def record_from_wandb(run, history: list[dict] | None = None) -> Record:
     config = {k: v for k, v in dict(run.config).items() if not k.startswith("_")}
     run_id = config.pop("run_id", run.id)
     env = config.pop("env", {})
+    splits = config.pop("splits", None) or {}
     config = config.pop("bench_config", None) or nested(config)
     summary = dict(run.summary)
     status = summary.get("status") or ("completed" if run.state == "finished" else "failed")
@@ -151,6 +153,7 @@ def record_from_wandb(run, history: list[dict] | None = None) -> Record:
         job={"group": run.group},
         model=record.pick(ModelInfo, {k[6:]: v for k, v in summary.items() if k[:6] == "model."}),
         serving=record.serving_from_figures(summary),
+        splits={role: record.pick(SplitInfo, info) for role, info in splits.items()},
     )
 
 

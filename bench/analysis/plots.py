@@ -23,7 +23,13 @@ def label(key) -> str:
     return " / ".join(map(str, key)) if isinstance(key, tuple) else str(key)
 
 
-def _save(fig, path: Path) -> Path:
+def subplots(*args, **kwargs):
+    """``matplotlib.pyplot.subplots`` on the files-only backend this module sets."""
+    return plt.subplots(*args, **kwargs)
+
+
+def save(fig, path: Path) -> Path:
+    """Writes ``fig`` as PNG and SVG beside each other; returns the PNG's path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path.with_suffix(".png"), dpi=110)
@@ -41,7 +47,7 @@ def _bars(table: pd.DataFrame, metric: str, scale: float, ylabel: str, title: st
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.tick_params(axis="x", rotation=30)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def training_time(table: pd.DataFrame, dataset: str, out: Path) -> Path:
@@ -93,7 +99,7 @@ def accuracy_curves(history: pd.DataFrame, keys: list[str], dataset: str, out: P
     ax.set_ylabel("validation accuracy")
     ax.set_title(f"Validation accuracy per epoch - {dataset}")
     ax.legend(fontsize=7, ncol=2)
-    return _save(fig, out / f"val_accuracy_{dataset}")
+    return save(fig, out / f"val_accuracy_{dataset}")
 
 
 def pareto(cost: pd.Series, accuracy: pd.Series) -> list:
@@ -179,7 +185,7 @@ def tradeoff(
         ax.set_ylabel(f"{metric} (95% CI)")
         ax.legend(fontsize=8)
     fig.suptitle(f"{title} - {dataset}")
-    return _save(fig, out / f"{name}_{dataset}")
+    return save(fig, out / f"{name}_{dataset}")
 
 
 def critical_difference(ranking, out: Path) -> Path:
@@ -212,7 +218,7 @@ def critical_difference(ranking, out: Path) -> Path:
     ax.set_ylim(-0.6 - 0.3 * k, 0.8)
     ax.axis("off")
     ax.set_title(f"Mean rank over {len(ranking.scores)} datasets ({ranking.test})", fontsize=9)
-    return _save(fig, out / "critical_difference")
+    return save(fig, out / "critical_difference")
 
 
 def _separated(ranking, a: str, b: str) -> bool:

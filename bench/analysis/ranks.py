@@ -1,12 +1,13 @@
-"""Which backbones the data separates across datasets: mean ranks, Friedman's test and
-Nemenyi's critical difference (Demšar 2006).
+"""Which candidates the data separates across datasets: mean ranks, Friedman's test in
+Iman and Davenport's F form, and Nemenyi's critical difference (Demšar 2006).
 
-On each dataset every group is ranked by its mean primary metric (1 = best, ties share
-the mean rank). A group is matched across datasets by its keys other than the image
-size (which follows the backbone) and the dataset; only groups present on every dataset
-are ranked. Friedman's test asks whether the mean ranks differ at all (Wilcoxon's
-signed-rank test for two groups); only when it says they do does Nemenyi's critical
-difference name the pairs it separates.
+On each dataset every candidate, at its own best (bench.analysis.select), is ranked by the
+mean test accuracy of its chosen configuration (1 = best, ties share the mean rank): one
+metric for every dataset. Only candidates present on every dataset are ranked. Iman and
+Davenport's F asks whether the mean ranks differ at all (Demšar recommends it over
+Friedman's chi-square, which is conservative with few datasets); Wilcoxon's signed-rank
+test does for two candidates. Only when it says they do does Nemenyi's critical difference
+name the pairs it separates.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench.analysis.pairs import primary_metric
-from bench.analysis.tables import Comparison
+from bench.analysis.select import Study
 
 LEVEL = 0.95
 
@@ -65,28 +65,38 @@ class Ranking:
         )
 
 
-def _entities(comparisons: dict[str, Comparison]) -> tuple[list[str], dict]:
-    names = []
-    for found in comparisons.values():
-        names += [n for n in found.table.index.names if n != "image_size"]
-    names = list(dict.fromkeys(names))
-    scores: dict[str, dict[str, float]] = {}
-    for dataset, found in comparisons.items():
-        metric = primary_metric(found.table)
-        means = found.table[(metric, "mean")]
-        scores[dataset] = {
-            " / ".join(str(found.members[key][n].iloc[0]) for n in names): float(means[key])
-            for key in found.table.index
-        }
-    return names, scores
+def _scores(studies: dict[str, Study]) -> dict[str, dict[str, float]]:
+    """Per dataset, each candidate's mean test accuracy at its chosen configuration (a
+    dataset without a test split ranks on validation; the sentence says so)."""
+    return {
+        dataset: {c.label: float(np.mean(list(study.scores(c.label).values())))
+                  for c in study.choices if study.scores(c.label)}
+        for dataset, study in studies.items()
+    }  # fmt: skip
 
 
-def rank(comparisons: dict[str, Comparison], level: float = LEVEL) -> Ranking | None:
-    """The ranking over two or more datasets; None for fewer, or fewer than two groups
+def iman_davenport(ranks: np.ndarray) -> tuple[float, float]:
+    """Iman and Davenport's F from a datasets x candidates table of ranks, and its p-value.
+
+    F = (N - 1) chi2_F / (N (k - 1) - chi2_F), with (k - 1) and (k - 1)(N - 1) degrees of
+    freedom, where chi2_F is Friedman's statistic (Demšar 2006, section 3.2.2).
+    """
+    n, k = ranks.shape
+    means = ranks.mean(axis=0)
+    chi2 = 12 * n / (k * (k + 1)) * (float((means**2).sum()) - k * (k + 1) ** 2 / 4)
+    denominator = n * (k - 1) - chi2
+    if denominator <= 0:  # every dataset ranks the candidates alike
+        return float("inf"), 0.0
+    f = (n - 1) * chi2 / denominator
+    return f, float(stats.f.sf(f, k - 1, (k - 1) * (n - 1)))
+
+
+def rank(studies: dict[str, Study], level: float = LEVEL) -> Ranking | None:
+    """The ranking over two or more datasets; None for fewer, or fewer than two candidates
     present on all of them."""
-    if len(comparisons) < 2:
+    if len(studies) < 2:
         return None
-    _, scores = _entities(comparisons)
+    scores = _scores(studies)
     common = set.intersection(*(set(s) for s in scores.values()))
     every = sorted(set().union(*(set(s) for s in scores.values())))
     if len(common) < 2:
@@ -97,8 +107,8 @@ def rank(comparisons: dict[str, Comparison], level: float = LEVEL) -> Ranking | 
                         axis=1)  # fmt: skip
     k, n = len(groups), len(frame)
     if k >= 3:
-        statistic, p = stats.friedmanchisquare(*(frame[g].to_numpy() for g in groups))
-        test = "Friedman"
+        statistic, p = iman_davenport(ranks.to_numpy())
+        test = "Iman-Davenport F"
     else:
         diffs = frame[groups[0]] - frame[groups[1]]
         statistic, p = (None, None) if (diffs == 0).all() else stats.wilcoxon(diffs)

@@ -12,7 +12,6 @@ memory). With no arguments it reads ``results/runs`` and writes ``results/report
 from __future__ import annotations
 
 import base64
-import dataclasses
 import functools
 import importlib.resources
 import json
@@ -23,10 +22,10 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-from bench.analysis import cli, pairs, plots, ranks, serving, tables
+from bench.analysis import budget, cli, pairs, plots, ranks, select, serving, tables, verdict
 from bench.analysis.load import METRICS, Loaded
-from bench.analysis.verdict import verdict
-from bench.core import schema, stats
+from bench.analysis.verdict import Verdict
+from bench.core import racing, schema, stats
 from bench.core.wandb_mode import has_credentials
 
 # results/reference/ of the repository, shipped in the wheel as the bench.reference package.
@@ -40,17 +39,28 @@ _TEMPLATES = jinja2.Environment(
 
 @dataclass
 class Section:
-    """One dataset's part of the report."""
+    """One dataset's part of the report: the verdict first, then its footing."""
 
     dataset: str
-    verdict: list[str]
-    table: pd.DataFrame
+    verdict: Verdict
+    table: pd.DataFrame  # every configuration of every candidate
     reference: pd.DataFrame
     figures: list[Path] = field(default_factory=list)
     pairwise: pd.DataFrame = field(default_factory=pd.DataFrame)  # the verdict's family
-    shared: pd.Series = field(default_factory=pd.Series)  # seeds each group shares with the best
     serving: list[str] = field(default_factory=list)  # the serving verdict
     serving_table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    metric: str = ""  # what the figures are (test, or validation also used for selection)
+    study: select.Study | None = None
+
+
+@dataclass
+class Protocol:
+    """How the report decides (``--compare``, ``--reference``, ``--margin``, ``--level``)."""
+
+    compare: list[str] = field(default_factory=lambda: ["backbone"])
+    reference: str | None = None
+    margin: float = stats.MARGIN
+    level: float = stats.LEVEL
 
 
 @dataclass
@@ -105,46 +115,63 @@ def _length_note(preset: str, ours: int) -> str:
 
 def sections(
     loaded: Loaded, comparisons: dict[str, tables.Comparison], out: Path,
-    budgets: Budgets | None = None,
+    budgets: Budgets | None = None, protocol: Protocol | None = None,
 ) -> list[Section]:  # fmt: skip
-    """Builds every dataset's section, drawing its figures into ``out/figures``."""
-    budgets = budgets or Budgets()
+    """Builds every dataset's section, drawing its figures into ``out/figures`` and writing
+    its budget curves to ``out/tables``."""
+    budgets, protocol = budgets or Budgets(), protocol or Protocol()
     found = []
     for dataset, comparison in comparisons.items():
-        table = comparison.table
-        keys = list(table.index.names)
-        metric = pairs.primary_metric(table)
-        stated = pairs.family(comparison, metric)
-        # Curves of completed runs only: a failed run's partial epochs are not part of a mean.
-        history = loaded.history[
-            (loaded.history["dataset"] == dataset) & (loaded.history["status"] == "completed")
-        ]
-        figures_dir = out / "figures"
-        figures = [
-            plots.training_time(table, dataset, figures_dir),
-            plots.accuracy_curves(history, keys, dataset, figures_dir),
-            plots.tradeoff(table, metric, dataset, figures_dir),
-            plots.memory(table, dataset, figures_dir),
-        ]
-        section = Section(dataset, verdict(comparison, stated), table,
-                          reference(loaded.runs, dataset), figures, pairs.frame(stated, metric),
-                          shared_seeds(table, stated))  # fmt: skip
+        study = select.study(comparison, protocol.compare)
+        decided = verdict.decide(study, protocol.level, protocol.margin, protocol.reference)
+        section = Section(
+            dataset, decided, _every_configuration(study), reference(loaded.runs, dataset),
+            _figures(loaded, study, out), pairs.frame(decided.pairs, study.metric),
+            metric=verdict.metric_name(study), study=study,
+        )  # fmt: skip
         served = serving.serving(comparison)
         if served is not None:
             section.serving = serving.sentences(served, budgets.latency_ms, budgets.size_mb)
             section.serving_table = serving.display(served)
             if not served.exports.empty:
-                section.figures.append(serving.fronts(served, dataset, figures_dir))
+                section.figures.append(serving.fronts(served, dataset, out / "figures"))
         found.append(section)
     return found
 
 
-def shared_seeds(table: pd.DataFrame, stated: list[pairs.Pair]) -> pd.Series:
-    """Per group, how many seeds it shares with the best group: the pairs its comparison
-    with the best is tested on (empty for the best itself)."""
-    counts = {plots.label(p.b): p.difference.pairs for p in stated[: len(table) - 1]}
-    shared = [counts.get(plots.label(k)) for k in table.index]
-    return pd.Series(shared, index=table.index, dtype="Int64")
+def _figures(loaded: Loaded, study: select.Study, out: Path) -> list[Path]:
+    """Training time, validation per epoch, accuracy against cost (the chosen configurations
+    only: the test split reports what validation chose), memory and the budget curves."""
+    table, dataset = study.comparison.table, study.dataset
+    # Curves of completed runs only: a failed run's partial epochs are not part of a mean.
+    history = loaded.history[
+        (loaded.history["dataset"] == dataset) & (loaded.history["status"] == "completed")
+    ]
+    chosen = table.loc[[c.chosen.key for c in study.choices]]
+    chosen.index = pd.Index([c.label for c in study.choices], name="candidate")
+    figures_dir = out / "figures"
+    found = [
+        plots.training_time(table, dataset, figures_dir),
+        plots.accuracy_curves(history, list(table.index.names), dataset, figures_dir),
+        plots.tradeoff(chosen, study.metric, dataset, figures_dir),
+        plots.memory(table, dataset, figures_dir),
+    ]
+    curves = budget.curves(study)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    curves.to_csv(out / "tables" / f"budget_{dataset}.csv", index=False)
+    if curves["n"].max() > 1:
+        found.append(budget.plot(curves, dataset, figures_dir))
+    return found
+
+
+def _every_configuration(study: select.Study) -> pd.DataFrame:
+    """Every configuration's figures, the chosen ones marked; test accuracy labelled as
+    not used for selection (validation chose)."""
+    table = study.comparison.table
+    shown = tables.display(table).reset_index()
+    chosen = {c.chosen.key for c in study.choices}
+    shown.insert(0, "chosen", ["yes" if k in chosen else "" for k in table.index])
+    return shown.rename(columns={"test_accuracy": "test_accuracy (not used for selection)"})
 
 
 @dataclass
@@ -157,20 +184,21 @@ class Across:
     figure: Path | None = None
 
 
-def across(comparisons: dict[str, tables.Comparison], out: Path) -> Across:
-    """Ranks the groups over the datasets when there are two or more (bench.analysis.ranks)."""
-    found = ranks.rank(comparisons)
-    if found is None:
-        names = ", ".join(comparisons)
+def across(found: list[Section], out: Path) -> Across:
+    """Ranks the candidates over the datasets when there are two or more (bench.analysis.ranks)."""
+    studies = {section.dataset: section.study for section in found if section.study}
+    ranking = ranks.rank(studies)
+    if ranking is None:
+        names = ", ".join(studies)
         why = (
             f"these runs cover one dataset ({names}), and ranks need two or more"
-            if len(comparisons) < 2
-            else f"fewer than two groups ran on every dataset ({names})"
+            if len(studies) < 2
+            else f"fewer than two candidates ran on every dataset ({names})"
         )
         return Across(f"No ranking across datasets: {why}.")
-    table = found.ranks.T.assign(**{"mean rank": found.ranks.mean()}).sort_values("mean rank")
-    table = table.rename_axis("group").reset_index()
-    return Across(found.sentence(), table, plots.critical_difference(found, out / "figures"))
+    table = ranking.ranks.T.assign(**{"mean rank": ranking.ranks.mean()}).sort_values("mean rank")
+    table = table.rename_axis("candidate").reset_index()
+    return Across(ranking.sentence(), table, plots.critical_difference(ranking, out / "figures"))
 
 
 @dataclass
@@ -187,48 +215,59 @@ def races(runs_dir: str | Path) -> list[RaceSection]:
     found = []
     for path in sorted(Path(runs_dir).glob("races/*.json")):
         try:
-            race = json.loads(path.read_text())
-            found.append(RaceSection(path.stem, _race_outcome(race), _race_course(race)))
-        except (OSError, ValueError, KeyError) as error:
+            race = racing.RaceDocument.from_dict(json.loads(path.read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as error:
             print(f"skipped race {path}: {error}", file=sys.stderr)
+            continue
+        found.append(RaceSection(path.stem, _race_outcome(race), _race_course(race)))
     return found
 
 
-def _race_outcome(race: dict) -> str:
-    outcome, settings = race["outcome"], race["settings"]
-    head = outcome["winner"] or outcome["leading"]
-    state = "won" if outcome["winner"] else "leads"
-    saved = outcome["grid_runs"] - outcome["runs"]
+def _race_outcome(race: racing.RaceDocument) -> str:
+    outcome, settings = race.outcome, race.settings
+    head = outcome.winner or outcome.leading
+    state = "won" if outcome.winner else "leads"
+    saved = outcome.grid_runs - outcome.runs
     text = (
-        f"{head} {state} on {race['metric']}: {outcome['why']}. {outcome['runs']} runs of the "
-        f"{outcome['grid_runs']} a full grid of {settings['max_seeds']} seeds would train "
-        f"({saved} saved), {outcome['training_hours']:.2f} h of training."
+        f"{head} {state} on {race.metric}: {outcome.why}. {outcome.runs} runs of the "
+        f"{outcome.grid_runs} a full grid of {settings['max_seeds']} seeds would train "
+        f"({saved} saved), {outcome.training_hours:.2f} h of training."
     )
-    for name, dropped in outcome["dropped"].items():
+    for candidate, config in outcome.chosen.items():
+        test = outcome.test_accuracy.get(candidate)
+        score = "-" if test is None else f"{test:.3f}"
+        text += (f" {candidate} chose {config} on validation: test accuracy {score} over "
+                 f"{outcome.test_seeds.get(candidate, 0)} seeds.")  # fmt: skip
+    for name, dropped in outcome.dropped.items():
         text += f" {name} dropped in round {dropped['round']}: {dropped['reason']}."
     return text
 
 
-def _race_course(race: dict) -> pd.DataFrame:
+def _race_course(race: racing.RaceDocument) -> pd.DataFrame:
     rows = []
-    for entry in race["rounds"]:
-        for s in entry["standings"]:
-            low_high = s["interval"]
+    for entry in race.rounds:
+        for s in entry.standings:
             rows.append({
-                "round": entry["round"], "seeds": entry["seeds"], "candidate": s["candidate"],
-                "mean": None if s["mean"] is None else round(s["mean"], 3),
-                "95% CI": None if not low_high else f"{low_high[0]:.3f} to {low_high[1]:.3f}",
-                "completed": len(s["seeds"]), "failed": len(s["failed"]), "state": s["state"],
+                "round": entry.round, "seeds": entry.seeds, "entrant": s.entrant,
+                "mean": "-" if s.mean is None else f"{s.mean:.3f}",
+                "95% CI": "-" if not s.interval else f"{s.interval[0]:.3f} to {s.interval[1]:.3f}",
+                "completed": len(s.seeds), "failed": len(s.failed), "state": _course_state(s),
                 "seeds each to settle": _settle(s),
             })  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def _settle(standing: dict) -> str:
-    """A challenger still racing: about how many seeds each would tell it from the leader."""
-    if standing["state"] != "racing" or not standing.get("test"):  # older race.json: absent
+def _course_state(s: racing.Standing) -> str:
+    if s.state == "dropped":
+        return f"dropped (round {s.dropped_at})"
+    return "equivalent" if s.equivalent else s.state
+
+
+def _settle(standing: racing.Standing) -> str:
+    """An entrant still racing: about how many seeds each would tell the margin apart."""
+    if standing.state == "dropped" or not standing.test or standing.equivalent:
         return "-"
-    needed = standing.get("seeds_needed")
+    needed = standing.seeds_needed
     return f"about {needed}" if needed else f"more than {stats.MAX_SEEDS}"
 
 
@@ -243,29 +282,16 @@ def render(loaded: Loaded, found: list[Section], overall: Across, out: Path, htm
         out: The report folder; Markdown links its figures relative to it.
         html: HTML (figures embedded) or Markdown.
     """
-    shown = [
-        dataclasses.replace(section, table=_displayed(section).reset_index()) for section in found
-    ]
-    failed = None if loaded.failed.empty else _failed(loaded)
     return _TEMPLATES.get_template("report.j2").render(
         html=html,
         inputs=_inputs(loaded),
-        sections=shown,
+        sections=found,
         across=overall,
         races=raced or [],
-        failed=failed,
+        failed=None if loaded.failed.empty else _failed(loaded),
         table=_html_table if html else _markdown_table,
         figure=_embedded if html else (lambda png: f"![{png.stem}]({png.relative_to(out)})"),
     )
-
-
-def _displayed(section: Section) -> pd.DataFrame:
-    shown = tables.display(section.table)
-    if not section.shared.empty:
-        shown["seeds shared with the best"] = section.shared.astype(object).where(
-            section.shared.notna(), "-"
-        )
-    return shown
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:
@@ -302,14 +328,27 @@ def wandb_report(args, found: list[Section]) -> str:
     """Publishes a W&B Report with the verdicts and panels of the runs (needs W&B online)."""
     from bench.analysis import wandb_api  # wandb loads only for this option
 
-    return wandb_api.publish_report(args.wandb, args.group, {s.dataset: s.verdict for s in found})
+    lines = {s.dataset: s.verdict.lines for s in found}
+    return wandb_api.publish_report(args.wandb, args.group, lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Writes the tables, the figures, report.html and report.md; says where."""
-    description = __doc__.split("\n\n")[0]
-    parser = cli.arguments("python -m bench.report", description, "results/report")
+def _options(parser) -> None:
+    """The report's own options: how it decides, and the serving budgets."""
     parser.add_argument("--wandb-report", action="store_true", help="also build a W&B Report")
+    parser.add_argument(
+        "--compare", default="backbone",
+        help="the candidates: config keys, comma-separated; every other key that varies is "
+        "tuned on validation (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--reference", default=None,
+        help="a candidate fixed in advance: compare every other one with it alone",
+    )  # fmt: skip
+    parser.add_argument(
+        "--margin", type=float, default=stats.MARGIN * 100,
+        help="the difference that matters, in accuracy points: pairs within it are "
+        "'equivalent' when two one-sided tests show it (default: %(default)s)",
+    )  # fmt: skip
     parser.add_argument(
         "--latency-budget-ms", type=float, default=Budgets.latency_ms,
         help="the serving verdict's batch-1 latency budget (default: %(default)s)",
@@ -318,6 +357,12 @@ def main(argv: list[str] | None = None) -> int:
         "--size-budget-mb", type=float, default=Budgets.size_mb,
         help="the serving verdict's model-size budget (default: %(default)s)",
     )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Writes the tables, the figures, report.html and report.md; says where."""
+    parser = cli.arguments("python -m bench.report", __doc__.split("\n\n")[0], "results/report")
+    _options(parser)
     args = parser.parse_args(argv)
     if args.wandb_report and not (args.wandb and has_credentials()):  # before any work
         raise SystemExit("--wandb-report needs --wandb ENTITY/PROJECT and W&B credentials.")
@@ -327,11 +372,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no completed runs in {args.wandb or args.runs}; nothing to report", file=sys.stderr)
         return 1
     out = Path(args.out)
-    rows, cols = cli.split(args.rows), cli.split(args.cols)
-    written = tables.write_tables(loaded, out / "tables", rows, cols)
-    comparisons = tables.comparisons(loaded.runs, rows, cols)
+    protocol = Protocol(cli.split(args.compare), args.reference, args.margin / 100)
+    written = tables.write_tables(loaded, out / "tables", protocol.compare, cli.split(args.cols))
+    comparisons = tables.comparisons(loaded.runs, protocol.compare)
     budgets = Budgets(args.latency_budget_ms, args.size_budget_mb)
-    found, overall = sections(loaded, comparisons, out, budgets), across(comparisons, out)
+    found = sections(loaded, comparisons, out, budgets, protocol)
+    overall = across(found, out)
     raced = [] if args.wandb else races(args.runs)
     (out / "report.md").write_text(render(loaded, found, overall, out, False, raced))
     (out / "report.html").write_text(render(loaded, found, overall, out, True, raced))
@@ -340,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {figures} figures (PNG and SVG) to {out / 'figures'}")
     print(f"wrote {out / 'report.md'}\nwrote {out / 'report.html'}")
     for section in found:
-        print(f"{section.dataset}: {section.verdict[0]}")
+        print(f"{section.dataset}: {section.verdict.headline}")
     if args.wandb_report:
         print(f"W&B report: {wandb_report(args, found)}")
     return 0

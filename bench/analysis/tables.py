@@ -17,6 +17,30 @@ from bench.analysis import cli
 from bench.analysis.load import METRICS, Loaded, identity_columns, phase_columns
 from bench.core import stats
 
+SELECT = "final_val_accuracy"  # chooses: the validation accuracy of the tested weights
+REPORT = "test_accuracy"  # reports, for what validation chose
+DIVERGED = "Diverged"  # a failed run's error type that is a result, not a missing seed
+# A maximum over epochs: the epoch was chosen on the data it reports, and no kept model has
+# it. runs.csv keeps it; no comparison table shows it.
+NOT_SHOWN = ("best_val_accuracy",)
+
+
+def scored(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that are results: completed ones, and diverged ones at chance accuracy (one
+    over the classes; ``diverged`` is 1 for them, so its mean is the failure rate)."""
+    error = runs["error_type"] if "error_type" in runs else pd.Series(None, index=runs.index)
+    diverged = (runs["status"] != "completed") & (error == DIVERGED)
+    keep = runs[(runs["status"] == "completed") | diverged].copy()
+    keep["diverged"] = diverged[keep.index].astype(float)
+    hit = keep["diverged"] == 1
+    if hit.any():
+        classes = pd.to_numeric(keep.get("dataset.num_classes"), errors="coerce")
+        for metric in (SELECT, REPORT):
+            if metric in keep:
+                keep[metric] = keep[metric].astype(float)
+                keep.loc[hit, metric] = 1.0 / classes[hit]
+    return keep
+
 
 def group_keys(part: pd.DataFrame, rows: list[str], cols: list[str]) -> list[str]:
     """``rows`` + ``cols``, the resolution beside the backbone, and every identity key that
@@ -53,12 +77,13 @@ def comparisons(
 ) -> dict[str, Comparison]:
     """Per dataset, the comparison table and its groups' runs (see :func:`compare`)."""
     rows, cols = list(rows or ["backbone"]), list(cols or [])
-    done = runs[runs["status"] == "completed"]
+    done = scored(runs)
     found = {}
     for dataset, part in done.groupby("dataset", sort=True):
         keys = group_keys(part, rows, cols)
         part = part.assign(**{k: _comparable(part[k]) for k in keys if part[k].dtype == object})
-        metrics = [m for m in METRICS + phase_columns(part) if m in part and part[m].notna().any()]
+        measured = [m for m in METRICS if m not in NOT_SHOWN] + ["diverged"]
+        metrics = [m for m in measured + phase_columns(part) if m in part and part[m].notna().any()]
         grouped = part.groupby(keys, dropna=False, sort=True)
         table = with_intervals(grouped[metrics].agg(["mean", "std", "count"]))
         # The same groups in the same (sorted) order: each index key names its runs.

@@ -30,7 +30,7 @@ def publish_report(path: str, group: str | None, sections: dict[str, list[str]])
     panels = [
         wr.LinePlot(x="epoch", y=["val_accuracy"]),
         wr.BarPlot(metrics=["train_time_s"]),
-        wr.ScatterPlot(x="train_time_s", y="best_val_accuracy"),
+        wr.ScatterPlot(x="train_time_s", y="final_val_accuracy"),
     ]
     blocks.append(wr.PanelGrid(runsets=[runset], panels=panels))
     report = wr.Report(entity=entity, project=project, title="bench report", blocks=blocks)

@@ -24,10 +24,10 @@ from bench.core import atomic
 
 # 2 added metrics.epochs_trained and metrics.phases; 3 added effective_batch_size,
 # feature_cache, the env's compute settings and phases' first_epoch_time_s; 4 env's
-# determinism; 5 the kept model and its serving figures. Records of every earlier version
-# still read.
-SCHEMA_VERSION = 5
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+# determinism; 5 the kept model and its serving figures; 6 the split behind each role.
+# Records of every earlier version still read.
+SCHEMA_VERSION = 6
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 
 
 class Status(str, Enum):
@@ -140,6 +140,20 @@ class FeatureCacheInfo:
     key: str | None = None
     path: str | None = None
     fill_time_s: float | None = None
+
+
+@dataclass
+class SplitInfo:
+    """The examples behind one role (``train`` fits, ``val`` selects, ``test`` reports).
+
+    ``split`` is the source split; ``share`` and ``seed`` say what was carved out of it
+    (bench.core.splits), both null when the role is the whole split.
+    """
+
+    split: str
+    share: float | None = None
+    seed: int | None = None
+    examples: int | None = None  # null when the source does not say (unsliced, uncounted)
 
 
 @dataclass
@@ -320,6 +334,8 @@ class Record:
     feature_cache: FeatureCacheInfo = field(default_factory=FeatureCacheInfo, metadata={"since": 3})
     model: ModelInfo = field(default_factory=ModelInfo, metadata={"since": 5})
     serving: ServingInfo | None = field(default=None, metadata={"since": 5})
+    # Keyed by role: train, val and test (absent when asked for none).
+    splits: dict[str, SplitInfo] = field(default_factory=dict, metadata={"since": 6})
 
     @property
     def completed(self) -> bool:
@@ -361,6 +377,7 @@ class Record:
             feature_cache=pick(FeatureCacheInfo, data.get("feature_cache") or {}),
             model=pick(ModelInfo, data.get("model") or {}),
             serving=serving_from_dict(data.get("serving")),
+            splits={k: pick(SplitInfo, v) for k, v in (data.get("splits") or {}).items()},
         )
 
 

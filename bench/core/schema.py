@@ -99,15 +99,22 @@ class BackboneConfig:
 
 @dataclass
 class DatasetConfig:
+    """The three splits and their roles (bench.core.splits): train fits, validation
+    selects, test reports. A null ``val_split`` or ``test_split`` is carved out of
+    ``train_split`` (seeded, stratified, disjoint); ``test_fraction=0`` without a
+    ``test_split`` asks for no test split at all."""
+
     name: str = MISSING
     loader: Loader = Loader.tfds
-    train_split: str = "train"
-    val_split: str = MISSING
-    test_split: str | None = None
+    train_split: str = "train"  # a folder's files are its one source
+    val_split: str | None = None  # null: carved out of train_split (val_fraction)
+    test_split: str | None = None  # null: carved out of train_split (test_fraction)
+    val_fraction: float = 0.15  # of train_split, when val_split is null
+    test_fraction: float = 0.15  # of train_split, when test_split is null; 0: no test split
+    split_seed: int = 0  # the carving's seed: every run of a study sees the same split
     image_key: str = "image"
     label_key: str = "label"
     path: str | None = None  # loader=folder: a class-per-subfolder image directory
-    val_fraction: float = 0.2  # loader=folder: share of images held out for validation
     download: bool = True  # tfds: download and prepare when not found in data_dir
     shuffle_buffer: int = 2048
     num_classes: int | None = None  # null: read from the dataset's metadata

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.core import backbones, cluster, env_vars, record
 from bench.core.errors import ConfigError
-from bench.core.schema import Config, Loader, Policy, Source, WandbMode
+from bench.core.schema import Config, DatasetConfig, Loader, Policy, Source, WandbMode
 from bench.core.wandb_mode import has_credentials
 
 # Keys that say where or how a run is executed, not what it is: they stay out of run_id.
@@ -162,7 +162,8 @@ def validate(cfg: Config) -> None:
     if not 0.0 <= cfg.head.dropout < 1.0:
         raise ConfigError("head.dropout", cfg.head.dropout, "[0, 1)", "pass head.dropout=0.2")
     if cfg.dataset.loader == Loader.folder:
-        _check_folder(cfg.dataset.path, cfg.dataset.val_fraction)
+        _check_folder(cfg.dataset.path)
+    _check_splits(cfg.dataset)
     _check_freeze(cfg)
     _check_speed(cfg)
     _check_serving(cfg)
@@ -306,9 +307,15 @@ def _check_positive(cfg: Config) -> None:
         raise ConfigError(
             "optimizer.lr", cfg.optimizer.lr, "> 0", "pass a positive rate, e.g. optimizer.lr=1e-3"
         )
+    if cfg.optimizer.weight_decay and cfg.optimizer.name.value != "adamw":
+        raise ConfigError(
+            "optimizer.weight_decay", cfg.optimizer.weight_decay, "0 unless optimizer=adamw",
+            "pass optimizer=adamw to decay weights, or drop optimizer.weight_decay",
+            why=f"optimizer={cfg.optimizer.name.value} would ignore it",
+        )  # fmt: skip
 
 
-def _check_folder(path: str | None, val_fraction: float) -> None:
+def _check_folder(path: str | None) -> None:
     if not path:
         raise ConfigError(
             "dataset.path", path, "a directory with one subfolder of images per class",
@@ -322,10 +329,49 @@ def _check_folder(path: str | None, val_fraction: float) -> None:
             "point dataset.path at the folder that holds one subfolder per class",
             why=f"found {len(classes)} subfolders",
         )  # fmt: skip
-    if not 0.0 < val_fraction < 1.0:
+
+
+def _check_splits(dataset: DatasetConfig) -> None:
+    """Three roles, none sharing an example (bench.core.splits)."""
+    if dataset.loader == Loader.folder:
+        for key in ("val_split", "test_split"):
+            if getattr(dataset, key) is not None:
+                raise ConfigError(
+                    f"dataset.{key}", getattr(dataset, key), "null for dataset=folder",
+                    f"drop dataset.{key}; set dataset.val_fraction / dataset.test_fraction",
+                    why="a folder's splits are carved out of its files",
+                )  # fmt: skip
+    carved = 0.0
+    if dataset.val_split is None:
+        _check_fraction("dataset.val_fraction", dataset.val_fraction, 0.15, low_open=True)
+        carved += dataset.val_fraction
+    if dataset.test_split is None:
+        _check_fraction("dataset.test_fraction", dataset.test_fraction, 0.15, low_open=False)
+        carved += dataset.test_fraction
+    if carved >= 1.0:
         raise ConfigError(
-            "dataset.val_fraction", val_fraction, "(0, 1)", "pass e.g. dataset.val_fraction=0.2"
-        )
+            "dataset.val_fraction", dataset.val_fraction,
+            f"val_fraction + test_fraction below 1 (now {carved:g})",
+            "pass e.g. dataset.val_fraction=0.15 dataset.test_fraction=0.15",
+            why="nothing would be left to train on",
+        )  # fmt: skip
+    named = [(k, getattr(dataset, k)) for k in ("train_split", "val_split", "test_split")]
+    named = [(k, v) for k, v in named if v is not None]
+    for i, (key, value) in enumerate(named):
+        for other, same in named[i + 1 :]:
+            if value == same and dataset.loader == Loader.tfds:
+                raise ConfigError(
+                    f"dataset.{other}", same, f"a split other than dataset.{key}'s",
+                    f"pass dataset.{other}=null to carve it out of {dataset.train_split}",
+                    why=f"the same examples would serve two roles ({key} and {other})",
+                )  # fmt: skip
+
+
+def _check_fraction(key: str, value: float, example: float, low_open: bool) -> None:
+    if (value > 0.0 if low_open else value >= 0.0) and value < 1.0:
+        return
+    allowed = "(0, 1)" if low_open else "[0, 1) (0: no test split)"
+    raise ConfigError(key, value, allowed, f"pass e.g. {key}={example}")
 
 
 def resolve(cfg: Config) -> None:
@@ -354,6 +400,23 @@ def resolve(cfg: Config) -> None:
         cfg.backbone.weights = os.path.abspath(os.path.expanduser(cfg.backbone.weights))
 
 
+# What every record hashed as dataset.val_fraction before splits were carved (a folder's
+# validation share); see _drop_unused_carving.
+_EARLIER_VAL_FRACTION = 0.2
+
+
+def _drop_unused_carving(dataset: dict) -> None:
+    """Carving keys count only where a role is carved, so a dataset with all three splits
+    named keeps the run_id it had before carving existed (its val_fraction hashed as the
+    folder default of the time, which it never used)."""
+    if dataset.get("test_split") is not None:
+        dataset.pop("test_fraction", None)
+    if dataset.get("val_split") is not None:
+        dataset["val_fraction"] = _EARLIER_VAL_FRACTION
+        if "test_fraction" not in dataset:
+            dataset.pop("split_seed", None)
+
+
 def run_id(cfg: Config) -> str:
     """A stable 12-hex-digit hash of what defines the run (seed included)."""
     identity = OmegaConf.to_container(OmegaConf.structured(cfg), enum_to_str=True)
@@ -366,5 +429,6 @@ def run_id(cfg: Config) -> str:
     for key, earlier in HASHED_WHEN_NOT.items():
         if identity.get(key) == earlier:
             identity.pop(key)
+    _drop_unused_carving(identity["dataset"])
     text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -21,14 +21,22 @@ import numpy as np
 from scipy import stats
 
 LEVEL = 0.95
-MAX_SEEDS = 50  # beyond this many seeds per side a difference is practically a tie
-BOOTSTRAP_FROM = 5  # pairs; fewer give a bootstrap too coarse to report
+MAX_SEEDS = 50  # seeds per side beyond which seeds_needed says "more than 50"
+# Pairs from which a BCa bootstrap interval of the mean difference is also given. Measured
+# (benchmarks/calibration.py --bootstrap, 95% nominal): it covers 83% at 5 normal pairs,
+# 88% at 10, 92% at 20-30 and 94% at 40; under t(3) noise still about 90% at 100. Below
+# 40 it is left out; the t interval is the one every decision uses.
+BOOTSTRAP_FROM = 40
 BOOTSTRAP_RESAMPLES = 4999
 POWER = 0.8
+# The difference that matters, in accuracy (1 point): a pair is "equivalent" only when its
+# two one-sided tests put it within +-MARGIN, and seeds_needed is for telling MARGIN apart.
+MARGIN = 0.01
 
 PAIRED = "paired t"
 WELCH = "Welch's t"
-BLOCKS = "block t"  # paired by seed, the seed noise pooled over every group (a race's)
+BLOCKS = "block t"  # seeds as blocks, each group's own noise (a race's default)
+POOLED = "pooled block t"  # seeds as blocks, one noise pooled over every group
 
 
 def mean_interval(mean: float, std: float, count: int, level: float = LEVEL):
@@ -49,7 +57,7 @@ class Difference:
     ``family`` of comparisons made together (1 until :func:`holm` adjusts it).
     """
 
-    a: float  # each group's mean over all its runs
+    a: float  # each side's mean over the values the test used (paired: the shared seeds)
     b: float
     n_a: int
     n_b: int
@@ -63,6 +71,8 @@ class Difference:
     p_adjusted: float | None = None
     family: int = 1
     level: float = LEVEL
+    se: float | None = None  # the standard error of ``estimate`` the test used
+    df: float | None = None  # and its degrees of freedom
 
     @property
     def value(self) -> float:
@@ -93,47 +103,67 @@ def compare(
     base = Difference(mean_a, mean_b, len(va), len(vb), mean_a - mean_b, len(shared), level=level)
     if len(shared) >= 2:
         d = np.array([a[s] - b[s] for s in shared], dtype=float)
-        return _paired(base, d, level, seed)
+        # The stated means are those the test compares: the seeds both sides ran.
+        on = replace(base, a=float(np.mean([a[s] for s in shared])), n_a=len(shared),
+                     b=float(np.mean([b[s] for s in shared])), n_b=len(shared))  # fmt: skip
+        return _paired(on, d, level, seed)
     if min(len(va), len(vb)) >= 2:
         return _welch(base, va, vb, level)
     return base
 
 
-def against(
-    groups: Sequence[Mapping[int, float]], best: int, level: float = LEVEL
-) -> list[Difference]:
-    """``groups[best]`` minus each other group, seeds as blocks: a two-way layout (group by
-    seed, additive) on the seeds every group ran, whose residual variance, pooled over all
-    the groups with (k - 1)(n - 1) degrees of freedom, is the noise of every difference.
+def blocks(
+    groups: Sequence[Mapping[int, float]], wanted: Sequence[tuple[int, int]],
+    level: float = LEVEL, pooled: bool = False,
+) -> list[Difference]:  # fmt: skip
+    """``groups[i]`` minus ``groups[j]`` for each ``(i, j)`` wanted, the seeds as blocks.
 
-    Three or more groups over two or more shared seeds give each difference its share of
-    one estimate of the seed noise, where a paired t has n - 1 degrees of freedom of its
-    own: 8 instead of 2 for five groups of three seeds. The price is the assumption that
-    the noise is alike across groups; a group much noisier than the rest widens every
-    interval. Otherwise each difference is :func:`compare`'s.
+    The seeds every group ran form a two-way layout (group by seed, additive); its
+    residuals measure each group's own noise, with the seed's shared luck taken out, from
+    all the groups at once. The mean difference of a pair is over the seeds that pair ran.
+
+    - ``pooled=False`` (a race's default, ``blocks``): each group's residual variance
+      ``v_i = RSS_i k / ((n - 1)(k - 1))`` is its own, so a group much noisier than the
+      rest widens only its own comparisons; the difference's variance is ``v_i + v_j`` with
+      Satterthwaite's degrees of freedom, ``(n - 1)(2 - 2/k)^2 / (1 + (1 - 2/k)^2)`` when the
+      two are alike (the exact distribution of ``RSS_i + RSS_j`` under equal noise).
+    - ``pooled=True`` (``pooled``): one variance for every group, ``(k - 1)(n - 1)`` degrees
+      of freedom; the most power, if the noise is alike across groups.
+
+    Fewer than three groups or two shared seeds: each pair's own :func:`compare`.
     """
-    shared = sorted(set.intersection(*(set(g) for g in groups)))
+    shared = sorted(set.intersection(*(set(g) for g in groups))) if groups else []
     if len(groups) < 3 or len(shared) < 2:
-        return [compare(groups[best], g, level) for i, g in enumerate(groups) if i != best]
+        return [compare(groups[i], groups[j], level) for i, j in wanted]
     x = np.array([[g[s] for s in shared] for g in groups], dtype=float)
     k, n = x.shape
     residual = x - x.mean(axis=1, keepdims=True) - x.mean(axis=0, keepdims=True) + x.mean()
-    df = (k - 1) * (n - 1)
-    sd = math.sqrt(float((residual**2).sum()) / df * 2)  # of one seed's difference
-    se = sd / math.sqrt(n)
-    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
-    found = []
-    for i, g in enumerate(groups):
-        if i == best:
-            continue
-        a, b = _values(groups[best]), _values(g)
-        d = float((x[best] - x[i]).mean())
-        p = float(2 * stats.t.sf(abs(d / se), df)) if se else (0.0 if d else 1.0)
-        found.append(Difference(
-            float(a.mean()), float(b.mean()), len(a), len(b), d, n, BLOCKS,
-            (d - half, d + half), p, spread=sd, level=level,
-        ))  # fmt: skip
-    return found
+    if pooled:
+        variance = np.full(k, float((residual**2).sum()) / ((k - 1) * (n - 1)))
+    else:
+        variance = (residual**2).sum(axis=1) * k / ((n - 1) * (k - 1))
+    return [_block(groups[i], groups[j], variance[i], variance[j], k, n, pooled, level)
+            for i, j in wanted]  # fmt: skip
+
+
+def _block(a, b, var_a: float, var_b: float, k: int, n: int, pooled: bool, level: float):
+    seeds = sorted(set(a) & set(b))
+    mean_a, mean_b = float(np.mean([a[s] for s in seeds])), float(np.mean([b[s] for s in seeds]))
+    d, total = mean_a - mean_b, var_a + var_b
+    if pooled:
+        df = float((k - 1) * (n - 1))
+    else:
+        alike = (n - 1) * (2 - 2 / k) ** 2 / (1 + (1 - 2 / k) ** 2)
+        df = alike * total**2 / (2 * (var_a**2 + var_b**2)) if total else alike
+    se = math.sqrt(total / len(seeds))
+    if se == 0:
+        interval, p = (d, d), (0.0 if d else 1.0)
+    else:
+        half = float(stats.t.ppf(0.5 + level / 2, df)) * se
+        interval, p = (d - half, d + half), float(2 * stats.t.sf(abs(d / se), df))
+    return Difference(mean_a, mean_b, len(seeds), len(seeds), d, len(seeds),
+                      POOLED if pooled else BLOCKS, interval, p, spread=math.sqrt(total),
+                      level=level, se=se, df=df)  # fmt: skip
 
 
 def _values(group: Mapping[int, float]) -> np.ndarray:
@@ -158,7 +188,7 @@ def _paired(base: Difference, d: np.ndarray, level: float, seed: int) -> Differe
         ci = result.confidence_interval
         boot = (float(ci.low), float(ci.high))
     return replace(base, estimate=mean, test=PAIRED, interval=interval, p=p, bootstrap=boot,
-                   spread=sd)  # fmt: skip
+                   spread=sd, se=se, df=n - 1)  # fmt: skip
 
 
 def _welch(base: Difference, va: np.ndarray, vb: np.ndarray, level: float) -> Difference:
@@ -167,27 +197,59 @@ def _welch(base: Difference, va: np.ndarray, vb: np.ndarray, level: float) -> Di
     spread = math.sqrt((float(va.var(ddof=1)) + float(vb.var(ddof=1))) / 2)
     if se == 0:
         return replace(base, test=WELCH, interval=(diff, diff), p=0.0 if diff else 1.0,
-                       spread=spread)  # fmt: skip
+                       spread=spread, se=0.0, df=len(va) + len(vb) - 2)  # fmt: skip
     df = (var_a + var_b) ** 2 / (var_a**2 / (len(va) - 1) + var_b**2 / (len(vb) - 1))
     half = float(stats.t.ppf(0.5 + level / 2, df)) * se
     p = float(2 * stats.t.sf(abs(diff / se), df))
-    return replace(base, test=WELCH, interval=(diff - half, diff + half), p=p, spread=spread)
+    return replace(base, test=WELCH, interval=(diff - half, diff + half), p=p, spread=spread,
+                   se=se, df=df)  # fmt: skip
 
 
-def holm(found: Sequence[Difference]) -> list[Difference]:
+def holm(found: Sequence[Difference], family: int | None = None) -> list[Difference]:
     """The same comparisons with Holm-adjusted p-values over the family of the tested ones.
 
-    Step-down: the i-th smallest of m p-values is multiplied by (m - i + 1), and each
-    adjusted value is at least the one before it, capped at 1.
+    Args:
+        found: The comparisons.
+        family: The family's size when it holds more hypotheses than were tested (a race
+            counts the pairs it no longer tests); default: the tested ones.
     """
-    tested = [i for i, d in enumerate(found) if d.tested]
-    m = len(tested)
-    out = list(found)
+    adjusted = holm_p([d.p if d.tested else None for d in found], family)
+    size = max(family or 0, sum(d.tested for d in found))
+    return [
+        replace(d, p_adjusted=q, family=size) if q is not None else d
+        for d, q in zip(found, adjusted, strict=True)
+    ]
+
+
+def holm_p(ps: Sequence[float | None], family: int | None = None) -> list[float | None]:
+    """Holm's step-down adjusted p-values (None stays None).
+
+    The i-th smallest of m p-values is multiplied by (m - i + 1), and each adjusted value
+    is at least the one before it, capped at 1. ``family`` may make m larger than the
+    number of p-values given (hypotheses counted but not tested).
+    """
+    tested = [i for i, p in enumerate(ps) if p is not None]
+    m = max(family or 0, len(tested))
+    out: list[float | None] = list(ps)
     running = 0.0
-    for rank, i in enumerate(sorted(tested, key=lambda i: found[i].p)):
-        running = max(running, min(1.0, (m - rank) * found[i].p))
-        out[i] = replace(found[i], p_adjusted=running, family=m)
+    for rank, i in enumerate(sorted(tested, key=lambda i: ps[i])):
+        running = max(running, min(1.0, (m - rank) * ps[i]))
+        out[i] = running
     return out
+
+
+def equivalence(found: Difference, margin: float = MARGIN) -> float | None:
+    """The p-value of the two one-sided tests (Schuirmann 1987) that the true difference
+    lies within +-``margin``: the larger one-sided p-value, on the test's own standard
+    error and degrees of freedom. Below ``1 - level``, the pair is equivalent: the
+    ``1 - 2 alpha`` interval lies inside the margin. None when the pair was not tested."""
+    if not found.tested or found.se is None or found.df is None:
+        return None
+    if found.se == 0:
+        return 0.0 if abs(found.value) < margin else 1.0
+    lower = stats.t.sf((found.value + margin) / found.se, found.df)  # H0: difference <= -m
+    upper = stats.t.cdf((found.value - margin) / found.se, found.df)  # H0: difference >= +m
+    return float(max(lower, upper))
 
 
 def wilson(successes: float, n: int, level: float = LEVEL) -> tuple[float, float]:
@@ -222,28 +284,37 @@ def probability_of_improvement(
     return Improvement(wins / len(shared), len(shared), wilson(wins, len(shared), level))
 
 
-def seeds_needed(found: Difference, alpha: float | None = None) -> int | None:
-    """About how many seeds per side would resolve ``found``'s difference at its spread
-    with 80% power (two-sided, at ``alpha``, default 1 - level); None beyond
-    :data:`MAX_SEEDS` (practically a tie) or when there is no spread to go by.
+def seeds_needed(
+    found: Difference, alpha: float | None = None, effect: float = MARGIN
+) -> int | None:
+    """About how many seeds per side would tell a true difference of ``effect`` (the
+    declared margin, not the difference observed) at ``found``'s spread, with 80% power
+    (two-sided, at ``alpha``, default 1 - level); None beyond :data:`MAX_SEEDS` or when
+    there is no spread to go by.
 
-    Paired: a one-sample t test of the mean difference; Welch: two samples of n each with
-    the pooled spread.
+    Paired and block t: a one-sample t test of the mean difference; Welch: two samples of
+    n each with the pooled spread.
     """
     alpha = (1 - found.level) if alpha is None else alpha
-    effect, spread = abs(found.value), found.spread
-    if not found.tested or not spread or effect == 0:
+    spread = found.spread
+    if not found.tested or not spread or effect <= 0:
         return None
-    for n in range(2, MAX_SEEDS + 1):
-        if found.test in (PAIRED, BLOCKS):  # a block t's own degrees of freedom: fewer
-            df, noncentral = n - 1, effect / (spread / math.sqrt(n))
-        else:
+
+    def power(n: int) -> float:
+        if found.test == WELCH:
             df, noncentral = 2 * n - 2, effect / (spread * math.sqrt(2 / n))
+        else:
+            df, noncentral = n - 1, effect / (spread / math.sqrt(n))
         critical = stats.t.ppf(1 - alpha / 2, df)
-        power = stats.nct.sf(critical, df, noncentral) + stats.nct.cdf(-critical, df, noncentral)
-        if power >= POWER:
-            return n
-    return None
+        return stats.nct.sf(critical, df, noncentral) + stats.nct.cdf(-critical, df, noncentral)
+
+    if power(MAX_SEEDS) < POWER:
+        return None
+    low, high = 2, MAX_SEEDS  # power grows with n: the first n that reaches POWER
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (middle + 1, high) if power(middle) < POWER else (low, middle)
+    return low
 
 
 def flipped(found: Difference) -> Difference:

@@ -60,7 +60,16 @@ def run(cfg: DictConfig) -> dict:
             )
             spec = spec.at_batch_size(smaller)
             written = attempt(spec)
-    return progress.outcome(written, spec)
+    return progress.outcome(written, spec, scored=reads_one_number())
+
+
+def reads_one_number() -> bool:
+    """Whether the sweeper reads one number per job and stops at a failed job (Optuna)."""
+    try:
+        target = str(HydraConfig.get().sweeper.get("_target_", ""))
+    except ValueError:  # not inside a Hydra app
+        return False
+    return target.endswith("OptunaSweeper")
 
 
 def attempt(spec: RunSpec) -> Record:

@@ -19,7 +19,7 @@ COLUMNS = (
     ("freeze", "freeze", ""),
     ("status", "status", ""),
     ("train_acc", "final_train_accuracy", ".3f"),
-    ("best_val_acc", "best_val_accuracy", ".3f"),
+    ("val_acc", "final_val_accuracy", ".3f"),  # the tested weights' (chooses; test reports)
     ("test_acc", "test_accuracy", ".3f"),
     ("train_s", "train_time_s", ".1f"),
     ("img/s", "train_images_per_s", ".1f"),
@@ -66,26 +66,53 @@ def announce(spec: RunSpec) -> None:
     )
 
 
+class Summary(dict):
+    """A job's row. ``float(row)`` is what the run scores for a sweeper that reads one number
+    per job (Hydra's Optuna sweeper): the validation accuracy of its tested weights, or
+    chance for a run that diverged. Never the test split's."""
+
+    def __float__(self) -> float:
+        value = self.get("selects")
+        if value is None:
+            raise TypeError(f"run {self.get('run_id')} has no validation accuracy to score")
+        return float(value)
+
+
+def selects(record: Record) -> float | None:
+    """The number a tuner chooses on: final validation accuracy; chance when diverged."""
+    if record.completed:
+        return record.metrics.final_val_accuracy
+    classes = (record.config.get("dataset") or {}).get("num_classes")
+    if record.error and record.error.type == "Diverged" and classes:
+        return 1.0 / classes
+    return None
+
+
 def summary(record: Record, spec: RunSpec) -> dict[str, Any]:
     """A job's one-line summary: axes, status, headline metrics, where the record is."""
     metrics = record.metrics
-    return {
-        "job": spec.job.num + 1,
-        "backbone": spec.cfg.backbone.name,
-        "dataset": spec.cfg.dataset.name,
-        "freeze": spec.cfg.freeze.name,
-        "status": record.status.value,
-        "final_train_accuracy": record.history[-1].accuracy if record.history else None,
-        "best_val_accuracy": metrics.best_val_accuracy,
-        "test_accuracy": metrics.test_accuracy,
-        "train_time_s": metrics.train_time_s,
-        "train_images_per_s": metrics.train_images_per_s,
-        "macs_millions": macs / 1e6 if (macs := record.model.macs_per_image) else None,
-        **serving_cells(record),
-        "run_id": spec.run_id,
-        "record": str(spec.record_path),
-        "error": None if record.error is None else f"{record.error.type}: {record.error.message}",
-    }
+    return Summary(
+        {
+            "job": spec.job.num + 1,
+            "backbone": spec.cfg.backbone.name,
+            "dataset": spec.cfg.dataset.name,
+            "freeze": spec.cfg.freeze.name,
+            "status": record.status.value,
+            "final_train_accuracy": record.history[-1].accuracy if record.history else None,
+            "final_val_accuracy": metrics.final_val_accuracy,
+            "test_accuracy": metrics.test_accuracy,
+            "train_time_s": metrics.train_time_s,
+            "train_images_per_s": metrics.train_images_per_s,
+            "macs_millions": macs / 1e6 if (macs := record.model.macs_per_image) else None,
+            **serving_cells(record),
+            "run_id": spec.run_id,
+            "record": str(spec.record_path),
+            "error": None
+            if record.error is None
+            else f"{record.error.type}: {record.error.message}",
+            "selects": selects(record),
+        }
+    )
 
 
 def serving_cells(record: Record) -> dict[str, Any]:
@@ -96,11 +123,18 @@ def serving_cells(record: Record) -> dict[str, Any]:
     return figures
 
 
-def outcome(record: Record, spec: RunSpec) -> dict[str, Any]:
-    """The job's return value; raises RunFailed so Hydra marks the job (and exit code) failed."""
+def outcome(record: Record, spec: RunSpec, scored: bool = False) -> dict[str, Any]:
+    """The job's return value; raises RunFailed so Hydra marks the job (and exit code) failed.
+
+    Args:
+        record: The run's record.
+        spec: The run.
+        scored: A sweeper reads one number per job and stops at a failed one (Optuna): a
+            diverged run returns its score, chance, instead of failing the job.
+    """
     row = summary(record, spec)
     say(f"job {row['job']} {row['status']}: record {row['record']}")
-    if not record.completed:
+    if not record.completed and not (scored and row["selects"] is not None):
         raise RunFailed(f"run {spec.run_id} failed: {row['error']}", row)
     return row
 

@@ -19,14 +19,21 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.core.console import say
 from bench.core.errors import EXIT_CONFIG_ERROR, ConfigError, UserError
+from bench.core.racing import AS_CONFIGURED, Entrant
 from bench.core.spec import RunSpec, build
-from bench.launch.race import Candidate, Race, Settings
+from bench.launch.race import Race
 
 RACES_DIR = "races"  # under results_dir: one JSON per race, for the report
+AS_GIVEN = "(the config as given)"  # the candidate of a race that sweeps nothing
 
 
-def candidates(arguments: list[str]) -> tuple[list[str], list[Candidate]]:
-    """The overrides every job shares, and one candidate per combination of swept values.
+def candidates(
+    arguments: list[str], compare: tuple[str, ...] = ("backbone",)
+) -> tuple[list[str], list[Entrant]]:
+    """The overrides every job shares, and one entrant per combination of swept values:
+    its candidate is the values of the ``compare`` keys, its configuration the rest.
+    When no ``compare`` key is swept, every swept key names the candidates (a race of
+    learning rates, say), and there is nothing to tune.
 
     Raises:
         ConfigError: when ``seed`` is set: the race chooses the seeds.
@@ -35,22 +42,34 @@ def candidates(arguments: list[str]) -> tuple[list[str], list[Candidate]]:
     for override in OverridesParser.create().parse_overrides(arguments):
         key = override.get_key_element()
         if key.lstrip("+~") == "seed":
-            value = (
-                ",".join(override.sweep_string_iterator())
-                if override.is_sweep_override()
-                else override.get_value_element_as_str()
-            )
-            raise ConfigError(
-                "seed", value, "not set in a race",
-                "drop seed=...: a race runs seeds 1, 2, ... up to hydra.sweeper.max_seeds",
-                why="the race chooses the seeds",
-            )  # fmt: skip
+            _refuse_seed(override)
         if override.is_sweep_override():
-            choices.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+            choices.append((key, [f"{key}={v}" for v in override.sweep_string_iterator()]))
         else:
             common.append(f"{key}={override.get_value_element_as_str()}")
-    found = [Candidate(" ".join(combo), list(combo)) for combo in itertools.product(*choices)]
-    return common, found or [Candidate("(the config as given)", [])]
+    keys = [key for key, _ in choices]
+    roles = [k in compare for k in keys] if any(k in compare for k in keys) else [True] * len(keys)
+    found = []
+    for combo in itertools.product(*(values for _, values in choices)):
+        chosen = list(zip(combo, roles, strict=True))
+        candidate = " ".join(value for value, role in chosen if role)
+        config = " ".join(value for value, role in chosen if not role)
+        found.append(Entrant(" ".join(combo), list(combo), candidate or AS_GIVEN,
+                             config or AS_CONFIGURED))  # fmt: skip
+    return common, found or [Entrant(AS_GIVEN, [], AS_GIVEN)]
+
+
+def _refuse_seed(override) -> None:
+    value = (
+        ",".join(override.sweep_string_iterator())
+        if override.is_sweep_override()
+        else override.get_value_element_as_str()
+    )
+    raise ConfigError(
+        "seed", value, "not set in a race",
+        "drop seed=...: a race runs seeds 1, 2, ... up to hydra.sweeper.max_seeds",
+        why="the race chooses the seeds",
+    )  # fmt: skip
 
 
 def _stop(problems: list[str], total: int) -> None:
@@ -67,29 +86,28 @@ def sweep(sweeper: Any, arguments: list[str]) -> list:
     ``seed`` on the command line, or a candidate whose config does not compose or validate.
     """
     config: DictConfig = sweeper.config
-    settings = Settings(sweeper.metric, sweeper.min_seeds, sweeper.max_seeds, sweeper.step,
-                        sweeper.budget_hours, sweeper.level, sweeper.test)  # fmt: skip
+    settings = sweeper.settings
     params = [f"{k}={v}" for k, v in (sweeper.params or {}).items()]
     try:
         settings.check()
-        common, entrants = candidates(params + list(arguments))
+        common, entrants = candidates(params + list(arguments), settings.compare)
     except UserError as error:
         _stop([str(error)], 1)
     specs: dict[tuple[str, int], RunSpec] = {}
 
-    def spec_for(candidate: Candidate, seed: int) -> RunSpec:
-        key = (candidate.label, seed)
+    def spec_for(entrant: Entrant, seed: int) -> RunSpec:
+        key = (entrant.label, seed)
         if key not in specs:
-            overrides = [*common, *candidate.overrides, f"seed={seed}"]
+            overrides = [*common, *entrant.overrides, f"seed={seed}"]
             specs[key] = build(compose(config.hydra.job.config_name, overrides=overrides))
         return specs[key]
 
     problems = []
-    for candidate in entrants:
+    for entrant in entrants:
         try:
-            spec_for(candidate, 1)
+            spec_for(entrant, 1)
         except (UserError, HydraException) as error:
-            problems.append(f"{candidate.label}: {error}")
+            problems.append(f"{entrant.label}: {error}")
     if problems:
         _stop(problems, len(entrants))
     sweep_dir = Path(config.hydra.sweep.dir)
@@ -97,8 +115,8 @@ def sweep(sweeper: Any, arguments: list[str]) -> list:
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
     returns, launched = [], [0]
 
-    def launch(points: list[tuple[Candidate, int]]) -> None:
-        batch = [[*common, *c.overrides, f"seed={seed}"] for c, seed in points]
+    def launch(points: list[tuple[Entrant, int]]) -> None:
+        batch = [[*common, *e.overrides, f"seed={seed}"] for e, seed in points]
         returns.append(sweeper.launcher.launch(batch, initial_job_idx=launched[0]))
         launched[0] += len(batch)
 

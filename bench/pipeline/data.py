@@ -15,12 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import bench.pipeline.datasets.shapes  # noqa: F401  (registers the embedded TFDS builder)
+from bench.core import splits
 from bench.core.console import say
 from bench.core.errors import ConfigError, DataUnavailable
+from bench.core.record import SplitInfo
 from bench.core.schema import Config, Loader
 from bench.core.spec import RunSpec
 from bench.pipeline import augment, folder
@@ -53,6 +56,7 @@ class Data:
     images: dict[str, tf.data.Dataset | None] = field(default_factory=dict)
     identity: str = ""  # which data, in which version (part of the feature cache's key)
     input_cache: str = "none"  # where decoded, resized images are kept: memory | disk | none
+    splits: dict[str, SplitInfo] = field(default_factory=dict)  # the record's, per role
 
 
 def load(spec: RunSpec, drop_remainder: bool = False, cache_dir: Path | None = None) -> Data:
@@ -69,20 +73,16 @@ def load(spec: RunSpec, drop_remainder: bool = False, cache_dir: Path | None = N
         DataUnavailable: when the data cannot be found or downloaded.
     """
     cfg = spec.cfg
-    skipped: list[str] = []
     if cache_dir is not None:  # an earlier attempt's files may be partial
         shutil.rmtree(cache_dir, ignore_errors=True)
-    if cfg.dataset.loader == Loader.folder:
-        raw, class_names, skipped, identity = _folder_splits(cfg)
-    else:
-        raw, class_names, identity = _tfds_splits(cfg)
+    source = _folder_source(cfg) if cfg.dataset.loader == Loader.folder else _tfds_source(cfg)
+    raw = [source.roles.get(role) for role in splits.ROLES]
     input_range = spec.backbone.input_range(cfg.backbone.source.value)
     count = int(raw[0].cardinality())  # negative when unknown
-    train_examples = count if count >= 0 else None
     where = input_cache(cfg, [int(ds.cardinality()) for ds in raw if ds is not None], cache_dir)
     train, val, test = (
         None if ds is None else resized(ds, cfg.image_size, where, cache_dir, name)
-        for ds, name in zip(raw, ("train", "val", "test"), strict=True)
+        for ds, name in zip(raw, splits.ROLES, strict=True)
     )
 
     def evaluation(ds):
@@ -97,15 +97,31 @@ def load(spec: RunSpec, drop_remainder: bool = False, cache_dir: Path | None = N
         drop_remainder=drop_remainder,
         val=evaluation(val),
         test=evaluation(test),
-        num_classes=cfg.dataset.num_classes or len(class_names),
-        class_names=class_names,
-        train_examples=train_examples,
-        skipped_files=skipped,
+        num_classes=cfg.dataset.num_classes or len(source.class_names),
+        class_names=source.class_names,
+        train_examples=count if count >= 0 else source.splits["train"].examples,
+        skipped_files=source.skipped,
         plain={"train": evaluation(train), "val": evaluation(val), "test": evaluation(test)},
         images={"train": train, "val": val, "test": test},
-        identity=identity,
+        identity=source.identity,
         input_cache=where,
+        splits=source.splits,
     )
+
+
+@dataclass
+class Source:
+    """A dataset's examples per role as (uint8-range image, label) pairs, before resizing."""
+
+    roles: dict[str, tf.data.Dataset]
+    class_names: list[str]
+    identity: str
+    splits: dict[str, SplitInfo]
+    skipped: list[str] = field(default_factory=list)
+
+
+def _info(role: splits.Role, examples: int | None) -> SplitInfo:
+    return SplitInfo(role.split, role.share, role.seed, examples)
 
 
 MEMORY_SHARE = 0.25  # input_cache=auto keeps images in memory up to this share of free RAM
@@ -141,24 +157,88 @@ def resized(
     return ds
 
 
-def _tfds_splits(cfg: Config):
+def _tfds_source(cfg: Config) -> Source:
+    """Named splits as TFDS gives them (their files in an order fixed by the seed); carved
+    roles filtered by index out of the training split read in its fixed order."""
+    ds_cfg, plan = cfg.dataset, splits.of(cfg.dataset)
+    named = [role for role in plan.roles() if not role.carved]
+    # The files' order fixed by the seed; each epoch's order is training_epoch's.
+    read = tfds.ReadConfig(shuffle_seed=cfg.seed, shuffle_reshuffle_each_iteration=False)
+    loaded, info = _tfds_load(cfg, [r.split for r in named], read_config=read, shuffle_files=True)
+    roles = {role.name: _pairs(ds, ds_cfg) for role, ds in zip(named, loaded, strict=True)}
+    found = {role.name: _info(role, _count(info, role.split)) for role in named}
+    if plan.shares:
+        carved, counts = _carved(cfg, plan, info)
+        roles.update(carved)
+        found.update({r.name: _info(r, counts[r.name]) for r in plan.roles() if r.carved})
+    label = info.features[ds_cfg.label_key]
+    shares = ",".join(f"{r}={v:g}" for r, v in plan.shares.items())
+    carving = f":carved={shares}:seed={ds_cfg.split_seed}" if shares else ""
+    identity = f"tfds:{ds_cfg.name}:{info.version}:{ds_cfg.image_key}:{ds_cfg.label_key}{carving}"
+    return Source(roles, list(label.names), identity, found)
+
+
+def _carved(cfg: Config, plan: splits.SplitPlan, info) -> tuple[dict, dict[str, int]]:
+    """The carved roles: the training split read once for its labels (images left
+    encoded), each role the examples whose index the carving gave it."""
     ds_cfg = cfg.dataset
-    splits = [ds_cfg.train_split, ds_cfg.val_split] + (
-        [ds_cfg.test_split] if ds_cfg.test_split else []
+    image = info.features[ds_cfg.image_key]
+    skip = _encoded(image)
+    # Only the two features read, the images left encoded until their role is known.
+    partial = tfds.decode.PartialDecoding(
+        {ds_cfg.image_key: True, ds_cfg.label_key: True},
+        decoders={ds_cfg.image_key: tfds.decode.SkipDecoding()} if skip else None,
+    )
+    (source,), _ = _tfds_load(cfg, [ds_cfg.train_split], shuffle_files=False, decoders=partial)
+    labels = np.concatenate(
+        list(source.map(lambda ex: ex[ds_cfg.label_key]).batch(4096).as_numpy_iterator())
     )
     try:
-        datasets, info = tfds.load(
-            ds_cfg.name,
-            split=splits,
-            data_dir=cfg.data_dir,
-            download=ds_cfg.download,
-            with_info=True,
-            # The files' order fixed by the seed; each epoch's order is training_epoch's.
-            read_config=tfds.ReadConfig(
-                shuffle_seed=cfg.seed, shuffle_reshuffle_each_iteration=False
-            ),
-            shuffle_files=True,
+        index = splits.carve(labels, plan.shares, ds_cfg.split_seed)
+    except ValueError as error:
+        raise DataUnavailable(
+            "dataset.train_split", ds_cfg.train_split, "a split large enough to carve every role",
+            "lower dataset.val_fraction / dataset.test_fraction, or name the splits",
+            why=str(error),
+        ) from error  # fmt: skip
+    owner = np.full(len(labels), -1, dtype=np.int32)
+    for code, role in enumerate(index):
+        owner[index[role]] = code
+    table = tf.constant(owner)
+    decode = image.decode_example if skip else (lambda x: x)
+    roles = {}
+    for code, role in enumerate(index):
+        part = source.enumerate().filter(lambda i, ex, c=code: tf.gather(table, i) == c)
+        roles[role] = part.map(
+            lambda i, ex: (decode(ex[ds_cfg.image_key]), ex[ds_cfg.label_key]), AUTOTUNE
         )
+    return roles, {role: len(found) for role, found in index.items()}
+
+
+def _encoded(feature) -> bool:
+    """Whether a feature is stored encoded (an image file), so it can be read undecoded."""
+    return isinstance(feature, tfds.features.Image)
+
+
+def _count(info, split: str) -> int | None:
+    try:
+        return int(info.splits[split].num_examples)
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return None  # e.g. tfds.testing.mock_data, whose info has no splits
+
+
+def _pairs(ds: tf.data.Dataset, ds_cfg) -> tf.data.Dataset:
+    return ds.map(lambda ex: (ex[ds_cfg.image_key], ex[ds_cfg.label_key]), AUTOTUNE)
+
+
+def _tfds_load(cfg: Config, names: list[str], **options):
+    """``tfds.load`` of ``names`` with the run's data_dir; the user's errors named."""
+    ds_cfg = cfg.dataset
+    try:
+        return tfds.load(
+            ds_cfg.name, split=names, data_dir=cfg.data_dir, download=ds_cfg.download,
+            with_info=True, **options,
+        )  # fmt: skip
     except tfds.core.registered.DatasetNotFoundError as error:
         raise ConfigError(
             "dataset.name", ds_cfg.name, "a dataset=<option> of conf/dataset, or a TFDS name",
@@ -170,27 +250,22 @@ def _tfds_splits(cfg: Config):
             "data_dir", where, "a TFDS data_dir that holds the prepared dataset",
             f"offline? prepare it on a machine with network (`tfds build {ds_cfg.name} "
             "--data_dir DIR`), copy DIR here and pass data_dir=DIR",
-            why=f"could not load {ds_cfg.name} splits {splits} ({type(error).__name__}: "
+            why=f"could not load {ds_cfg.name} splits {names} ({type(error).__name__}: "
             f"{str(error)[:300]})",
         ) from error  # fmt: skip
-    label = info.features[ds_cfg.label_key]
-    pairs = [
-        ds.map(lambda ex: (ex[ds_cfg.image_key], ex[ds_cfg.label_key]), num_parallel_calls=AUTOTUNE)
-        for ds in datasets
-    ]
-    identity = f"tfds:{ds_cfg.name}:{info.version}:{ds_cfg.image_key}:{ds_cfg.label_key}"
-    return (pairs[0], pairs[1], pairs[2] if len(pairs) > 2 else None), list(label.names), identity
 
 
-def _folder_splits(cfg: Config):
-    found = folder.load(cfg.dataset.path, cfg.dataset.val_fraction, cfg.seed)
+def _folder_source(cfg: Config) -> Source:
+    plan = splits.of(cfg.dataset)
+    found = folder.load(cfg.dataset.path, plan)
     if found.skipped:
         more = ", ..." if len(found.skipped) > 5 else ""
         say(
             f"dataset.path={cfg.dataset.path}: skipped {len(found.skipped)} unreadable files "
             f"({', '.join(found.skipped[:5])}{more})"
         )
-    return (found.train, found.val, None), found.class_names, found.skipped, found.identity
+    infos = {r.name: _info(r, found.counts[r.name]) for r in plan.roles()}
+    return Source(found.roles, found.class_names, found.identity, infos, found.skipped)
 
 
 def sharded(ds: tf.data.Dataset) -> tf.data.Dataset:

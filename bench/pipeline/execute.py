@@ -125,6 +125,7 @@ def execute(spec: RunSpec) -> Record:
         effective_batch_size=spec.batch_size,
         feature_cache=cache,
         model=kept,
+        splits=dataset.splits if dataset else {},
     )
     path = record.save(written, spec.cfg.results_dir)
     if written.completed:

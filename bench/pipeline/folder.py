@@ -13,9 +13,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 
+from bench.core import splits
 from bench.core.errors import DataUnavailable
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -24,10 +24,10 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 @dataclass
 class Folder:
-    """The usable files of a folder dataset, split, and the ones that were skipped."""
+    """The usable files of a folder dataset, split into roles, and the ones skipped."""
 
-    train: tf.data.Dataset
-    val: tf.data.Dataset
+    roles: dict[str, tf.data.Dataset]  # train, val and (unless asked for none) test
+    counts: dict[str, int]
     class_names: list[str]
     skipped: list[str] = field(default_factory=list)
     identity: str = ""  # the files used (names, sizes, times) and how they were split
@@ -46,11 +46,12 @@ def readable(paths: list[str]) -> set[str]:
     return {p.decode() for p, _ in found.as_numpy_iterator()}
 
 
-def load(path: str, val_fraction: float, seed: int) -> Folder:
-    """Scans, splits and maps a folder dataset to (uint8 image, int label) pairs.
+def load(path: str, plan: splits.SplitPlan) -> Folder:
+    """Scans a folder dataset and carves its readable files into the plan's roles, by
+    file: seeded, stratified by class, disjoint (bench.core.splits).
 
     Raises:
-        DataUnavailable: when a split would be empty.
+        DataUnavailable: when the readable files are too few for every role.
     """
     root = Path(path)
     class_names = sorted(p.name for p in root.iterdir() if p.is_dir())
@@ -63,24 +64,22 @@ def load(path: str, val_fraction: float, seed: int) -> Folder:
     good = readable([f for f, _ in files]) if files else set()
     kept = [(f, label) for f, label in files if f in good]
     skipped = [str(Path(f).relative_to(root)) for f, _ in files if f not in good]
-    order = np.random.default_rng(seed).permutation(len(kept))
-    kept = [kept[i] for i in order]
-    held = int(round(len(kept) * val_fraction))
-    splits = {"train": kept[held:], "validation": kept[:held]}
-    for name, part in splits.items():
-        if not part:
-            raise DataUnavailable(
-                "dataset.path", path, "a folder whose splits each get readable images",
-                "add images, or change dataset.val_fraction",
-                why=f"the {name} split is empty ({len(kept)} readable images, "
-                f"{len(skipped)} unreadable skipped)",
-            )  # fmt: skip
+    try:
+        carved = splits.carve([label for _, label in kept], plan.shares, plan.train.seed or 0)
+    except ValueError as error:
+        raise DataUnavailable(
+            "dataset.path", path, "a folder with enough readable images for train, val and test",
+            "add images, or lower dataset.val_fraction / dataset.test_fraction",
+            why=f"{error} ({len(skipped)} unreadable files skipped)",
+        ) from error  # fmt: skip
+    parts = {role: [kept[i] for i in index] for role, index in carved.items()}
+    shares = ",".join(f"{r}={s:g}" for r, s in plan.shares.items())
     return Folder(
-        train=_pairs(splits["train"]),
-        val=_pairs(splits["validation"]),
+        roles={role: _pairs(part) for role, part in parts.items()},
+        counts={role: len(part) for role, part in parts.items()},
         class_names=class_names,
         skipped=skipped,
-        identity=f"folder:{root}:val={val_fraction}:seed={seed}:files={_listing(kept)}",
+        identity=f"folder:{root}:{shares}:seed={plan.train.seed}:files={_listing(kept)}",
     )
 
 

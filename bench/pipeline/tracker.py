@@ -67,8 +67,10 @@ class Tracker:
             self.run = self._init()
         # The epoch is every metric's x-axis, so a resumed run can log its epochs again.
         self.run.define_metric("epoch")
+        # W&B's summary keeps each metric's last value: val_accuracy is the last epoch's, that
+        # of the weights that are tested and kept. (A maximum over epochs, summary="max",
+        # would be chosen on the data it reports, and a sweep would select on it.)
         self.run.define_metric("*", step_metric="epoch")
-        self.run.define_metric("val_accuracy", step_metric="epoch", summary="max")
 
     def _init(self):
         spec, settings, sweep = self.spec, self.spec.cfg.wandb, in_sweep()
@@ -141,7 +143,10 @@ class Tracker:
         if record.error:
             summary.update(error_type=record.error.type, error=record.error.message)
         self.run.summary.update(summary)
-        self.run.config.update({"env": dataclasses.asdict(record.env)}, allow_val_change=True)
+        splits = {role: dataclasses.asdict(info) for role, info in record.splits.items()}
+        self.run.config.update(
+            {"env": dataclasses.asdict(record.env), "splits": splits}, allow_val_change=True
+        )
         artifact = wandb.Artifact(f"record-{record.run_id}", type="result-record")
         artifact.add_file(str(record_path), name="record.json")
         self.run.log_artifact(artifact)

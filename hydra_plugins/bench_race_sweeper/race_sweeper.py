@@ -4,9 +4,14 @@ Hydra imports every module of ``hydra_plugins`` when it starts, so this one stay
 loads bench's race only when a race runs. Hydra executes these modules before it puts them
 in ``sys.modules``, which a dataclass with postponed (string) annotations cannot survive:
 no ``from __future__ import annotations`` here, and typing's names for the schema.
+
+The race's keys are :class:`bench.core.race_settings.Settings`' fields: the schema below is
+built from them, so they are written down once.
 """
 
-from dataclasses import dataclass
+import dataclasses
+import types
+import typing
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -15,24 +20,37 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
+from bench.core.race_settings import Settings
 
-@dataclass
-class RaceSweeperConf:
-    """The race's keys (README, "Deciding")."""
+TARGET = "hydra_plugins.bench_race_sweeper.race_sweeper.RaceSweeper"
 
-    _target_: str = "hydra_plugins.bench_race_sweeper.race_sweeper.RaceSweeper"
-    # auto: test_accuracy when every run has it, else best_val_accuracy
-    metric: str = "auto"
-    min_seeds: int = 3  # every candidate's first round
-    max_seeds: int = 10  # no candidate gets more
-    step: int = 1  # seeds added to the survivors each round
-    budget_hours: Optional[float] = None  # stop once this much training time is spent
-    level: float = 0.95  # of the Holm-adjusted comparisons that drop candidates
-    # blocks: paired by seed, seed noise pooled over the candidates racing; pairs: each
-    # pair's own paired t (the report's test)
-    test: str = "blocks"
-    params: Optional[Dict[str, str]] = None  # sweeps from a config file, as the basic one's
 
+def _schema_type(kind: Any) -> Any:
+    """OmegaConf's spelling of a Settings annotation (Optional[...], List[...])."""
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        (inner,) = [k for k in typing.get_args(kind) if k is not type(None)]
+        return Optional[inner]
+    if typing.get_origin(kind) is tuple:
+        return List[typing.get_args(kind)[0]]
+    return kind
+
+
+def _field(spec: dataclasses.Field) -> tuple:
+    kind = _schema_type(spec.type)
+    if isinstance(spec.default, tuple):
+        default = dataclasses.field(default_factory=lambda d=spec.default: list(d))
+    else:
+        default = dataclasses.field(default=spec.default)
+    return (spec.name, kind, default)
+
+
+RaceSweeperConf = dataclasses.make_dataclass(
+    "RaceSweeperConf",
+    [("_target_", str, dataclasses.field(default=TARGET))]
+    + [_field(f) for f in dataclasses.fields(Settings)]
+    # sweeps from a config file, as the basic sweeper's
+    + [("params", Optional[Dict[str, str]], dataclasses.field(default=None))],
+)
 
 ConfigStore.instance().store(
     group="hydra/sweeper", name="race", node=RaceSweeperConf, provider="bench"
@@ -42,20 +60,9 @@ ConfigStore.instance().store(
 class RaceSweeper(Sweeper):
     """Runs candidates in rounds and drops those shown worse than the leader."""
 
-    def __init__(
-        self,
-        metric: str,
-        min_seeds: int,
-        max_seeds: int,
-        step: int,
-        budget_hours: Optional[float],
-        level: float,
-        test: str = "blocks",
-        params: Optional[Dict[str, str]] = None,
-    ) -> None:
-        self.metric, self.min_seeds, self.max_seeds, self.step = metric, min_seeds, max_seeds, step
-        self.budget_hours, self.level, self.params = budget_hours, level, params
-        self.test = test
+    def __init__(self, params: Optional[Dict[str, str]] = None, **keys: Any) -> None:
+        self.settings = Settings.of(keys)
+        self.params = params
         self.config: Optional[DictConfig] = None
         self.launcher: Any = None
         self.hydra_context: Optional[HydraContext] = None

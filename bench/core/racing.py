@@ -1,0 +1,352 @@
+"""What a race decides after each round, as pure functions over the values its records gave.
+
+Every value of the sweep is an **entrant**: a **candidate** (the values of the ``compare``
+keys, ``backbone`` by default) at one tuning configuration (the other swept keys). After
+each round the race states two kinds of comparison, on validation (the test split only
+reports what the race chose):
+
+- within a candidate, each configuration against the candidate's best one;
+- across candidates, each candidate's best configuration against the leading candidate's.
+
+A stated comparison shown worse is dropped: the configuration, or the candidate with all its
+configurations. The level holds over the whole race. The family is every pair of entrants
+(the best is chosen from the data, so only the family of all pairs covers what is said of
+it), and each pair is tested at every planned look against a group-sequential boundary
+(bench.core.sequential) for its share of the level under Holm's method, as Maurer and Bretz
+(2013) combine the two: after a drop the rest are held to the level the drop freed, at this
+look and the next. A challenger whose best configuration is shown equivalent to the
+leader's (two one-sided tests within the margin) needs no more seeds; when every challenger
+is worse or equivalent, the race ends.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+from bench.core import sequential, stats
+from bench.core.race_settings import Settings
+
+AS_CONFIGURED = "as configured"
+
+
+@dataclass
+class Entrant:
+    """One value of the sweep (its overrides) and where it stands."""
+
+    label: str
+    overrides: list[str]
+    candidate: str
+    config: str = AS_CONFIGURED
+    state: str = "racing"  # racing | dropped
+    dropped_at: int | None = None
+    reason: str | None = None
+    seeds_at_drop: int | None = None
+    tried: set[int] = field(default_factory=set)  # seeds launched by this race
+
+    @property
+    def racing(self) -> bool:
+        return self.state != "dropped"
+
+    def upto(self, seeds: int) -> int:
+        """The seeds that count in a round of ``seeds``: a dropped entrant stays at the
+        round that dropped it, even when other sweeps left later seeds."""
+        return seeds if self.seeds_at_drop is None else min(seeds, self.seeds_at_drop)
+
+    def drop(self, number: int, seeds: int, reason: str) -> None:
+        self.state, self.dropped_at, self.seeds_at_drop = "dropped", number, seeds
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What one entrant's records said at a round: the metric per seed (a diverged run at
+    chance), the seeds that failed otherwise (missing), and the training hours."""
+
+    values: dict[int, float] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)
+    diverged: frozenset[int] = frozenset()
+    hours: float = 0.0
+
+    @property
+    def mean(self) -> float | None:
+        return sum(self.values.values()) / len(self.values) if self.values else None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One stated comparison: ``better`` (a best configuration) against ``entrant``."""
+
+    entrant: str
+    better: str
+    kind: str  # "within" a candidate, or "across" candidates
+    difference: stats.Difference
+
+
+@dataclass
+class Decision:
+    """What one round decides."""
+
+    leader: str | None  # the leading candidate
+    best: dict[str, str]  # candidate -> its best entrant
+    compared: list[Comparison]
+    drops: list[tuple[Comparison, float]]  # and the nominal level each was held to
+    equivalent: list[str]  # challenger candidates shown within the margin of the leader
+    open: list[str]  # challenger candidates neither worse nor equivalent yet
+    strictest: float = 0.05  # Holm's strictest share of the level left after this round
+
+
+def look_levels(settings: Settings, look: int, alpha: float) -> float:
+    """The nominal two-sided level at planned look ``look`` (0-based) for a hypothesis
+    given ``alpha`` of the race's level."""
+    fractions = [n / settings.max_seeds for n in settings.looks]
+    return sequential.nominal(fractions, alpha, settings.spending)[look]
+
+
+def family_size(entrants: list[Entrant]) -> int:
+    """Every pair of entrants: the hypotheses a drop may come from."""
+    return len(entrants) * (len(entrants) - 1) // 2
+
+
+def decide(
+    entrants: list[Entrant], observed: dict[str, Observed], look: int, settings: Settings,
+    rejected: int,
+) -> Decision:  # fmt: skip
+    """The round's comparisons and drops (not yet applied to ``entrants``).
+
+    Args:
+        entrants: Every entrant, dropped ones included (they stay in the family).
+        observed: Each entrant's values this round.
+        look: The planned look (0-based) this round is.
+        settings: The race's keys.
+        rejected: Comparisons rejected in earlier rounds: Holm's family shrinks by them.
+    """
+    racing = [e for e in entrants if e.racing and observed[e.label].values]
+    best = _best(racing, observed)
+    leader = max(best, key=lambda c: observed[best[c]].mean) if best else None
+    compared = _compare(racing, best, leader, observed, settings)
+    remaining = family_size(entrants) - rejected
+    alpha = 1 - settings.level
+    drops = []
+    for found in sorted(compared, key=lambda c: c.difference.p if c.difference.tested else 2):
+        d = found.difference
+        level = look_levels(settings, look, alpha / max(remaining, 1))
+        if not (d.tested and d.value > 0 and d.p is not None and d.p <= level):
+            break
+        drops.append((found, level))
+        remaining -= 1
+    dropped = {c.entrant for c, _ in drops}
+    across = [c for c in compared if c.kind == "across" and c.entrant not in dropped]
+    equivalent = _equivalent(across, settings, look)
+    open_ = [_candidate(racing, c.entrant) for c in across
+             if _candidate(racing, c.entrant) not in equivalent]  # fmt: skip
+    return Decision(leader, best, compared, drops, equivalent, open_, alpha / max(remaining, 1))
+
+
+def _best(racing: list[Entrant], observed: dict[str, Observed]) -> dict[str, str]:
+    """Each candidate's best entrant: the highest mean of the metric (validation)."""
+    found: dict[str, str] = {}
+    for entrant in racing:
+        held = found.get(entrant.candidate)
+        if held is None or observed[entrant.label].mean > observed[held].mean:
+            found[entrant.candidate] = entrant.label
+    return found
+
+
+def _compare(racing, best, leader, observed, settings: Settings) -> list[Comparison]:
+    """Within each candidate, every configuration against its best; across candidates,
+    each best against the leader's best."""
+    wanted: list[tuple[str, str, str]] = []
+    for entrant in racing:
+        top = best[entrant.candidate]
+        if entrant.label != top:
+            wanted.append((top, entrant.label, "within"))
+    for candidate, top in best.items():
+        if candidate != leader:
+            wanted.append((best[leader], top, "across"))
+    labels = [e.label for e in racing]
+    groups = [observed[label].values for label in labels]
+    pairs = [(labels.index(a), labels.index(b)) for a, b, _ in wanted]
+    level = settings.level
+    if settings.test == "pairs":
+        tested = [stats.compare(groups[i], groups[j], level) for i, j in pairs]
+    else:
+        tested = stats.blocks(groups, pairs, level, pooled=settings.test == "pooled")
+    return [Comparison(b, a, kind, d) for (a, b, kind), d in zip(wanted, tested, strict=True)]
+
+
+def _equivalent(across: list[Comparison], settings: Settings, look: int) -> list[str]:
+    """Challenger candidates whose best is within the margin of the leader's best: two
+    one-sided tests, each challenger at its share of the level at this look."""
+    if not across:
+        return []
+    # Each one-sided test holds (1 - level) / challengers over the race: a one-sided
+    # boundary is the two-sided one of twice the level, at half its nominal level.
+    level = look_levels(settings, look, 2 * (1 - settings.level) / len(across)) / 2
+    found = []
+    for comparison in across:
+        p = stats.equivalence(comparison.difference, settings.margin / 100)
+        if p is not None and p <= level:
+            found.append(comparison.entrant)
+    return found
+
+
+def _candidate(racing: list[Entrant], label: str) -> str:
+    return next(e.candidate for e in racing if e.label == label)
+
+
+def stop(entrants: list[Entrant], decision: Decision, seeds: int, settings: Settings,
+         hours: float) -> str | None:  # fmt: skip
+    """Why the race ends after this round, or None."""
+    candidates = {e.candidate for e in entrants if e.racing}
+    if len(candidates) <= 1:
+        if candidates:
+            return f"{next(iter(candidates))} is the one left"
+        return "no candidate is left (every one failed)"
+    equivalent = [c for c in decision.equivalent if c in candidates]
+    if decision.leader and not decision.open and equivalent:
+        return (f"every challenger left ({', '.join(sorted(equivalent))}) is within "
+                f"±{settings.margin:g} points of {decision.leader}")  # fmt: skip
+    if seeds >= settings.max_seeds:
+        return f"max_seeds ({settings.max_seeds}) reached with {len(candidates)} left"
+    budget = settings.budget_hours
+    if budget is not None and hours >= budget:
+        return f"budget_hours ({budget}) spent: {hours:.2f} h of training"
+    return None
+
+
+def apply(entrants: list[Entrant], decision: Decision, number: int, seeds: int) -> int:
+    """Drops what ``decision`` showed worse: a configuration, or a whole candidate when its
+    best configuration lost to the leader's. Returns the comparisons rejected."""
+    for comparison, level in decision.drops:
+        whole = comparison.kind == "across"
+        loser = next(e for e in entrants if e.label == comparison.entrant)
+        tuned = sum(e.candidate == loser.candidate for e in entrants) > 1
+        why = reason(comparison, level, whole and tuned)
+        for entrant in entrants:
+            hit = entrant.candidate == loser.candidate if whole else entrant is loser
+            if hit and entrant.racing:
+                entrant.drop(number, seeds, why)
+    return len(decision.drops)
+
+
+def drop_failed(entrants: list[Entrant], observed: dict[str, Observed], number: int,
+                seeds: int) -> None:  # fmt: skip
+    """Drops an entrant whose every seed so far failed (none diverged: those are results)."""
+    for entrant in entrants:
+        seen = observed[entrant.label]
+        if entrant.racing and not seen.values and len(seen.failed) == seeds:
+            entrant.drop(number, seeds, f"every seed failed ({seen.failed[max(seen.failed)]})")
+
+
+def reason(comparison: Comparison, level: float, candidate_wide: bool) -> str:
+    """Why an entrant was dropped, in the words of its comparison."""
+    d = comparison.difference
+    what = "its best configuration is " if candidate_wide else ""
+    return (
+        f"{what}worse than {comparison.better} by {d.value * 100:.1f} points on validation "
+        f"({d.test}, p = {d.p:.4f} against the look's {level:.4f})"
+    )
+
+
+# ---- the race's document (race.json), which the race writes and the report reads ----
+
+
+@dataclass
+class Standing:
+    """An entrant after one round."""
+
+    entrant: str
+    candidate: str
+    config: str
+    state: str
+    mean: float | None
+    interval: tuple[float, float] | None
+    seeds: list[int]
+    failed: list[int]
+    diverged: list[int] = field(default_factory=list)
+    against: str | None = None
+    difference: float | None = None  # the better entrant minus this one
+    test: str | None = None
+    p: float | None = None
+    seeds_needed: int | None = None  # per side, to tell the margin apart
+    equivalent: bool = False
+    note: str | None = None
+    dropped_at: int | None = None
+
+
+@dataclass
+class Round:
+    """One round: the seeds every racing entrant had, the runs launched, the standings."""
+
+    round: int
+    seeds: int
+    launched: int
+    standings: list[Standing]
+    leader: str | None = None
+
+
+@dataclass
+class Outcome:
+    """How the race ended."""
+
+    finished: bool
+    why: str | None
+    winner: str | None  # the last candidate left, if one is
+    leading: str | None
+    chosen: dict[str, str] = field(default_factory=dict)  # candidate left -> its config
+    test_accuracy: dict[str, float | None] = field(default_factory=dict)  # of what was chosen
+    test_seeds: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, dict] = field(default_factory=dict)  # entrant -> round, reason
+    runs: int = 0
+    grid_runs: int = 0
+    training_hours: float = 0.0
+
+
+@dataclass
+class RaceDocument:
+    """race.json: the settings, every round and the outcome."""
+
+    metric: str
+    settings: dict
+    common: list[str]
+    compare: list[str]
+    candidates: list[str]
+    entrants: list[str]
+    rounds: list[Round]
+    outcome: Outcome
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RaceDocument:
+        """Reads race.json (raises KeyError or TypeError for another layout)."""
+        rounds = [
+            Round(**{**r, "standings": [Standing(**s) for s in r["standings"]]})
+            for r in data["rounds"]
+        ]
+        return cls(**{**data, "rounds": rounds, "outcome": Outcome(**data["outcome"])})
+
+
+def standing(
+    entrant: Entrant, seen: Observed, decision: Decision, compared, margin: float
+) -> Standing:
+    """The round's standing of one entrant (``margin`` in accuracy points: the seeds
+    needed are those that would tell it apart)."""
+    values = list(seen.values.values())
+    mean = seen.mean
+    spread = None
+    if len(values) >= 2:
+        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+        spread = stats.mean_interval(mean, sd, len(values))
+    found = Standing(entrant.label, entrant.candidate, entrant.config, entrant.state, mean,
+                     spread, sorted(seen.values), sorted(seen.failed), sorted(seen.diverged),
+                     note=entrant.reason, dropped_at=entrant.dropped_at)  # fmt: skip
+    mine = compared.get(entrant.label)
+    if mine is not None and entrant.racing:
+        d = mine.difference
+        found.against, found.difference, found.test, found.p = mine.better, d.value, d.test, d.p
+        found.seeds_needed = stats.seeds_needed(d, decision.strictest, margin / 100)
+        found.equivalent = entrant.candidate in decision.equivalent and mine.kind == "across"
+    return found
