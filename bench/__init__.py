@@ -1,7 +1,8 @@
 """bench: a benchmark harness for transfer learning.
 
 One Keras per process: tensorflow-hub builds on ``tf_keras`` (Keras 2), and a Keras 3
-model silently drops the weights of a Keras 2 backbone (PITFALLS.md). The legacy switch
+model silently drops the weights of a Keras 2 backbone (tensorflow/hub#903,
+keras-team/keras#20648; docs/architecture.md). The legacy switch
 must be set before TensorFlow is first imported, so it is set here, on package import.
 """
 

@@ -21,13 +21,18 @@ from bench.core.errors import EXIT_CONFIG_ERROR, UserError
 from bench.core.spec import build
 
 
+def parser() -> argparse.ArgumentParser:
+    """``python -m bench.speed``'s options (the documentation is built from them)."""
+    found = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__)
+    found.add_argument("--rounds", type=int, default=3, help="measured rounds (default: 3)")
+    found.add_argument("--out", default="results/speed", help="folder for the JSON")
+    found.add_argument("overrides", nargs="*", help="run config overrides, as for bench.run")
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parses the options, measures, prints and writes the JSON; 2 for a config error."""
-    parser = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__)
-    parser.add_argument("--rounds", type=int, default=3, help="measured rounds (default: 3)")
-    parser.add_argument("--out", default="results/speed", help="folder for the JSON")
-    parser.add_argument("overrides", nargs="*", help="run config overrides, as for bench.run")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         spec = build(schema.compose(args.overrides))
     except UserError as error:

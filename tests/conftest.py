@@ -12,8 +12,9 @@ import pytest
 from tests.helpers import SMALL_DATA, Launched, bench_env, command, hub_backbone, offline
 from tests.shared_runs import SHARED, sweep, sweep_report  # noqa: F401  (fixtures)
 
-# The time budget (DEVELOPERS.md): the whole suite within 12 minutes of test time on a
-# 2-core machine, and the end-to-end (slow) tests within their share of it. Passing it is a
+# The time budget (docs/development.md): the whole suite within 12 minutes of wall clock on
+# a 2-core machine (what CI waits for), and the end-to-end (slow) tests within 600 s of their
+# summed test time (their share of the work, whatever the parallelism). Passing either is a
 # warning, never a failure: a busy machine is not a broken build.
 SUITE_BUDGET_S = 720.0
 # Session fixtures that train, and the xdist group their readers share.
@@ -93,21 +94,26 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.section("time budget")
     lines = [
         f"test time {_spent['all']:.0f} s in {wall:.0f} s of wall clock; "
-        f"suite budget {SUITE_BUDGET_S:.0f} s",
+        f"suite budget {SUITE_BUDGET_S:.0f} s of wall clock",
         f"slow (end-to-end) tests {_spent['slow']:.0f} s of test time; "
         f"budget {SLOW_BUDGET_S:.0f} s",
     ]
     for line in lines:
         terminalreporter.write_line(line)
-    warnings = []
-    if wall > SUITE_BUDGET_S:
-        warnings.append(f"the suite took {wall:.0f} s, past its {SUITE_BUDGET_S:.0f} s budget")
-    if _spent["slow"] > SLOW_BUDGET_S:
-        warnings.append(
-            f"slow tests took {_spent['slow']:.0f} s, past their {SLOW_BUDGET_S:.0f} s budget"
-        )
-    for warning in warnings:
+    for warning in budget_warnings(wall, _spent["slow"]):
         terminalreporter.write_line(f"WARNING: {warning} (see --durations)", yellow=True, bold=True)
+
+
+def budget_warnings(wall: float, slow: float) -> list[str]:
+    """What passes its budget: the suite's wall clock, the slow tests' summed test time."""
+    found = []
+    if wall > SUITE_BUDGET_S:
+        found.append(f"the suite took {wall:.0f} s of wall clock, past its {SUITE_BUDGET_S:.0f} s")
+    if slow > SLOW_BUDGET_S:
+        found.append(
+            f"slow tests took {slow:.0f} s of test time, past their {SLOW_BUDGET_S:.0f} s budget"
+        )
+    return found
 
 
 def pytest_xdist_auto_num_workers(config):

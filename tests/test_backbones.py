@@ -26,7 +26,7 @@ def test_blocks_follow_keras_layer_names():
 
 
 def test_unfrozen_backbone_really_trains():
-    """The Keras-3-vs-tf_keras trap leaves backbone weights untracked (PITFALLS.md)."""
+    """The Keras-3-vs-tf_keras trap leaves backbone weights untracked (tensorflow/hub#903)."""
     spec = make_spec("backbone=b0", "backbone.weights=none", "image_size=32")
     built = model.build(spec, num_classes=3)
     freeze.apply(built.backbone, Policy.unfrozen)

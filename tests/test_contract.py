@@ -229,5 +229,5 @@ class TestPreset:
     def test_is_a_global_bundle_that_names_its_source(self, name):
         text = (CONF / "experiment" / f"{name}.yaml").read_text()
         assert text.startswith("# @package _global_\n")
-        if name != "demo":  # the seed recipes cite where their numbers come from
-            assert "# Source:" in text and "seeds/" in text
+        if name not in ("demo", "smoke"):  # the recipes cite their sources by public URL
+            assert "# Source:" in text and "(https://" in text

@@ -9,6 +9,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 import tf_keras as keras
 
+from bench.core import plan as run_plan
 from bench.core.errors import ConfigError
 from bench.pipeline import augment, data
 from tests.helpers import make_spec, write_folder
@@ -120,7 +121,8 @@ def test_augmentation_is_a_function_of_its_seed_alone():
     np.testing.assert_array_equal(_augmented(aug, (7, 0), images), first)
     assert not np.allclose(_augmented(aug, (7, 1), images), first)  # another batch, other draws
     assert not np.allclose(first, images) and first.min() >= 0 and first.max() <= 255
-    assert augment.active(aug) and not augment.active(make_spec("augment=none").cfg.augment)
+    assert run_plan.augments(make_spec("augment=keras_io").cfg)
+    assert not run_plan.augments(make_spec("augment=none").cfg)
 
 
 def test_a_flip_mirrors_some_images_of_a_batch_and_leaves_the_others():
@@ -252,3 +254,24 @@ def test_the_epoch_order_is_a_function_of_seed_and_epoch_on_each_of_two_shards(t
         images = [x.numpy() for x, _ in _shard(loaded.epochs(2, 3), index).take(4)]
         images_again = [x.numpy() for x, _ in _shard(again.epochs(2, 3), index).take(4)]
         np.testing.assert_array_equal(np.concatenate(images), np.concatenate(images_again))
+
+
+def test_a_dataset_another_job_finished_preparing_meanwhile_is_loaded_again(monkeypatch):
+    """Two jobs of a parallel multirun prepare shapes at once on a fresh machine: TFDS's
+    rename of its incomplete folder fails for the second, which then finds the data."""
+    monkeypatch.setattr(data.time, "sleep", lambda seconds: None)
+    calls = []
+
+    def load():
+        calls.append(1)
+        if len(calls) == 1:
+            raise FileExistsError("Cannot rename incomplete.X: 1.0.0 already exists")
+        return "loaded"
+
+    assert data._prepared(load) == "loaded" and len(calls) == 2
+
+    def always():
+        raise FileExistsError("still there")
+
+    with pytest.raises(FileExistsError):
+        data._prepared(always)

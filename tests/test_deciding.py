@@ -93,22 +93,69 @@ def _holm_rows() -> list[tuple]:
     return [(b, s, v, time[b]) for b, values in HOLM.items() for s, v in enumerate(values, 1)]
 
 
+def _block_p(rows: dict[str, list[float]], a: str, b: str) -> float:
+    """The block t of ``a`` against ``b``, computed here: the residuals of an ordinary
+    least-squares fit of the additive model (a column per candidate and per seed), each
+    candidate's own residual variance, Satterthwaite's degrees of freedom."""
+    names = list(rows)
+    x = np.array([rows[name] for name in names])
+    k, n = x.shape
+    design = np.array([[float(i == g) for g in range(k)] + [float(j == s) for s in range(1, n)]
+                       for i in range(k) for j in range(n)])  # fmt: skip
+    coef, *_ = np.linalg.lstsq(design, x.ravel(), rcond=None)
+    residual = (x.ravel() - design @ coef).reshape(k, n)
+    v = (residual**2).sum(axis=1) * k / ((n - 1) * (k - 1))
+    i, j = names.index(a), names.index(b)
+    total = v[i] + v[j]
+    alike = (n - 1) * (2 - 2 / k) ** 2 / (1 + (1 - 2 / k) ** 2)
+    df = alike * total**2 / (2 * (v[i] ** 2 + v[j] ** 2))
+    t = (x[i].mean() - x[j].mean()) / np.sqrt(total / n)
+    return float(2 * scipy_stats.t.sf(abs(t), df))
+
+
 def test_every_pair_is_one_holm_family_because_the_best_is_chosen_from_the_data():
     found = pairs.family(_study(_holm_rows()))
     names = sorted(HOLM)  # the study's candidates, in the comparison table's order
     assert [(p.a, p.b) for p in found] == list(itertools.combinations(names, 2))
-    every = itertools.combinations(names, 2)
-    raw = [scipy_stats.ttest_rel(HOLM[a], HOLM[b]).pvalue for a, b in every]
+    rows = {name: HOLM[name] for name in names}
+    raw = [_block_p(rows, a, b) for a, b in itertools.combinations(names, 2)]
     oracle = multipletests(raw, method="holm")[1]
     assert [p.difference.p_adjusted for p in found] == pytest.approx(list(oracle))
     assert {p.difference.family for p in found} == {10}
+    assert {p.difference.test for p in found} == {stats.BLOCKS}
+
+
+def test_the_block_ts_degrees_of_freedom_match_its_variance_by_simulation():
+    """Under alike noise, v_i + v_j is a scaled chi-square whose degrees of freedom,
+    2 E^2 / Var, are the ones bench claims: here from 20,000 simulated layouts."""
+    rng = np.random.default_rng(0)
+    k, n = 5, 4
+    x = rng.standard_normal((20_000, k, n))
+    residual = x - x.mean(axis=2, keepdims=True) - x.mean(axis=1, keepdims=True)
+    residual += x.mean(axis=(1, 2), keepdims=True)
+    v = (residual**2).sum(axis=2) * k / ((n - 1) * (k - 1))
+    total = v[:, 0] + v[:, 1]
+    assert total.mean() == pytest.approx(2.0, rel=0.02)  # unbiased for sigma_i^2 + sigma_j^2
+    simulated = 2 * total.mean() ** 2 / total.var()
+    claimed = (n - 1) * (2 - 2 / k) ** 2 / (1 + (1 - 2 / k) ** 2)
+    assert simulated == pytest.approx(claimed, rel=0.05)
+
+
+def test_two_candidates_get_their_paired_t():
+    rows = [("b0", s, v, 10) for s, v in B0.items()]
+    rows += [("mobilenet_v2", s, v, 5) for s, v in MOBILENET.items()]
+    (pair,) = pairs.family(_study(rows))
+    oracle = scipy_stats.ttest_rel(list(B0.values()), list(MOBILENET.values()))
+    assert pair.difference.test == stats.PAIRED
+    assert pair.difference.p == pytest.approx(oracle.pvalue)
 
 
 def test_a_reference_fixed_in_advance_is_compared_with_each_other_candidate_alone():
     found = pairs.family(_study(_holm_rows()), reference="b0")
     others = [n for n in sorted(HOLM) if n != "b0"]
     assert [(p.a, p.b) for p in found] == [("b0", o) for o in others]
-    raw = [scipy_stats.ttest_rel(HOLM["b0"], HOLM[o]).pvalue for o in others]
+    rows = {name: HOLM[name] for name in sorted(HOLM)}
+    raw = [_block_p(rows, "b0", o) for o in others]
     assert [p.difference.p_adjusted for p in found] == pytest.approx(
         list(multipletests(raw, method="holm")[1])
     )

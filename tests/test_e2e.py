@@ -82,14 +82,15 @@ def test_each_job_measures_only_itself(sweep):
 
 
 def test_the_demo_preset_learns(tmp_path, tfds_dir):
-    """The README's first command, for one backbone: six epochs from random weights on
-    shapes learn well above chance (0.25), and validation, which runs BatchNorm in inference
-    mode, keeps up (the preset's BatchNorm momentum)."""
+    """The README's demo, for one backbone: three epochs from random weights on shapes
+    learn well above chance (0.25), and validation, which runs BatchNorm in inference mode,
+    keeps up (the preset's BatchNorm momentum)."""
     from bench.pipeline.execute import execute
 
     spec = make_spec("experiment=demo", "backbone=mobilenet_v2", f"results_dir={tmp_path}",
                      "wandb.mode=disabled", tfds_dir=tfds_dir)  # fmt: skip
     done = execute(spec)
-    assert done.completed and [row.epoch for row in done.history] == list(range(1, 7))
-    assert done.history[-1].accuracy >= 0.5  # twice chance on 4 classes
-    assert done.metrics.best_val_accuracy > 0.35
+    assert done.completed and [row.epoch for row in done.history] == list(range(1, 4))
+    # Chance is 0.25 on 4 classes; this run (deterministic on a CPU) ends at 0.41 and 0.41.
+    assert done.history[-1].accuracy > 0.35
+    assert done.metrics.final_val_accuracy > 0.35

@@ -36,7 +36,8 @@ def test_hub_backbone_from_a_local_saved_model_trains(hub_dir, tfds_dir, policy)
     loaded = data.load(spec)
     built = model.build(spec, loaded.num_classes)
     before = _variables(built.backbone)
-    result = train.run(built, loaded, spec, tf.distribute.get_strategy())
+    strategy = tf.distribute.get_strategy()
+    result = train.run(train.Training(built, loaded, spec, strategy, spec.plan.phases))
     assert [row.phase for row in result.history] == ["train"]
     after = _variables(built.backbone)
     changed = [not np.array_equal(a, b) for a, b in zip(before, after, strict=True)]

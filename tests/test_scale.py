@@ -197,13 +197,14 @@ def test_linear_lr_scaling_multiplies_every_rate_by_the_replicas(rule, factor):
     spec = make_spec("backbone=mobilenet_v2", "backbone.weights=none", "image_size=32",
                      "optimizer=sgd", "optimizer.lr=0.01", "optimizer.min_lr=0.001",
                      "freeze=two_phase", "epochs=2", f"lr_scaling={rule}")  # fmt: skip
-    head, finetune = train.phases(spec, replicas=4)
+    head, finetune = spec.plan.phases_at(replicas=4)
     assert (head.optimizer.lr, head.optimizer.min_lr) == pytest.approx(
         (0.01 * factor, 0.001 * factor)
     )
     assert finetune.optimizer.lr == pytest.approx(0.001 * factor)  # lr / 10, scaled too
     built = model.build(spec, num_classes=3)
-    train.prepare_phase(built, built.model, head, spec, 10, four, jit_compile=False)
+    train.prepare_phase(train.Training(built, None, spec, four, (head, finetune)), built.model,
+                        head, 10)  # fmt: skip
     assert float(built.model.optimizer.learning_rate) == pytest.approx(0.01 * factor)
 
 

@@ -126,3 +126,14 @@ def test_the_maximum_over_epochs_is_never_a_reported_result():
     (found,) = tables.comparisons(_grid()).values()
     assert "best_val_accuracy" not in found.table.columns.get_level_values(0)
     assert "final_val_accuracy" in found.table.columns.get_level_values(0)
+
+
+def test_every_group_has_one_label_in_text_tables_and_figures():
+    frame = _grid()
+    frame = frame[~((frame["backbone"] == "b0") & (frame["lr"] == 0.01))]  # b0: one rate
+    found = _study(frame)
+    names = found.names()
+    assert sorted(names.values()) == ["b0", "mobilenet_v2 lr=0.001", "mobilenet_v2 lr=0.01"]
+    decided = verdict.decide(found)
+    assert set(decided.table["candidate"]) == {"b0", "mobilenet_v2"}
+    assert all(p.a in names.values() or p.a in found.labels for p in decided.pairs)

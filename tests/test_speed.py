@@ -17,7 +17,7 @@ import tf_keras as keras
 
 from bench.core import splits
 from bench.core.errors import ConfigError
-from bench.core.spec import feature_cache_unused
+from bench.core.plan import feature_cache_off
 from bench.pipeline import compute, data, features, folder, model, optim, store, train
 from bench.pipeline.compute import Devices
 from bench.pipeline.execute import execute
@@ -122,7 +122,7 @@ def test_a_two_phase_run_uses_the_cache_for_its_head_phase_only(tmp_path, hub_di
 )
 def test_the_cache_is_never_used_with_augmentation_or_a_training_backbone(overrides, reason):
     spec = make_spec(*BASE_KEY, *overrides)
-    assert reason in feature_cache_unused(spec.cfg)
+    assert reason in feature_cache_off(spec.cfg)
 
 
 @pytest.mark.parametrize("overrides", [["augment=flip"], ["freeze=unfrozen"]])
@@ -311,8 +311,10 @@ def test_jit_compile_and_steps_per_execution_reach_compile(tiny, jit, steps):
     compiles the train step with."""
     spec = make_spec(*tiny, f"steps_per_execution={steps}", f"jit_compile={str(jit).lower()}")
     built = model.build(spec, num_classes=4)
-    (phase,) = train.phases(spec)
-    train.prepare_phase(built, built.model, phase, spec, 10, tf.distribute.get_strategy(), jit)
+    (phase,) = spec.plan.phases
+    training = train.Training(built, None, spec, tf.distribute.get_strategy(), (phase,),
+                              jit_compile=jit)  # fmt: skip
+    train.prepare_phase(training, built.model, phase, 10)
     assert built.model._jit_compile is jit
     assert int(built.model._steps_per_execution.numpy()) == steps
 

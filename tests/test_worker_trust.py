@@ -23,7 +23,7 @@ def _calibrated_b0(drop_connect_rate: float = 0.8):
     """B0 with a strong stochastic depth and BatchNorm statistics that match real inputs.
 
     With weights=None and untouched moving statistics a random EfficientNet's features vanish
-    in inference mode (PITFALLS.md), which would make any comparison pass.
+    in inference mode (docs/architecture.md), which would make any comparison pass.
     """
     spec = make_spec(
         "backbone=b0", "backbone.weights=none", "image_size=32", "head=linear",
@@ -80,7 +80,9 @@ def test_a_two_phase_run_trains_its_head_on_a_frozen_backbone_then_fine_tunes_it
         train_call, infer_call = wrapper(images, training=True), wrapper(images, training=False)
         same[row.phase] = bool(np.allclose(train_call.numpy(), infer_call.numpy(), atol=1e-5))
 
-    result = train.run(built, loaded, spec, tf.distribute.get_strategy(), on_epoch=on_epoch)
+    training = train.Training(built, loaded, spec, tf.distribute.get_strategy(), spec.plan.phases,
+                              on_epoch=on_epoch)  # fmt: skip
+    result = train.run(training)
     assert same == {"head": True, "finetune": False}
     assert [(r.epoch, r.phase) for r in result.history] == [(1, "head"), (2, "finetune")]
     assert (result.phases["head"].epochs, result.phases["finetune"].epochs) == (1, 1)
@@ -202,7 +204,7 @@ def test_an_out_of_memory_error_leaves_an_out_of_memory_record(
     def exhausted(*args, **kwargs):
         raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
 
-    monkeypatch.setattr(train, "run", exhausted)
+    monkeypatch.setattr(train.Trainer, "run", exhausted)
     spec = make_spec(*tiny, "epochs=1", "batch_size=16", f"results_dir={tmp_path}",
                      tfds_dir=tfds_dir)  # fmt: skip
     record = execute(spec)

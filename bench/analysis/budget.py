@@ -90,7 +90,7 @@ def leads(table: pd.DataFrame) -> str | None:
     changes = [n for prev, n in steps if ahead[n] != ahead[prev]]
     if changes:
         where = ", ".join(str(n) for n in changes)
-        text += f"; the lead changes at {where} trial{'s' * (len(changes) > 1)}"
+        text += f"; the lead changes at {where} trial{'s' * (changes != [1])}"
     else:
         text += ", the same throughout"
     return text + " (expected best validation accuracy of n trials, Dodge et al. 2019)."

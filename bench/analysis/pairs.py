@@ -1,8 +1,12 @@
 """The comparisons one dataset's verdict makes, decided as one family.
 
 Candidates are compared at their own best (bench.analysis.select), on the reported metric of
-the configurations validation chose, paired by seed (Welch's t when they share fewer than two
-seeds). Every pair of candidates is tested and all of them are adjusted together by Holm's
+the configurations validation chose, paired by seed. Three or more candidates that share two
+or more seeds are a block design (bench.core.stats.blocks): each candidate's own noise is
+estimated from the residuals of every candidate's seeds at once, which gives each pair more
+degrees of freedom than its own paired t while a noisier candidate widens only its own
+comparisons; two candidates get their paired t, and sides sharing fewer than two seeds
+Welch's t. Every pair of candidates is tested and all of them are adjusted together by Holm's
 method: the best is chosen from the data, so only a family that holds every pair covers any
 statement about it (Holm over all pairs; Hsu's comparisons with the best would also do). With
 a ``reference`` fixed in advance the family is the reference against each other candidate,
@@ -37,8 +41,18 @@ class Pair:
     difference: stats.Difference
     improvement: stats.Improvement | None = None
     equivalence_p: float | None = None  # Holm-adjusted over the pairs not shown different
-    seeds_needed: int | None = None  # per side, to tell a difference of ``margin``
+    alpha: float = 1 - stats.LEVEL  # Holm's strictest step of the family
     margin: float = stats.MARGIN
+
+    @property
+    def seeds_needed(self) -> int | None:
+        """Seeds per side that would tell a difference of ``margin`` apart at this pair's
+        spread, at Holm's strictest step; None when resolved or beyond 50 (computed when
+        asked: the calibration benchmark decides thousands of families without it)."""
+        d = self.difference
+        if not d.tested or d.significant:
+            return None
+        return stats.seeds_needed(d, self.alpha, self.margin)
 
     @property
     def resolved(self) -> bool:
@@ -89,8 +103,9 @@ def family(
         wanted = [(reference, other) for other in labels if other != reference]
     else:
         wanted = list(itertools.combinations(labels, 2))
-    raw = [stats.compare(found.scores(a), found.scores(b), level) for a, b in wanted]
-    tested = stats.holm(raw)
+    groups = [found.scores(label) for label in labels]
+    index = [(labels.index(a), labels.index(b)) for a, b in wanted]
+    tested = stats.holm(stats.blocks(groups, index, level))
     size = max([d.family for d in tested if d.tested], default=1)
     alpha = (1 - level) / size  # Holm's strictest step: the seeds needed at the worst
     open_p = [
@@ -99,9 +114,8 @@ def family(
     equivalent = stats.holm_p(open_p)
     pairs = []
     for (a, b), d, eq in zip(wanted, tested, equivalent, strict=True):
-        needed = stats.seeds_needed(d, alpha, margin) if d.tested and not d.significant else None
         better = stats.probability_of_improvement(found.scores(a), found.scores(b), level)
-        pairs.append(Pair(a, b, d, better, eq, needed, margin))
+        pairs.append(Pair(a, b, d, better, eq, alpha, margin))
     return pairs
 
 

@@ -69,11 +69,15 @@ def memory(table: pd.DataFrame, dataset: str, out: Path) -> Path:
     )  # fmt: skip
 
 
-def accuracy_curves(history: pd.DataFrame, keys: list[str], dataset: str, out: Path) -> Path:
-    """Validation accuracy per epoch, one line per group (mean over seeds, ±std band).
+def accuracy_curves(
+    history: pd.DataFrame, keys: list[str], dataset: str, out: Path, names: dict | None = None
+) -> Path:
+    """Validation accuracy per epoch, one line per group (mean over seeds, ±std band),
+    labelled by ``names`` (group key -> label) where given.
 
     Markers show each epoch's phase; a dashed line marks where a phase changes.
     """
+    names = names or {}
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     text = {k: history[k].map(lambda v: "-" if v is None or v != v else str(v)) for k in keys}
     history = history.assign(**{k: v for k, v in text.items() if history[k].dtype == object})
@@ -83,7 +87,7 @@ def accuracy_curves(history: pd.DataFrame, keys: list[str], dataset: str, out: P
     for index, (key, rows) in enumerate(by_epoch.groupby(level=keys, dropna=False)):
         rows = rows.reset_index().sort_values("epoch")
         color = f"C{index % 10}"
-        ax.plot(rows["epoch"], rows["mean"], color=color, label=label(key))
+        ax.plot(rows["epoch"], rows["mean"], color=color, label=names.get(key) or label(key))
         band = rows["std"].fillna(0)
         ax.fill_between(
             rows["epoch"], rows["mean"] - band, rows["mean"] + band, color=color, alpha=0.15

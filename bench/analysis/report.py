@@ -149,12 +149,14 @@ def _figures(loaded: Loaded, study: select.Study, out: Path) -> list[Path]:
     ]
     chosen = table.loc[[c.chosen.key for c in study.choices]]
     chosen.index = pd.Index([c.label for c in study.choices], name="candidate")
+    names = study.names()
+    labelled = table.set_axis(pd.Index([names[k] for k in table.index], name="group"))
     figures_dir = out / "figures"
     found = [
-        plots.training_time(table, dataset, figures_dir),
-        plots.accuracy_curves(history, list(table.index.names), dataset, figures_dir),
+        plots.training_time(labelled, dataset, figures_dir),
+        plots.accuracy_curves(history, list(table.index.names), dataset, figures_dir, names),
         plots.tradeoff(chosen, study.metric, dataset, figures_dir),
-        plots.memory(table, dataset, figures_dir),
+        plots.memory(labelled, dataset, figures_dir),
     ]
     curves = budget.curves(study)
     (out / "tables").mkdir(parents=True, exist_ok=True)
@@ -294,12 +296,12 @@ def render(loaded: Loaded, found: list[Section], overall: Across, out: Path, htm
     )
 
 
-def _markdown_table(frame: pd.DataFrame) -> str:
-    return frame.to_markdown(index=False) + "\n"
+def _markdown_table(frame: pd.DataFrame, kind: str = "") -> str:
+    return frame.fillna("-").to_markdown(index=False) + "\n"
 
 
-def _html_table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False)
+def _html_table(frame: pd.DataFrame, kind: str = "") -> str:
+    return frame.to_html(index=False, classes=kind or None, na_rep="-")
 
 
 def _embedded(png: Path) -> str:
@@ -359,11 +361,16 @@ def _options(parser) -> None:
     )  # fmt: skip
 
 
+def parser():
+    """``python -m bench.report``'s options (the documentation is built from them)."""
+    found = cli.arguments("python -m bench.report", __doc__.split("\n\n")[0], "results/report")
+    _options(found)
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     """Writes the tables, the figures, report.html and report.md; says where."""
-    parser = cli.arguments("python -m bench.report", __doc__.split("\n\n")[0], "results/report")
-    _options(parser)
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     if args.wandb_report and not (args.wandb and has_credentials()):  # before any work
         raise SystemExit("--wandb-report needs --wandb ENTITY/PROJECT and W&B credentials.")
     loaded = cli.load(args)

@@ -105,6 +105,16 @@ class Study:
                 return {seed: score for seed, (_, score) in fitted.items()}
         return reported[choice.chosen.label]
 
+    def names(self) -> dict:
+        """One label per group of runs, the same in every text, table and figure: the
+        candidate, and its configuration when it tried several."""
+        found = {}
+        for choice in self.choices:
+            for setting in choice.settings:
+                tuned = len(choice.settings) > 1
+                found[setting.key] = f"{choice.label} {setting.label}" if tuned else choice.label
+        return found
+
     def crossfitted(self, label: str) -> bool:
         """Whether the candidate's scores are cross-fitted (tuned, two or more seeds)."""
         choice = self.choice(label)

@@ -189,11 +189,15 @@ def write_tables(loaded: Loaded, out: Path, rows: list[str], cols: list[str]) ->
     return written
 
 
+def parser():
+    """``python -m bench.aggregate``'s options (the documentation is built from them)."""
+    description = "Runs into tidy pandas tables: one row per run, and the comparison tables."
+    return cli.arguments("python -m bench.aggregate", description, "results/tables")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Writes the tidy tables and the comparison tables; says where."""
-    description = "Runs into tidy pandas tables: one row per run, and the comparison tables."
-    parser = cli.arguments("python -m bench.aggregate", description, "results/tables")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     loaded = cli.load(args)
     cli.report_inputs(loaded)
     if loaded.runs.empty:

@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass
 
-# What each source feeds its backbone (DESIGN.md): Keras EfficientNet rescales inside the
+# What each source feeds its backbone (docs/architecture.md): Keras EfficientNet rescales inside the
 # model, Keras MobileNetV2 wants preprocess_input's [-1, 1], TF Hub image models take [0, 1].
 RANGE_0_255 = (0.0, 255.0)
 RANGE_MINUS1_1 = (-1.0, 1.0)
@@ -56,6 +56,11 @@ class BackboneInfo:
     hub_handle_tf2: str
     block_pattern: str
     blocks: int
+
+    @property
+    def stochastic_depth(self) -> bool:
+        """Whether the Keras builder takes ``drop_connect_rate`` (EfficientNet's)."""
+        return self.family == "efficientnet"
 
     def input_range(self, source: str) -> tuple[float, float]:
         """The pixel range this backbone expects from ``source`` (``keras`` or ``hub``)."""

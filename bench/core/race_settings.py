@@ -28,16 +28,29 @@ SPENDING = ("obrien_fleming", "pocock")  # bench.core.sequential
 class Settings:
     """The race's keys, with what each does."""
 
-    metric: str = "auto"  # what chooses: final_val_accuracy (auto)
-    compare: tuple[str, ...] = ("backbone",)  # the candidates' keys; other swept keys tune
-    min_seeds: int = 3  # every entrant's first round
-    max_seeds: int = 10  # no entrant gets more; the last planned look
-    step: int = 1  # seeds added to the survivors each round
-    budget_hours: float | None = None  # stop once this much training time is spent
-    level: float = 0.95  # of every drop and equivalence, over the whole race
-    test: str = "blocks"  # blocks: each entrant's own noise; pooled; pairs: each pair's own
-    spending: str = "obrien_fleming"  # how the level is spread over the planned looks
-    margin: float = 1.0  # accuracy points within which two candidates are equivalent
+    #: What chooses: ``auto``, the validation accuracy of the tested weights
+    #: (final_val_accuracy). ``test_accuracy`` and ``best_val_accuracy`` are refused.
+    metric: str = "auto"
+    #: The keys whose values are the candidates; every other swept key is tuned inside
+    #: each candidate. When none of them is swept, the swept keys are the candidates.
+    compare: tuple[str, ...] = ("backbone",)
+    #: Seeds every entrant runs in the first round.
+    min_seeds: int = 3
+    #: Seeds no entrant goes beyond: the last planned look.
+    max_seeds: int = 10
+    #: Seeds added to the entrants still racing each round.
+    step: int = 1
+    #: Stops once this much training time is spent; null: no budget.
+    budget_hours: float | None = None
+    #: The level of every drop and equivalence, held over the whole race.
+    level: float = 0.95
+    #: The test: ``blocks`` (seeds as blocks, each entrant's own noise), ``pooled`` (one
+    #: noise for all: more power, if it is alike) or ``pairs`` (each pair's own paired t).
+    test: str = "blocks"
+    #: How the level is spent over the planned looks: ``obrien_fleming`` or ``pocock``.
+    spending: str = "obrien_fleming"
+    #: Accuracy points within which two candidates are equivalent.
+    margin: float = 1.0
 
     def check(self) -> None:
         """Raises ConfigError naming the key, the value, what is allowed and the fix."""

@@ -1,4 +1,4 @@
-"""The result record (DESIGN.md): one typed definition that builds, writes and reads it.
+"""The result record (docs/outputs.md): one typed definition that builds, writes and reads it.
 
 Every writer (the worker, the isolation fallback) builds a :class:`Record`; every reader
 (the launcher's summary, the W&B summary, the aggregator) gets one from :func:`read` or
@@ -45,13 +45,21 @@ class RecordError(ValueError):
 class HistoryRow:
     """One epoch. Epochs are numbered from 1 and continue across phases."""
 
+    #: The epoch, from 1, continuing across phases.
     epoch: int
+    #: ``train``, or ``head`` then ``finetune`` for a two-phase run.
     phase: str
+    #: Training loss.
     loss: float | None = None
+    #: Training accuracy.
     accuracy: float | None = None
+    #: Validation loss at the epoch's end.
     val_loss: float | None = None
+    #: Validation accuracy at the epoch's end.
     val_accuracy: float | None = None
+    #: The learning rate the epoch ended at.
     lr: float | None = None
+    #: The epoch's wall-clock time, validation included.
     epoch_time_s: float | None = None
 
 
@@ -64,11 +72,15 @@ class PhaseMetrics:
     compile); the first counts only when it is the only one.
     """
 
+    #: Epochs the phase trained.
     epochs: int
+    #: The phase's wall-clock time.
     train_time_s: float | None = None
+    #: The median epoch of the phase.
     epoch_time_s: float | None = None
+    #: Training images per second (see the class docstring).
     train_images_per_s: float | None = None
-    # The first epoch on its own: it traces the graph and fills the input cache.
+    #: The first epoch on its own: it traces the graph and fills the input cache.
     first_epoch_time_s: float | None = field(default=None, metadata={"since": 3})
 
 
@@ -81,17 +93,31 @@ class Metrics:
     ``finetune``), and ``phases`` holds each phase's own.
     """
 
+    #: The highest validation accuracy of any epoch: chosen on the data it reports and kept by no
+    #: model, so no table or verdict shows it.
     best_val_accuracy: float | None = None
+    #: The last epoch's validation accuracy: that of the weights that are kept and tested.
+    #: Validation chooses on it.
     final_val_accuracy: float | None = None
+    #: The final model's test accuracy: what is reported. Null without a test split.
     test_accuracy: float | None = None
+    #: Wall-clock time of training, every phase.
     train_time_s: float | None = None
+    #: The last phase's median epoch.
     epoch_time_s: float | None = None
+    #: The last phase's training images per second.
     train_images_per_s: float | None = None
+    #: The accelerator's peak memory (null on CPUs).
     peak_device_memory_bytes: int | None = None
+    #: The worker process's peak resident memory.
     peak_host_rss_bytes: int | None = None
+    #: Parameters of the model.
     params_total: int | None = None
+    #: Parameters the last phase trained.
     params_trainable: int | None = None
+    #: Epochs that completed, every phase.
     epochs_trained: int | None = field(default=None, metadata={"since": 2})
+    #: Each phase's own figures, by phase name.
     phases: dict[str, PhaseMetrics] = field(default_factory=dict, metadata={"since": 2})
 
 
@@ -99,31 +125,54 @@ class Metrics:
 class Env:
     """The conditions of the run: versions, strategy and devices, host, project commit."""
 
+    #: Python's version.
     python: str | None = None
+    #: TensorFlow's version.
     tensorflow: str | None = None
+    #: tf_keras' version.
     keras: str | None = None
+    #: tensorflow-hub's version.
     tensorflow_hub: str | None = None
+    #: tensorflow-datasets' version.
     tensorflow_datasets: str | None = None
+    #: wandb's version.
     wandb: str | None = None
+    #: hydra-core's version.
     hydra: str | None = None
+    #: bench's version.
     bench: str | None = None
+    #: The tf.distribute strategy's class.
     strategy: str | None = None
+    #: Replicas in sync.
     replicas: int | None = None
+    #: The devices the strategy used.
     devices: list[str] = field(default_factory=list)
+    #: Their kinds (CPU, GPU model, TPU).
     device_kinds: list[str] = field(default_factory=list)
+    #: The host the worker ran on.
     hostname: str | None = None
+    #: The operating system and machine.
     platform: str | None = None
+    #: The worker's process id.
     pid: int | None = None
+    #: bench's git commit, when run from a checkout.
     git_commit: str | None = None
+    #: Whether that checkout had uncommitted changes.
     git_dirty: bool | None = None
     # How the run computed (config keys resolved for the device; see pipeline.compute).
-    workers: int | None = field(default=None, metadata={"since": 3})  # hosts in the run
+    #: Hosts in the run.
+    workers: int | None = field(default=None, metadata={"since": 3})
+    #: The precision policy used (config.precision may say auto).
     precision: str | None = field(default=None, metadata={"since": 3})
+    #: Whether the train step was compiled with XLA.
     jit_compile: bool | None = field(default=None, metadata={"since": 3})
+    #: Train steps per call into the compiled graph.
     steps_per_execution: int | None = field(default=None, metadata={"since": 3})
+    #: Where decoded images were kept: memory, disk or none.
     input_cache: str | None = field(default=None, metadata={"since": 3})
-    # TensorFlow's op determinism was on, and what the seed still does not pin down.
+    #: TensorFlow's op determinism was on, and what the seed still does not pin down.
     deterministic: bool | None = field(default=None, metadata={"since": 4})
+    #: What the seed does not pin down on these devices.
     not_deterministic: list[str] = field(default_factory=list, metadata={"since": 4})
 
 
@@ -135,10 +184,15 @@ class FeatureCacheInfo:
     ``fill_time_s``), ``unused`` (``reason`` says why).
     """
 
+    #: ``hit``, ``filled`` or ``unused``.
     status: str = "unused"
+    #: Why it was unused.
     reason: str | None = None
+    #: The entry's key: a hash of everything its features depend on.
     key: str | None = None
+    #: The entry's file.
     path: str | None = None
+    #: How long filling it took.
     fill_time_s: float | None = None
 
 
@@ -150,19 +204,27 @@ class SplitInfo:
     (bench.core.splits), both null when the role is the whole split.
     """
 
+    #: The source split: a TFDS split string, or ``files`` for a folder.
     split: str
+    #: The share of ``split`` carved for this role; null when the role is all of it.
     share: float | None = None
+    #: The carving's seed (dataset.split_seed); null when not carved.
     seed: int | None = None
-    examples: int | None = None  # null when the source does not say (unsliced, uncounted)
+    #: Examples in the role; null when the source does not say.
+    examples: int | None = None
 
 
 @dataclass
 class WandbInfo:
     """Where the run's W&B run is: mode, id, URL (null offline), local folder."""
 
+    #: The mode the run logged in.
     mode: str | None = None
+    #: The W&B run id.
     id: str | None = None
+    #: The run's page (null offline).
     url: str | None = None
+    #: The local W&B folder of the run (``wandb sync`` it).
     dir: str | None = None
 
 
@@ -170,7 +232,9 @@ class WandbInfo:
 class ErrorInfo:
     """Why a run failed: the exception's type name and message."""
 
+    #: The exception's type name (``Diverged``, ``OutOfMemory``, ``Interrupted``, ...).
     type: str
+    #: Its message.
     message: str
 
     @classmethod
@@ -183,8 +247,10 @@ class ErrorInfo:
 class SkippedFiles:
     """Input files left out because they could not be decoded (a ``folder`` dataset)."""
 
+    #: How many files were left out.
     count: int = 0
-    first: list[str] = field(default_factory=list)  # the first few, relative to dataset.path
+    #: The first few, relative to dataset.path.
+    first: list[str] = field(default_factory=list)
 
     @classmethod
     def of(cls, paths: list[str], shown: int = 10) -> SkippedFiles:
@@ -197,21 +263,31 @@ class ModelInfo:
     ``serving_default`` signature takes ``image`` (as ``input`` describes) and returns
     class probabilities."""
 
-    path: str | None = None  # the SavedModel folder: <results_dir>/models/<run_id>/saved_model
-    input: str | None = None  # what the signature takes (pipeline.keep.INPUT)
+    #: The SavedModel folder: <results_dir>/models/<run_id>/saved_model.
+    path: str | None = None
+    #: What the signature takes (pipeline.keep.INPUT).
+    input: str | None = None
+    #: The SavedModel's size on disk.
     size_bytes: int | None = None
+    #: Its parameters.
     params: int | None = None
-    macs_per_image: int | None = None  # multiply-adds of one image (convolutions, matmuls)
-    artifact: str | None = None  # the W&B artifact, when W&B was on
+    #: Multiply-adds of one image (convolutions, matmuls).
+    macs_per_image: int | None = None
+    #: The W&B artifact, when W&B was on.
+    artifact: str | None = None
 
 
 @dataclass
 class Latency:
     """Batch-1 latency over ``calls`` timed calls after warm-up, in milliseconds."""
 
+    #: Median latency.
     p50_ms: float | None
+    #: 90th percentile.
     p90_ms: float | None
+    #: 99th percentile.
     p99_ms: float | None
+    #: Timed calls.
     calls: int
 
 
@@ -224,29 +300,47 @@ class FormatResult:
     (as a string: JSON keys) to its figures.
     """
 
+    #: ``measured``, ``unsupported`` or ``failed``.
     status: str
+    #: Why a format is unsupported or failed.
     reason: str | None = None
+    #: The export's file (the SavedModel's folder for ``saved_model``).
     path: str | None = None
+    #: Its size on disk.
     size_bytes: int | None = None
+    #: Its accuracy on the evaluation split.
     accuracy: float | None = None
+    #: Images it classified right.
     correct: int | None = None
+    #: Batch-1 latency by thread count (as a string).
     latency: dict[str, Latency] = field(default_factory=dict)
-    images_per_s: float | None = None  # at ``ServingInfo.batch``, all threads
-    max_abs_diff: float | None = None  # largest probability gap to the SavedModel's
+    #: Images per second at ``ServingInfo.batch``, all threads.
+    images_per_s: float | None = None
+    #: The largest probability gap to the SavedModel's.
+    max_abs_diff: float | None = None
 
 
 @dataclass
 class ServingInfo:
     """What the kept model costs to serve on the host that measured it (``bench.serve``)."""
 
+    #: When it was measured (UTC, ISO 8601).
     measured_at: str
+    #: The CPU that measured it.
     host_cpu: str | None = None
+    #: Thread counts latency was timed at.
     threads: list[int] = field(default_factory=list)
+    #: The throughput's batch.
     batch: int = 32
-    eval_split: str | None = None  # the split accuracy was measured on
+    #: The split accuracy was measured on.
+    eval_split: str | None = None
+    #: Images accuracy was measured on.
     eval_images: int | None = None
+    #: Training images the full-integer export was calibrated on.
     calibration_images: int | None = None
+    #: Converter and interpreter versions.
     versions: dict[str, str | None] = field(default_factory=dict)
+    #: Each format's figures, by format.
     formats: dict[str, FormatResult] = field(default_factory=dict)
 
     def figures(self) -> dict[str, float | int | str]:
@@ -312,29 +406,46 @@ def serving_from_figures(summary: dict) -> ServingInfo | None:
 class Record:
     """One run's result, as written to ``<results_dir>/<run_id>.json``."""
 
+    #: A hash of what defines the run (bench.core.spec.run_id: every config key but where and how it
+    #: runs, seed included).
     run_id: str
+    #: ``completed`` or ``failed``.
     status: Status
+    #: When the worker started (UTC, ISO 8601).
     started_at: str
+    #: When it wrote the record.
     finished_at: str | None
+    #: The resolved config: every key, with values found at run time (the dataset's class count).
     config: dict[str, Any]
+    #: Versions, devices, host and how the run computed.
     env: Env = field(default_factory=Env)
+    #: Accuracy, time, throughput, memory and size.
     metrics: Metrics = field(default_factory=Metrics)
+    #: One row per epoch.
     history: list[HistoryRow] = field(default_factory=list)
+    #: Where its W&B run is.
     wandb: WandbInfo = field(default_factory=WandbInfo)
+    #: Why it failed; null when completed.
     error: ErrorInfo | None = None
+    #: Its place in the launch (multirun job, group, attempt).
     job: dict[str, Any] = field(default_factory=dict)
+    #: The layout's version; every earlier one still reads.
     schema_version: int = SCHEMA_VERSION
-    # How many attempts the point has had (every one kept under attempts/<run_id>/), and how
-    # many times this run was resumed from its checkpoint.
+    #: How many attempts the point has had (every one kept under attempts/<run_id>/).
     attempts: int = field(default=1, metadata={"since": 2})
+    #: Times the run resumed from its checkpoint.
     resumes: int = field(default=0, metadata={"since": 2})
+    #: Unreadable input files left out (a folder dataset).
     skipped_files: SkippedFiles = field(default_factory=SkippedFiles, metadata={"since": 2})
-    # The global batch trained at; below config.batch_size when oom_retry lowered it.
+    #: The global batch trained at; below config.batch_size when oom_retry lowered it.
     effective_batch_size: int | None = field(default=None, metadata={"since": 3})
+    #: Whether the run trained on cached backbone features.
     feature_cache: FeatureCacheInfo = field(default_factory=FeatureCacheInfo, metadata={"since": 3})
+    #: The kept model (keep_model).
     model: ModelInfo = field(default_factory=ModelInfo, metadata={"since": 5})
+    #: What the kept model costs to serve (bench.serve); null until served.
     serving: ServingInfo | None = field(default=None, metadata={"since": 5})
-    # Keyed by role: train, val and test (absent when asked for none).
+    #: Keyed by role: train, val and test (absent when asked for none).
     splits: dict[str, SplitInfo] = field(default_factory=dict, metadata={"since": 6})
 
     @property

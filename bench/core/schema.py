@@ -85,15 +85,20 @@ class ServingFormat(str, Enum):
 
 @dataclass
 class BackboneConfig:
+    #: The registry's name for it (``b0`` ... ``b7``, ``mobilenet_v2``); set by its option file.
     name: str = MISSING
+    #: Where the network comes from: ``keras`` (tf_keras.applications) or ``hub`` (a TF Hub feature
+    #: vector).
     source: Source = Source.keras
-    weights: str = "imagenet"  # imagenet | none | path to a weights file
-    hub_handle: str | None = None  # null: the registry's handle for this backbone
-    # EfficientNet's stochastic depth; null keeps the builder's 0.2. Other families have none.
+    #: ``imagenet``, ``none`` (random initial weights) or the path of a weights file.
+    weights: str = "imagenet"
+    #: A TF Hub handle or local SavedModel folder; null: the registry's handle.
+    hub_handle: str | None = None
+    #: EfficientNet's stochastic depth; null keeps the builder's 0.2. Other families have none.
     drop_connect_rate: float | None = None
-    # BatchNorm moving-average momentum; null keeps the builder's (EfficientNet 0.99,
-    # MobileNetV2 0.999). Training from scratch on little data wants ~0.9, or inference-mode
-    # statistics lag the weights for hundreds of steps.
+    #: BatchNorm moving-average momentum; null keeps the builder's (EfficientNet 0.99,
+    #: MobileNetV2 0.999). Training from scratch on little data wants ~0.9, or inference-mode
+    #: statistics lag the weights for hundreds of steps.
     bn_momentum: float | None = None
 
 
@@ -104,60 +109,99 @@ class DatasetConfig:
     ``train_split`` (seeded, stratified, disjoint); ``test_fraction=0`` without a
     ``test_split`` asks for no test split at all."""
 
+    #: The TFDS name, or ``folder``.
     name: str = MISSING
+    #: ``tfds``, or ``folder`` for a class-per-subfolder image directory.
     loader: Loader = Loader.tfds
-    train_split: str = "train"  # a folder's files are its one source
-    val_split: str | None = None  # null: carved out of train_split (val_fraction)
-    test_split: str | None = None  # null: carved out of train_split (test_fraction)
-    val_fraction: float = 0.15  # of train_split, when val_split is null
-    test_fraction: float = 0.15  # of train_split, when test_split is null; 0: no test split
-    split_seed: int = 0  # the carving's seed: every run of a study sees the same split
+    #: The TFDS split that trains (a folder's files are its only source).
+    train_split: str = "train"
+    #: The TFDS split that selects; null: carved out of train_split (val_fraction).
+    val_split: str | None = None
+    #: The TFDS split that reports; null: carved out of train_split (test_fraction).
+    test_split: str | None = None
+    #: The share of train_split carved for validation, when val_split is null.
+    val_fraction: float = 0.15
+    #: The share carved for test, when test_split is null; 0 asks for no test split.
+    test_fraction: float = 0.15
+    #: The carving's seed: every run of a study sees the same split, whatever its seed.
+    split_seed: int = 0
+    #: The TFDS feature that holds the image.
     image_key: str = "image"
+    #: The TFDS feature that holds the class.
     label_key: str = "label"
-    path: str | None = None  # loader=folder: a class-per-subfolder image directory
-    download: bool = True  # tfds: download and prepare when not found in data_dir
+    #: loader=folder: the class-per-subfolder image directory.
+    path: str | None = None
+    #: tfds: download and prepare the data when data_dir does not hold it.
+    download: bool = True
+    #: How many examples each epoch's shuffle draws from.
     shuffle_buffer: int = 2048
-    num_classes: int | None = None  # null: read from the dataset's metadata
+    #: The class count; null: read from the dataset's metadata at run time.
+    num_classes: int | None = None
 
 
 @dataclass
 class HeadConfig:
+    #: The option's name (``linear``, ``mlp``, ``keras_io``, ``guide_conv``).
     name: str = MISSING
-    conv_filters: int = 0  # >0: a Conv2D on the feature map before pooling (the guide's top)
+    #: >0: a Conv2D on the feature map before pooling (the guide's top)
+    conv_filters: int = 0
+    #: The kernel size of the head's conv layer (with ``conv_filters``).
     conv_kernel: int = 7
-    batch_norm: bool = False  # after the conv if there is one, else after pooling
+    #: BatchNorm after the conv layer if there is one, else after pooling.
+    batch_norm: bool = False
+    #: Dropout before the classifier, in [0, 1).
     dropout: float = 0.0
+    #: Dense layers between the pooling and the classifier, by width.
     hidden_units: list[int] = field(default_factory=list)
+    #: The hidden layers' activation.
     activation: str = "relu"
 
 
 @dataclass
 class OptimizerConfig:
+    #: ``adam``, ``adamw``, ``sgd`` or ``rmsprop``.
     name: OptimizerName = MISSING
+    #: The learning rate (the peak rate under a schedule).
     lr: float = 1e-3
-    momentum: float = 0.0  # sgd, rmsprop
-    nesterov: bool = False  # sgd
-    weight_decay: float = 0.0  # adamw
+    #: sgd and rmsprop: momentum.
+    momentum: float = 0.0
+    #: sgd: Nesterov momentum.
+    nesterov: bool = False
+    #: adamw: decoupled weight decay (any other optimizer: a config error when set).
+    weight_decay: float = 0.0
+    #: Clips each gradient to this norm; null: no clipping.
     clipnorm: float | None = None
+    #: How the rate moves over training: constant, cosine, exponential, inverse_time, plateau.
     schedule: Schedule = Schedule.constant
-    warmup_epochs: int = 0  # cosine: linear warm-up before the decay
-    decay_rate: float = 0.1  # exponential: lr multiplier reached at the last epoch
-    time_decay: float = 0.0  # inverse_time: per-step decay
+    #: cosine: epochs of linear warm-up before the decay.
+    warmup_epochs: int = 0
+    #: exponential: the rate's multiplier reached at the last epoch.
+    decay_rate: float = 0.1
+    #: inverse_time: the per-step decay, lr / (1 + time_decay * step).
+    time_decay: float = 0.0
+    #: plateau: what the rate is multiplied by when validation loss stalls.
     plateau_factor: float = 0.2
+    #: plateau: epochs without improvement before the rate is lowered.
     plateau_patience: int = 5
+    #: The lowest rate the cosine and plateau schedules reach.
     min_lr: float = 0.0
 
 
 @dataclass
 class FreezeConfig:
+    #: The option's name (``frozen``, ``finetune``, ``unfrozen``, ``top_blocks``, ``two_phase``).
     name: str = MISSING
+    #: What trains: frozen, finetune, unfrozen or top_blocks.
     policy: Policy = Policy.frozen
-    blocks: int = 0  # top_blocks: how many of the backbone's last blocks to unfreeze
-    # >0: first train only the head (backbone frozen) for this many epochs, then apply
-    # `policy` for `epochs` more, recompiled with the fine-tune optimizer.
+    #: top_blocks: how many of the backbone's last blocks train.
+    blocks: int = 0
+    #: >0: first train only the head (backbone frozen) for this many epochs, then apply
+    #: `policy` for `epochs` more, recompiled with the fine-tune optimizer.
     head_epochs: int = 0
-    finetune_lr: float | None = None  # null: optimizer.lr / 10 (when finetune_optimizer is null)
-    finetune_optimizer: OptimizerConfig | None = None  # null: `optimizer` at finetune_lr
+    #: The fine-tune phase's rate; null: optimizer.lr / 10 (when finetune_optimizer is null).
+    finetune_lr: float | None = None
+    #: The fine-tune phase's optimizer; null: ``optimizer`` at finetune_lr.
+    finetune_optimizer: OptimizerConfig | None = None
 
 
 class Flip(str, Enum):
@@ -169,60 +213,106 @@ class Flip(str, Enum):
 
 @dataclass
 class AugmentConfig:
+    #: The option's name (``none``, ``flip``, ``keras_io``).
     name: str = MISSING
+    #: Random flips: none, horizontal, vertical, horizontal_and_vertical.
     flip: Flip = Flip.none
-    rotation: float = 0.0  # fraction of a full turn
-    translation: float = 0.0  # fraction of height/width
+    #: Random rotation, as a fraction of a full turn.
+    rotation: float = 0.0
+    #: Random translation, as a fraction of height and width.
+    translation: float = 0.0
+    #: Random contrast, as a factor's range around 1.
     contrast: float = 0.0
 
 
 @dataclass
 class WandbConfig:
+    #: auto (online with credentials, offline without), online, offline or disabled.
     mode: WandbMode = WandbMode.auto
+    #: The W&B project runs go to.
     project: str = "bench"
+    #: The W&B entity (user or team); null: the default one.
     entity: str | None = None
-    group: str | None = None  # null: the multirun's sweep directory name
+    #: The W&B group; null: the multirun's sweep folder's name.
+    group: str | None = None
+    #: Tags every run of the launch gets (presets add their name).
     tags: list[str] = field(default_factory=list)
 
 
 @dataclass
 class ServingConfig:
+    #: The LiteRT exports bench.serve writes and measures.
     formats: list[ServingFormat] = field(default_factory=lambda: list(ServingFormat))
-    calibration_images: int = 200  # the full-integer export's sample of the training split
-    timed_calls: int = 200  # batch-1 calls timed per format and thread count
+    #: The full-integer export's calibration sample of the training split.
+    calibration_images: int = 200
+    #: Batch-1 calls timed per format and thread count.
+    timed_calls: int = 200
+    #: Untimed batch-1 calls before the timed ones.
     warmup_calls: int = 20
-    batch: int = 32  # the throughput's batch
+    #: The throughput's batch.
+    batch: int = 32
 
 
 @dataclass
 class Config:
+    #: The backbone axis: ``backbone=<option>`` (conf/backbone).
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    #: The dataset axis and its three splits: ``dataset=<option>`` (conf/dataset).
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    #: The head axis: ``head=<option>`` (conf/head).
     head: HeadConfig = field(default_factory=HeadConfig)
+    #: The freeze-policy axis: ``freeze=<option>`` (conf/freeze).
     freeze: FreezeConfig = field(default_factory=FreezeConfig)
+    #: The optimizer axis: ``optimizer=<option>`` (conf/optimizer).
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    #: The augmentation axis: ``augment=<option>`` (conf/augment).
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    batch_size: int = 32  # global batch, split across replicas
+    #: The global batch, split across replicas.
+    batch_size: int = 32
+    #: Epochs of training (of the fine-tune phase when freeze.head_epochs > 0).
     epochs: int = 10
-    image_size: int | None = None  # null: the backbone's native resolution (registry)
+    #: The input size in pixels; null: the backbone's native resolution (the registry's).
+    image_size: int | None = None
+    #: The run's seed: its initial weights, order and augmentation draws; part of run_id.
     seed: int = 42
+    #: auto (mixed_bfloat16 on TPU, mixed_float16 on GPUs of compute capability 7.0
+    #: or more, else float32), or one of them.
     precision: Precision = Precision.auto
-    jit_compile: str = "auto"  # auto (off for the registry's backbones) | true | false
-    deterministic: str = "auto"  # auto (on for CPUs) | true | false: TF op determinism
-    steps_per_execution: int = 1  # train steps per call into the compiled graph
-    lr_scaling: str = "none"  # none | linear: optimizer.lr x the replicas in sync
-    input_cache: str = "auto"  # auto (memory when it fits, else disk) | memory | disk | none
-    feature_cache: str = "auto"  # auto (frozen phase, no augmentation, pooled head) | true | false
-    feature_cache_dir: str | None = None  # null: <results_dir>/features
+    #: XLA for the train step: auto (off for the registry's backbones), true or false.
+    jit_compile: str = "auto"
+    #: TensorFlow's op determinism: auto (on for CPUs), true or false.
+    deterministic: str = "auto"
+    #: Train steps per call into the compiled graph.
+    steps_per_execution: int = 1
+    #: none, or linear: optimizer.lr times the replicas in sync.
+    lr_scaling: str = "none"
+    #: Where decoded, resized images are kept after epoch 1: auto (memory when they
+    #: fit, else disk), memory, disk or none.
+    input_cache: str = "auto"
+    #: A frozen backbone's features computed once: auto (a frozen phase, no
+    #: augmentation, a pooled head), true or false.
+    feature_cache: str = "auto"
+    #: Where feature-cache entries go; null: <results_dir>/features.
+    feature_cache_dir: str | None = None
+    #: The tf.distribute strategy: auto, tpu, multi_worker, mirrored, one_device or cpu.
     strategy: StrategyName = StrategyName.auto
+    #: Where records, models, locks and checkpoints go.
     results_dir: str = "results/runs"
-    data_dir: str | None = None  # null: TFDS_DATA_DIR or ~/tensorflow_datasets
-    isolate: bool = True  # run each job in a fresh process (own memory, time, Keras state)
-    force: bool = False  # train a point again even when its record is completed
-    oom_retry: bool = False  # out of memory: retry in a fresh worker at half the batch (>= 8)
-    keep_model: bool = True  # keep the trained model: <results_dir>/models/<run_id>/
-    serve: bool = False  # export, quantize and time the kept model when the run completes
+    #: TFDS' data_dir; null: TFDS_DATA_DIR or ~/tensorflow_datasets.
+    data_dir: str | None = None
+    #: Runs each job in a fresh worker process (its own memory, time and Keras state).
+    isolate: bool = True
+    #: Trains a point again even when its record is completed.
+    force: bool = False
+    #: Out of memory: retries in a fresh worker at half the batch, down to 8.
+    oom_retry: bool = False
+    #: Keeps the trained model as a SavedModel: <results_dir>/models/<run_id>/.
+    keep_model: bool = True
+    #: Exports, quantizes and times the kept model when the run completes.
+    serve: bool = False
+    #: What bench.serve and serve=true measure.
     serving: ServingConfig = field(default_factory=ServingConfig)
+    #: Weights & Biases: mode, project, entity, group, tags.
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from bench.core import backbones, cluster, env_vars, record
+from bench.core import plan as run_plan
 from bench.core.errors import ConfigError
 from bench.core.schema import Config, DatasetConfig, Loader, Policy, Source, WandbMode
 from bench.core.wandb_mode import has_credentials
@@ -102,6 +103,11 @@ class RunSpec:
         """The same run (same ``run_id``) as a new attempt at a smaller global batch."""
         job = dataclasses.replace(self.job, batch_size=batch_size, attempt=uuid.uuid4().hex)
         return RunSpec(cfg=self.cfg, run_id=self.run_id, job=job)
+
+    @property
+    def plan(self) -> run_plan.RunPlan:
+        """What the config settles for training (bench.core.plan), decided once."""
+        return run_plan.of(self.cfg)
 
     @property
     def backbone(self) -> backbones.BackboneInfo:
@@ -231,37 +237,12 @@ def _check_speed(cfg: Config) -> None:
             "steps_per_execution", cfg.steps_per_execution, "a positive integer",
             "pass steps_per_execution=1",
         )  # fmt: skip
-    reason = feature_cache_unused(cfg)
+    reason = run_plan.feature_cache_off(cfg)
     if cfg.feature_cache == "true" and reason is not None:
         raise ConfigError(
             "feature_cache", "true", "auto or false for this run",
             "pass feature_cache=auto (it turns itself off where it cannot apply)", why=reason,
         )  # fmt: skip
-
-
-def augments(cfg: Config) -> bool:
-    """Whether the augment config changes the training images."""
-    aug = cfg.augment
-    return aug.flip.value != "none" or bool(aug.rotation or aug.translation or aug.contrast)
-
-
-def feature_cache_unused(cfg: Config) -> str | None:
-    """Why the run cannot train on cached features, or None when it does.
-
-    It can when some phase keeps the backbone frozen (a frozen run, or the head phase of a
-    two-phase run) and no augmentation changes the images; ``auto`` also needs a head
-    without a conv layer, whose input is the pooled vector (a feature map is 49 times
-    larger at 7x7).
-    """
-    if cfg.feature_cache == "false":
-        return "feature_cache=false"
-    if cfg.freeze.policy != Policy.frozen and not cfg.freeze.head_epochs:
-        return f"the backbone trains (freeze.policy={cfg.freeze.policy.value})"
-    if augments(cfg):
-        return f"augmentation changes the images every epoch (augment={cfg.augment.name})"
-    if cfg.feature_cache == "auto" and cfg.head.conv_filters:
-        return "the head's conv layer needs feature maps (feature_cache=true stores them)"
-    return None
 
 
 def _check_hub(cfg: Config) -> None:

@@ -142,11 +142,14 @@ def blocks(
         variance = np.full(k, float((residual**2).sum()) / ((k - 1) * (n - 1)))
     else:
         variance = (residual**2).sum(axis=1) * k / ((n - 1) * (k - 1))
-    return [_block(groups[i], groups[j], variance[i], variance[j], k, n, pooled, level)
+    return [_block(groups[i], groups[j], (variance[i], variance[j]), (k, n), pooled, level)
             for i, j in wanted]  # fmt: skip
 
 
-def _block(a, b, var_a: float, var_b: float, k: int, n: int, pooled: bool, level: float):
+def _block(a, b, variances: tuple[float, float], layout: tuple[int, int], pooled: bool,
+           level: float) -> Difference:  # fmt: skip
+    """One pair of :func:`blocks`: ``layout`` is the layout's (groups, seeds)."""
+    (var_a, var_b), (k, n) = variances, layout
     seeds = sorted(set(a) & set(b))
     mean_a, mean_b = float(np.mean([a[s] for s in seeds])), float(np.mean([b[s] for s in seeds]))
     d, total = mean_a - mean_b, var_a + var_b

@@ -31,13 +31,18 @@ def gpus(requested: str | None, environ: dict | None = None) -> list[str]:
     return [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
 
 
+def parser() -> argparse.ArgumentParser:
+    """``python -m bench.agents``'s options (the documentation is built from them)."""
+    found = argparse.ArgumentParser(prog="python -m bench.agents", description=__doc__)
+    found.add_argument("sweep", help="ENTITY/PROJECT/SWEEP_ID, as `wandb sweep` printed it")
+    found.add_argument("--gpus", help="comma-separated GPU ids (default: every GPU)")
+    found.add_argument("--count", type=int, help="runs per agent (wandb agent --count)")
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     """Starts the agents and waits for them."""
-    parser = argparse.ArgumentParser(prog="python -m bench.agents", description=__doc__)
-    parser.add_argument("sweep", help="ENTITY/PROJECT/SWEEP_ID, as `wandb sweep` printed it")
-    parser.add_argument("--gpus", help="comma-separated GPU ids (default: every GPU)")
-    parser.add_argument("--count", type=int, help="runs per agent (wandb agent --count)")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     devices = gpus(args.gpus)
     if not devices:
         say("no GPU found (--gpus, CUDA_VISIBLE_DEVICES, nvidia-smi); start one agent with "

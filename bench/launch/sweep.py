@@ -74,14 +74,19 @@ def problems(sweep: dict) -> list[str]:
     return found
 
 
+def parser() -> argparse.ArgumentParser:
+    """``python -m bench.sweep``'s options (the documentation is built from them)."""
+    found = argparse.ArgumentParser(prog="python -m bench.sweep", description=__doc__)
+    found.add_argument("file", type=Path, help="a sweep YAML, e.g. sweeps/wandb_report.yaml")
+    found.add_argument("--project", default=None, help="W&B project (default: file or bench)")
+    found.add_argument("--entity", default=None, help="W&B entity (default: your default)")
+    found.add_argument("--check", action="store_true", help="only check the file, offline")
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     """Checks the sweep file, creates the sweep on W&B and prints the agent command."""
-    parser = argparse.ArgumentParser(prog="python -m bench.sweep", description=__doc__)
-    parser.add_argument("file", type=Path, help="a sweep YAML, e.g. sweeps/wandb_report.yaml")
-    parser.add_argument("--project", default=None, help="W&B project (default: file or bench)")
-    parser.add_argument("--entity", default=None, help="W&B entity (default: your default)")
-    parser.add_argument("--check", action="store_true", help="only check the file, offline")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     sweep = yaml.safe_load(args.file.read_text())
     found = problems(sweep)
     if found:

@@ -25,11 +25,6 @@ def seed_of(run_seed: int, epoch: int, batch: tf.Tensor) -> tf.Tensor:
     return tf.stack([tf.constant(run_seed, tf.int64), epoch * 1_000_003 + tf.cast(batch, tf.int64)])
 
 
-def active(aug: AugmentConfig) -> bool:
-    """Whether ``aug`` changes images at all."""
-    return aug.flip != Flip.none or bool(aug.rotation or aug.translation or aug.contrast)
-
-
 def apply(images: tf.Tensor, aug: AugmentConfig, seed: tf.Tensor) -> tf.Tensor:
     """``images`` (a batch, 0-255 floats) augmented as ``aug`` says, drawn from ``seed``."""
     seeds = tf.random.experimental.stateless_split(seed, _STREAMS)

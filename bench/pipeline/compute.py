@@ -10,8 +10,10 @@ float32 (see :mod:`bench.pipeline.heads`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
+from bench.core.plan import ComputeRequest
 from bench.core.schema import Precision
 
 FAST_FLOAT16_CAPABILITY = (7, 0)  # Volta: the first tensor cores
@@ -46,21 +48,42 @@ def jit_compile(requested: str, devices: Devices) -> bool:
     return requested == "true"
 
 
-def settings(cfg, devices: Devices) -> dict:
-    """The record's ``env`` compute settings for config ``cfg`` on ``devices``."""
-    return {
-        "precision": precision(cfg.precision, devices),
-        "jit_compile": jit_compile(cfg.jit_compile, devices),
-        "steps_per_execution": cfg.steps_per_execution,
-        "deterministic": deterministic(cfg.deterministic, devices),
-    }
+@dataclass(frozen=True)
+class Compute:
+    """How this run computes on these devices: the plan's request resolved (the record's
+    ``env`` fields of the same names)."""
+
+    precision: str
+    jit_compile: bool
+    steps_per_execution: int
+    deterministic: bool
+    not_deterministic: tuple[str, ...] = ()
+    workers: int = 1
+    input_cache: str | None = None  # where the data step kept the images (set after it)
+
+    def record(self) -> dict:
+        """The record's ``env`` fields."""
+        return {**dataclasses.asdict(self), "not_deterministic": list(self.not_deterministic)}
+
+
+def resolve(request: ComputeRequest, devices: Devices, workers: int = 1) -> Compute:
+    """The plan's compute request (bench.core.plan) resolved for ``devices``."""
+    on = deterministic(request.deterministic, devices)
+    return Compute(
+        precision=precision(request.precision, devices),
+        jit_compile=jit_compile(request.jit_compile, devices),
+        steps_per_execution=request.steps_per_execution,
+        deterministic=on,
+        not_deterministic=tuple(not_deterministic(on, devices, workers)),
+        workers=workers,
+    )
 
 
 def deterministic(requested: str, devices: Devices) -> bool:
     """Whether TensorFlow's ops run deterministically (``auto``: on CPUs only).
 
-    On a CPU they cost 3 to 5% of the training speed as measured here (README,
-    "Reproducibility"); on GPUs some ops (cuDNN's autotuned convolutions, scatter and
+    On a CPU they cost up to about 5% of the training speed as measured here
+    (docs/benchmarks.md); on GPUs some ops (cuDNN's autotuned convolutions, scatter and
     segment sums with atomics) are slower or raise, and TPUs compile their own programs, so
     ``auto`` leaves them off.
     """

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import bench.pipeline.datasets.shapes  # noqa: F401  (registers the embedded TFDS builder)
+from bench.core import plan as run_plan
 from bench.core import splits
 from bench.core.console import say
 from bench.core.errors import ConfigError, DataUnavailable
@@ -235,10 +237,10 @@ def _tfds_load(cfg: Config, names: list[str], **options):
     """``tfds.load`` of ``names`` with the run's data_dir; the user's errors named."""
     ds_cfg = cfg.dataset
     try:
-        return tfds.load(
+        return _prepared(lambda: tfds.load(
             ds_cfg.name, split=names, data_dir=cfg.data_dir, download=ds_cfg.download,
             with_info=True, **options,
-        )  # fmt: skip
+        ))  # fmt: skip
     except tfds.core.registered.DatasetNotFoundError as error:
         raise ConfigError(
             "dataset.name", ds_cfg.name, "a dataset=<option> of conf/dataset, or a TFDS name",
@@ -253,6 +255,20 @@ def _tfds_load(cfg: Config, names: list[str], **options):
             why=f"could not load {ds_cfg.name} splits {names} ({type(error).__name__}: "
             f"{str(error)[:300]})",
         ) from error  # fmt: skip
+
+
+def _prepared(load: Callable, tries: int = 3):
+    """``load()``, again when another process finished preparing the same dataset while
+    this one was (two jobs of a parallel multirun on a fresh machine: TFDS renames its
+    ``incomplete.*`` folder into place and the second rename finds it there)."""
+    for attempt in range(tries):
+        try:
+            return load()
+        except FileExistsError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(1.0 + attempt)
+    raise AssertionError("unreachable")
 
 
 def _folder_source(cfg: Config) -> Source:
@@ -326,7 +342,7 @@ def training_epoch(
     exactly what the uncut run saw.
     """
     out = shuffled(ds, cfg, batch_size, epoch, drop_remainder)
-    if augment.active(cfg.augment):
+    if run_plan.augments(cfg):  # decided once, in the run's plan
         out = out.enumerate().map(
             lambda i, xy: (
                 augment.apply(xy[0], cfg.augment, augment.seed_of(cfg.seed, epoch, i)),

@@ -26,7 +26,7 @@ import tf_keras as keras
 
 from bench.core import cluster
 from bench.core.record import FeatureCacheInfo
-from bench.core.spec import RunSpec, feature_cache_unused
+from bench.core.spec import RunSpec
 from bench.pipeline import stop
 from bench.pipeline.data import AUTOTUNE, Data, from_epoch, sharded, shuffled
 from bench.pipeline.model import Built
@@ -70,7 +70,7 @@ def lookup(spec: RunSpec, data: Data, policy: str) -> Entry | None:
         data: Its image pipelines (their ``identity`` is part of the key).
         policy: The precision policy in force (part of the key).
     """
-    if feature_cache_unused(spec.cfg) is not None:
+    if not spec.plan.feature_cache:
         return None
     parts = components(spec, data, policy)
     key = digest(parts)
@@ -92,7 +92,7 @@ def prepare(
             the entry.
     """
     if entry is None:
-        return None, FeatureCacheInfo(status="unused", reason=feature_cache_unused(spec.cfg))
+        return None, FeatureCacheInfo(status="unused", reason=spec.plan.feature_cache_off)
     arrays, status, fill_s = entry.arrays, "hit", None
     if arrays is None:
         start = time.perf_counter()

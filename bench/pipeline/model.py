@@ -47,7 +47,8 @@ class InferenceWhenFrozen(keras.layers.Layer):
 
     Keras runs a frozen BatchNorm in inference mode, but the Dropout and stochastic-depth
     layers of a frozen Keras EfficientNet still get ``training=True`` from ``fit``
-    (PITFALLS.md), so heads would train on noised features. The choice is made when Keras
+    (docs/architecture.md, "Frozen means inference"), so heads would train on noised
+    features. The choice is made when Keras
     traces the train step, which it does again after every compile: a two-phase run's
     head phase sees the backbone in inference mode, its fine-tune phase in training mode.
     """
@@ -121,7 +122,7 @@ def keras_backbone(spec: RunSpec, shape: tuple[int, int, int]) -> keras.Model:
     """The tf_keras application without its top, with the configured weights."""
     info, weights = spec.backbone, spec.cfg.backbone.weights
     extra = {}
-    if info.family == "efficientnet" and spec.cfg.backbone.drop_connect_rate is not None:
+    if info.stochastic_depth and spec.cfg.backbone.drop_connect_rate is not None:
         extra["drop_connect_rate"] = spec.cfg.backbone.drop_connect_rate
     try:
         return info.build_keras(

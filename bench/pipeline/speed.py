@@ -59,15 +59,18 @@ def measure_speed(spec: RunSpec, rounds: int = 3) -> SpeedResult:
     strat = strategy.select(spec.cfg.strategy)
     strategy.check_batch(spec.batch_size, strat)
     facts = strategy.describe(strat)
-    settings = compute.settings(spec.cfg, compute.detect(facts))
+    resolved = compute.resolve(spec.plan.compute, compute.detect(facts))
+    settings = resolved.record()
     keras.utils.set_random_seed(spec.cfg.seed)
     loaded = data.load(spec, cache_dir=None)
     with strat.scope():
-        built = model.build(spec, loaded.num_classes, settings["precision"])
+        built = model.build(spec, loaded.num_classes, resolved.precision)
     examples = loaded.train_examples or _count(loaded.train)
     steps = optim.steps_per_epoch(examples, spec.batch_size)
-    phase = train.phases(spec)[-1]
-    train.prepare_phase(built, built.model, phase, spec, steps, strat, settings["jit_compile"])
+    phases = spec.plan.phases_at(strat.num_replicas_in_sync)
+    training = train.Training(built, loaded, spec, strat, phases, jit_compile=resolved.jit_compile)
+    phase = phases[-1]
+    train.prepare_phase(training, built.model, phase, steps)
     passes = _passes(built.model, loaded, phase.name, spec.batch_size, steps)
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}
     for index in range(rounds + 1):
@@ -76,7 +79,7 @@ def measure_speed(spec: RunSpec, rounds: int = 3) -> SpeedResult:
             times[name].append(_timed(passes[name]))
         rates = ", ".join(f"{n} {examples / times[n][-1]:.1f}" for n in VARIANTS)
         say(f"speed {label} (images/s): {rates}")
-    return _result(spec, facts, settings, examples, steps, rounds, times)
+    return _result(spec, {**facts, **settings}, (examples, steps), rounds, times)
 
 
 def _passes(
@@ -139,13 +142,15 @@ def _timed(step: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-def _result(spec, facts, settings, examples, steps, rounds, times) -> SpeedResult:
+def _result(spec, env: dict, epoch: tuple[int, int], rounds, times) -> SpeedResult:
+    """The JSON's fields; ``epoch`` is (images, steps) of one training epoch."""
+    examples, steps = epoch
     steady = {name: statistics.median(t[1:]) for name, t in times.items()}
     rate = {name: examples / seconds for name, seconds in steady.items()}
     return SpeedResult(
         run_id=spec.run_id,
         config=spec.config_dict(),
-        env={**environment.versions(), **facts, **settings},
+        env={**environment.versions(), **env},
         images_per_epoch=examples,
         steps_per_epoch=steps,
         rounds=rounds,

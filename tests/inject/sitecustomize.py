@@ -26,14 +26,14 @@ _HOLD = os.environ.get("BENCH_TEST_HOLD_AT_EPOCH")
 def _patch_train(module) -> None:
     import tensorflow as tf
 
-    real = module.run
+    real = module.Trainer.run
 
-    def run(built, data, spec, *args, **kwargs):
-        if spec.batch_size > int(_LIMIT):
+    def run(self):
+        if self.training.spec.batch_size > int(_LIMIT):
             raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
-        return real(built, data, spec, *args, **kwargs)
+        return real(self)
 
-    module.run = run
+    module.Trainer.run = run
 
 
 def _patch_strategy(module) -> None:

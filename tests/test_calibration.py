@@ -1,0 +1,69 @@
+"""The race's level over every round: group-sequential boundaries against published tables,
+and a small seeded run of the calibration benchmark's own simulation (the full one is
+benchmarks/calibration.py, 2,000 studies per cell)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from scipy import stats as scipy_stats
+
+from bench.core import sequential
+from tests.helpers import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import calibration  # noqa: E402  (benchmarks/ is not a package)
+
+
+def test_obrien_fleming_spending_matches_gsdesigns_published_boundaries():
+    # gsDesign's sfLDOF, five equally spaced looks, one-sided 0.025 (a symmetric two-sided
+    # 0.05 design): 4.8769, 3.3569, 2.6803, 2.2898, 2.0310.
+    found = sequential.boundaries([0.2, 0.4, 0.6, 0.8, 1.0], 0.05)
+    assert found == pytest.approx([4.8769, 3.3569, 2.6803, 2.2898, 2.0310], abs=2e-3)
+
+
+@pytest.mark.parametrize(("looks", "constant"), [(2, 2.178), (4, 2.361), (5, 2.413)])
+def test_a_constant_boundary_matches_pococks_constants(looks, constant):
+    # Jennison and Turnbull (2000), Table 2.1: Pocock's C_P(K, 0.05), two-sided.
+    fractions = [k / looks for k in range(1, looks + 1)]
+    assert sequential.constant_boundary(fractions, 0.05) == pytest.approx(constant, abs=2e-3)
+
+
+def test_the_spent_level_is_the_level_and_a_single_look_is_a_plain_test():
+    assert sequential.spent(1.0, 0.05) == pytest.approx(0.05)
+    assert sequential.spent(1.0, 0.05, "pocock") == pytest.approx(0.05)
+    (only,) = sequential.boundaries([1.0], 0.05)
+    assert only == pytest.approx(scipy_stats.norm.ppf(0.975))
+    nominal = sequential.nominal([0.3, 0.6, 1.0], 0.05)
+    assert nominal == sorted(nominal) and nominal[-1] < 0.05  # earlier looks stricter
+
+
+def _bound(studies: int) -> float:
+    """What an honest 5% stays under in ``studies`` studies (the binomial 99.9th percentile)."""
+    return scipy_stats.binom.ppf(0.999, studies, 0.05) / studies
+
+
+@pytest.mark.parametrize(("kind", "k", "seeds", "studies"), [("verdict", 5, 5, 300),
+                                                             ("race", 3, 10, 200)])  # fmt: skip
+def test_with_no_effect_neither_the_verdict_nor_the_race_claims_more_than_its_level(
+    kind, k, seeds, studies
+):
+    """Seeded: the same studies every time, through the deciding code itself."""
+    cell = calibration._cell((kind, k, seeds, "gaussian", 0.0, studies, 0.02, 0.01, 7))
+    assert cell["false_claims"]["rate"] <= _bound(studies)
+
+
+def test_a_race_that_looks_at_every_round_at_the_full_level_fails_that_check(monkeypatch):
+    """The control: the same race with each look held to the whole level (the earlier
+    rule) claims too much on the same studies, so the check above can fail."""
+    from bench.core import racing
+
+    monkeypatch.setattr(racing, "look_levels", lambda settings, look, alpha: alpha)
+    cell = calibration._cell(("race", 3, 10, "gaussian", 0.0, 200, 0.02, 0.01, 7))
+    assert cell["false_claims"]["rate"] > _bound(200)
+
+
+def test_with_a_clear_lead_the_race_names_the_winner():
+    cell = calibration._cell(("race", 2, 10, "gaussian", 2.0, 100, 0.02, 0.01, 3))
+    assert cell["power"]["rate"] > 0.8 and cell["false_claims"]["rate"] < 0.05
