@@ -23,7 +23,14 @@ race_sweeper.register()  # hydra/sweeper=race, also from an editable install
 @hydra.main(config_path=schema.CONFIG_PATH, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> dict:
     """One Hydra job: validate, announce, run in a worker, report."""
-    return job.run(cfg)
+    return job.run(cfg, here=execute_here)
+
+
+def execute_here(spec):
+    """``isolate=false``: the run in this process, for debugging (TensorFlow loads now)."""
+    from bench.pipeline.execute import execute
+
+    return execute(spec)
 
 
 def cli() -> None:

@@ -9,9 +9,7 @@ JSON under ``results/speed/``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 import bench  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
@@ -38,19 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         say(f"config error: {error}", error=True)
         return EXIT_CONFIG_ERROR
-    from bench.pipeline.speed import measure_speed  # TensorFlow loads here
+    from bench.pipeline import speed  # TensorFlow loads here, once the config is valid
 
-    result = measure_speed(spec, rounds=args.rounds)
-    for name, rate in result.images_per_s.items():
-        print(f"{name:>10}: {rate:10.1f} images/s   (warm-up {result.warmup_s[name]:.1f} s)")
-    for name, ratio in result.ratios.items():
-        print(f"{name:>22}: {ratio:.3f}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = spec.cfg
-    path = out / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.backbone.name}-{cfg.image_size}px.json"
-    path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    say(f"wrote {path}")
+    speed.write(speed.measure_speed(spec, rounds=args.rounds), spec, Path(args.out))
     return 0
 
 

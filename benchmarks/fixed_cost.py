@@ -36,8 +36,8 @@ def main(argv: list[str]) -> int:
 
     timed = [(tracker.Tracker, "start", "W&B start"), (tracker.Tracker, "finish", "W&B finish"),
              (data, "load", "load the data"), (model, "build", "build the model"),
-             (train, "run", "train (fit, every phase, and the test split)"),
-             (keep, "kept", "keep the model (save, multiply-adds)"),
+             (train.Trainer, "run", "train (fit, every phase, and the test split)"),
+             (keep, "save_on_chief", "keep the model (save, multiply-adds)"),
              (keep, "multiply_adds", "  of which: count multiply-adds"),
              (tensorflow.saved_model, "save", "  of which: tf.saved_model.save"),
              (execute.record, "save", "write the record")]  # fmt: skip

@@ -10,7 +10,7 @@ papers' figures (Sandler et al. 2018: 300 M; Tan and Le 2019: 0.39 B).
 ``--size`` px from random weights as bench keeps a model, exports it as float32 and int8
 LiteRT, and times each file at 1 thread and at all cores in one process, ``--rounds``
 times interleaved (which goes first alternates): bench's measurement
-(``bench.pipeline.serve``) against a bare loop of ``interpreter.invoke()`` calls on its
+(``bench.pipeline.exports``) against a bare loop of ``interpreter.invoke()`` calls on its
 own interpreter. It prints every round's p50 and the
 ratio of the medians as JSON.
 
@@ -63,7 +63,7 @@ def _exports(root: Path, size: int) -> dict[str, Path]:
     from bench.pipeline import keep, litert
 
     model = keras.applications.MobileNetV2(weights=None, input_shape=(size, size, 3), classes=10)
-    module = keep.Serving(model, size, (-1.0, 1.0))
+    module = keep.RawImageModel(model, size, (-1.0, 1.0))
     saved = root / "saved_model"
     tf.saved_model.save(module, str(saved), signatures={keep.SIGNATURE: module.serve})
     rng = np.random.default_rng(0)
@@ -101,13 +101,13 @@ def _bare(path: Path, threads: int, image, calls: int, warmup: int) -> float:
 def _interleaved(path: Path, threads: int, image, settings, rounds: int):
     """``rounds`` p50s of bench's measurement and of the bare loop, the order alternating
     round by round (ABBA), so that neither always runs on a warmer machine."""
-    from bench.pipeline import serve
+    from bench.pipeline import exports
 
     ours, bare = [], []
     for round_ in range(rounds):
         for which in ("ours", "bare") if round_ % 2 == 0 else ("bare", "ours"):
             if which == "ours":
-                ours.append(serve.invoke_latency(path, threads, image, settings).p50_ms)
+                ours.append(exports.invoke_latency(path, threads, image, settings).p50_ms)
             else:
                 bare.append(
                     _bare(path, threads, image, settings.timed_calls, settings.warmup_calls)

@@ -110,7 +110,7 @@ def test_a_kept_savedmodel_predicts_as_the_trained_keras_model_without_bench(tmp
     built = model.build(spec, found.num_classes)
     built.model.compile("adam", "sparse_categorical_crossentropy")
     built.model.fit(found.train.take(1), verbose=0)  # moving statistics off their start
-    kept = keep.keep(spec, built, found.num_classes, "float32")
+    kept = keep.save(spec, built, found.num_classes, "float32")
     images, _ = _images({"config": spec.config_dict(), "run_id": spec.run_id})
     scaled = np.concatenate([x for x, _ in found.test])  # what training's model was fed
     expected = built.model.predict(scaled, verbose=0)
@@ -298,7 +298,7 @@ def _unconvertible(served: Served, tmp_path: Path) -> Path:
     x = keras.layers.Lambda(lambda t: tf.math.cumprod(t + 1.0, axis=-1))(x)
     outputs = keras.layers.Dense(4, activation="softmax")(x)
     path = runs / "models" / "cumprod" / "saved_model"
-    module = keep.Serving(keras.Model(inputs, outputs), 32, (0.0, 1.0))
+    module = keep.RawImageModel(keras.Model(inputs, outputs), 32, (0.0, 1.0))
     tf.saved_model.save(module, str(path), signatures={keep.SIGNATURE: module.serve})
     rec.update(run_id="cumprod", serving=None,
                wandb={"mode": "disabled", "id": None, "url": None, "dir": None})  # fmt: skip
@@ -569,7 +569,7 @@ def test_a_stop_during_a_conversion_stops_the_serve_and_keeps_what_it_measured(
     stopped): not an ``unsupported`` verdict, but a stop; the SavedModel's figures stay."""
     from bench.core.errors import Interrupted
     from bench.core.schema import ServingConfig
-    from bench.pipeline import litert, serve
+    from bench.pipeline import exports, litert
 
     record = served.record
     record.update(serving=None)
@@ -582,7 +582,7 @@ def test_a_stop_during_a_conversion_stops_the_serve_and_keeps_what_it_measured(
     converter = SimpleNamespace(target_spec=SimpleNamespace(), convert=stopped)
     monkeypatch.setattr(litert.tf.lite.TFLiteConverter, "from_saved_model", lambda _: converter)
     with pytest.raises(Interrupted):
-        serve.serve(path, ServingConfig(timed_calls=20))
+        exports.measure(path, ServingConfig(timed_calls=20))
     formats = json.loads(path.read_text())["serving"]["formats"]
     assert list(formats) == ["saved_model"] and formats["saved_model"]["status"] == "measured"
 
@@ -591,8 +591,8 @@ def test_a_stop_during_a_conversion_stops_the_serve_and_keeps_what_it_measured(
 def test_a_record_served_on_another_cpu_is_measured_again_whole(served, monkeypatch):
     from bench.core import environment
     from bench.core import record as records
+    from bench.core.pending import formats as pending
     from bench.core.schema import ServingConfig
-    from bench.core.served import pending
 
     rec = records.read(served.record_path)
     assert pending(rec, ServingConfig(), served.record_path) == []

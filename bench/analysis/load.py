@@ -111,15 +111,9 @@ class Loaded:
 
 def from_records(results_dir: str | Path) -> Loaded:
     """Reads every ``*.json`` record under ``results_dir`` (not recursively)."""
-    found, skipped = [], []
-    for path in sorted(Path(results_dir).glob("*.json")):
-        try:
-            found.append((record.read(path), str(path)))
-        except record.RecordError as error:
-            skipped.append((str(path), str(error)))
-        except (OSError, ValueError) as error:
-            skipped.append((str(path), f"unreadable: {error}"))
-    return build(found, skipped)
+    found, skipped = record.scan(results_dir)
+    return build([(rec, str(path)) for path, rec in found],
+                 [(str(path), why) for path, why in skipped])  # fmt: skip
 
 
 def record_from_wandb(run, history: list[dict] | None = None) -> Record:

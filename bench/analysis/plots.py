@@ -6,6 +6,7 @@ epochs, draws one view and returns the PNG path.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -146,10 +147,25 @@ TRAINING_COSTS = (
 )
 
 
+@dataclass(frozen=True)
+class Panels:
+    """Which trade-off figure to draw.
+
+    Attributes:
+        costs: One panel per ``(metric, scale, axis label)``: training time and parameters
+            by default; the Serving section passes latency and size.
+        name: The file's stem, before ``_<dataset>``.
+        title: The figure's title, before `` - <dataset>``.
+    """
+
+    costs: tuple = TRAINING_COSTS
+    name: str = "tradeoff"
+    title: str = "Accuracy against cost"
+
+
 def tradeoff(
-    table: pd.DataFrame, metric: str, dataset: str, out: Path,
-    costs=TRAINING_COSTS, name: str = "tradeoff", title: str = "Accuracy against cost",
-) -> Path:  # fmt: skip
+    table: pd.DataFrame, metric: str, dataset: str, out: Path, panels: Panels = Panels()
+) -> Path:
     """Accuracy against each cost, the trade-off front drawn, every point with its 95%
     intervals; hollow points are off the front but not separable from it (their accuracy
     interval overlaps the front's).
@@ -159,11 +175,9 @@ def tradeoff(
         metric: The accuracy on the y axis.
         dataset: For the title and the file name.
         out: The figures folder.
-        costs: One panel per ``(metric, scale, axis label)``: training time and
-            parameters by default; the Serving section passes latency and size.
-        name: The file's stem, before ``_<dataset>``.
-        title: The figure's title, before `` - <dataset>``.
+        panels: Which costs, file name and title; training cost by default.
     """
+    costs = panels.costs
     accuracy = table[(metric, "mean")]
     acc_low, acc_high = _interval(table, metric, 1.0)
     fig, axes = plt.subplots(1, len(costs), figsize=(5 * len(costs), 3.8), squeeze=False)
@@ -188,8 +202,8 @@ def tradeoff(
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"{metric} (95% CI)")
         ax.legend(fontsize=8)
-    fig.suptitle(f"{title} - {dataset}")
-    return save(fig, out / f"{name}_{dataset}")
+    fig.suptitle(f"{panels.title} - {dataset}")
+    return save(fig, out / f"{panels.name}_{dataset}")
 
 
 def critical_difference(ranking, out: Path) -> Path:

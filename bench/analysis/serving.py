@@ -144,8 +144,8 @@ def _over(d: stats.Difference) -> str:
 
 def fronts(found: Serving, dataset: str, out) -> object:
     """Accuracy against batch-1 latency and against size, every group and export one point."""
-    return plots.tradeoff(found.exports, "accuracy", dataset, out, COSTS, "serving",
-                          "Accuracy against serving cost (LiteRT exports)")  # fmt: skip
+    panels = plots.Panels(COSTS, "serving", "Accuracy against serving cost (LiteRT exports)")
+    return plots.tradeoff(found.exports, "accuracy", dataset, out, panels)
 
 
 def sentences(found: Serving, latency_ms: float, size_mb: float) -> list[str]:

@@ -638,3 +638,21 @@ def read(path: str | os.PathLike) -> Record:
     except (TypeError, AttributeError, KeyError) as error:  # a section the checks do not cover
         why = f"{type(error).__name__}: {error}"
         raise RecordError(f"a section breaks the schema: {why}") from error
+
+
+def scan(folder: str | os.PathLike) -> tuple[list[tuple[Path, Record]], list[tuple[Path, str]]]:
+    """Every ``*.json`` record of ``folder`` (not recursively), in name order.
+
+    Returns:
+        The records read, with their paths; and the files skipped, with why (a broken
+        record names what breaks the schema; an unreadable file says "unreadable").
+    """
+    found, skipped = [], []
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            found.append((path, read(path)))
+        except RecordError as error:
+            skipped.append((path, str(error)))
+        except (OSError, ValueError) as error:
+            skipped.append((path, f"unreadable: {error}"))
+    return found, skipped

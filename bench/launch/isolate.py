@@ -9,13 +9,8 @@ killed) still leaves a ``failed`` record instead of taking the sweep down.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 from bench.core import environment, record
@@ -23,7 +18,7 @@ from bench.core.console import say
 from bench.core.errors import EXIT_CONFIG_ERROR, Interrupted, OutOfMemory, WorkerDied
 from bench.core.record import ErrorInfo, Record, Status
 from bench.core.spec import RunSpec
-from bench.launch import oom
+from bench.launch import children, oom
 
 GRACE_S = 60.0  # after SIGTERM: time for the worker to write its record before SIGKILL
 
@@ -36,13 +31,8 @@ def run(spec: RunSpec) -> Record:
     spec_file = directory / f"spec-{spec.run_id}-{spec.job.attempt}.json"
     spec_file.write_text(spec.to_json())
     started_at = record.now()
-    # Unbuffered, so progress reaches a pipe or log file as it happens. The worker stays in
-    # this process group, so a signal to the group (scancel, a terminal's Ctrl-C) reaches
-    # both; a signal to this process alone is forwarded below.
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     oom_kills = oom.kill_count()
-    worker = subprocess.Popen([sys.executable, "-m", "bench.worker", str(spec_file)], env=env)
-    code, received = _wait(worker)
+    code, received = children.wait(children.start("bench.worker", str(spec_file)), GRACE_S)
     results_dir = spec.cfg.results_dir
     written = record.find_attempt(results_dir, spec.run_id, spec.job.attempt)
     if written is None and code == EXIT_CONFIG_ERROR:
@@ -57,32 +47,6 @@ def run(spec: RunSpec) -> Record:
         say(f"stopped by {name}; relaunch the same command to resume run {spec.run_id}")
         raise SystemExit(128 + received[0])
     return written
-
-
-def _wait(worker: subprocess.Popen) -> tuple[int, list[int]]:
-    """Waits for the worker, forwarding SIGTERM and SIGINT to it; after a signal the worker
-    has ``GRACE_S`` seconds to write its record and checkpoint before it is killed."""
-    received: list[int] = []
-
-    def forward(signum, frame) -> None:
-        received.append(signum)
-        with contextlib.suppress(ProcessLookupError):
-            worker.send_signal(signum)
-
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
-    deadline = None
-    try:
-        while True:
-            try:
-                return worker.wait(timeout=1.0), received
-            except subprocess.TimeoutExpired:
-                if received and deadline is None:
-                    deadline = time.monotonic() + GRACE_S
-                if deadline is not None and time.monotonic() > deadline:
-                    worker.kill()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _died(

@@ -8,6 +8,7 @@ time and Keras state belong to it alone.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -29,12 +30,17 @@ def started() -> bool:
     return _started
 
 
-def run(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig, here: Callable[[RunSpec], Record]) -> dict:
     """The Hydra task function's body; returns the job's summary row.
 
     A point whose record is completed is skipped (``force=true`` trains it again); a point
     another process is training is skipped too; otherwise the point is claimed for the time
     its worker runs.
+
+    Args:
+        cfg: The job's composed config.
+        here: Runs a spec in this process, for ``isolate=false``; the command hands it in,
+            since this room never imports the worker's.
 
     Raises:
         SystemExit: with code 2 when the config is wrong.
@@ -52,14 +58,14 @@ def run(cfg: DictConfig) -> dict:
         if (done := completed(spec)) is not None:  # finished by another process meanwhile
             return progress.skipped(done, spec)
         progress.announce(spec)
-        written = attempt(spec)
+        written = attempt(spec, here)
         while (smaller := retry_batch(written, spec)) is not None:
             say(
                 f"run {spec.run_id} ran out of memory at batch_size={spec.batch_size}; "
                 f"oom_retry: trying again at batch_size={smaller} in a fresh worker"
             )
             spec = spec.at_batch_size(smaller)
-            written = attempt(spec)
+            written = attempt(spec, here)
     return progress.outcome(written, spec, scored=reads_one_number())
 
 
@@ -72,9 +78,9 @@ def reads_one_number() -> bool:
     return target.endswith("OptunaSweeper")
 
 
-def attempt(spec: RunSpec) -> Record:
+def attempt(spec: RunSpec, here: Callable[[RunSpec], Record]) -> Record:
     """One attempt at the run: in a fresh worker, or here with ``isolate=false``."""
-    return isolate.run(spec) if spec.cfg.isolate else in_this_process(spec)
+    return isolate.run(spec) if spec.cfg.isolate else in_this_process(spec, here)
 
 
 def retry_batch(written: Record, spec: RunSpec) -> int | None:
@@ -109,15 +115,10 @@ def validated(cfg: DictConfig, job: JobInfo | None = None) -> RunSpec:
         raise SystemExit(EXIT_CONFIG_ERROR) from error
 
 
-def in_this_process(spec: RunSpec) -> Record:
-    """Runs the spec in the launcher's own process (``isolate=false``, for debugging).
-
-    The one place the launcher reaches into the worker room: TensorFlow loads here.
-    """
-    from bench.pipeline.execute import execute
-
+def in_this_process(spec: RunSpec, here: Callable[[RunSpec], Record]) -> Record:
+    """Runs the spec in the launcher's own process (``isolate=false``, for debugging)."""
     try:
-        return execute(spec)
+        return here(spec)
     except UserError as error:  # found by the worker (e.g. the replica count)
         say(f"config error: {error}", error=True)
         raise SystemExit(EXIT_CONFIG_ERROR) from error

@@ -28,7 +28,7 @@ from bench.core.errors import ConfigError, DataUnavailable
 from bench.core.record import SplitInfo
 from bench.core.schema import Config, Loader
 from bench.core.spec import RunSpec
-from bench.pipeline import augment, folder
+from bench.pipeline import augment, folder, pixels
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -54,7 +54,7 @@ class Data:
     drop_remainder: bool = False  # the last partial training batch is dropped (TPUs)
     skipped_files: list[str] = field(default_factory=list)  # unreadable, left out (folder)
     plain: dict[str, tf.data.Dataset] = field(default_factory=dict)
-    # Each split resized, unbatched, 0..255 as the kept model takes them (pipeline.serve).
+    # Each split resized, unbatched, 0..255 as the kept model takes them (pipeline.exports).
     images: dict[str, tf.data.Dataset | None] = field(default_factory=dict)
     identity: str = ""  # which data, in which version (part of the feature cache's key)
     input_cache: str = "none"  # where decoded, resized images are kept: memory | disk | none
@@ -307,9 +307,7 @@ def batches(
 
 def scaled(ds: tf.data.Dataset, input_range: tuple[float, float]) -> tf.data.Dataset:
     """0-255 images to the backbone's input range."""
-    low, high = input_range
-    scale = (high - low) / 255.0
-    return ds.map(lambda x, y: (tf.clip_by_value(x, 0.0, 255.0) * scale + low, y), AUTOTUNE)
+    return ds.map(lambda x, y: (pixels.to_input_range(x, input_range), y), AUTOTUNE)
 
 
 def shuffle_seed(run_seed: int, epoch: int) -> int:

@@ -31,11 +31,11 @@ from bench.core.spec import RunSpec
 from bench.pipeline import (
     compute,
     data,
+    exports,
     features,
     keep,
     measure,
     model,
-    serve,
     stop,
     strategy,
     train,
@@ -64,7 +64,7 @@ class Outcome:
 
     result: train.TrainResult = field(default_factory=train.TrainResult)
     data: Data | None = None
-    cache: FeatureCacheInfo = field(default_factory=FeatureCacheInfo)
+    feature_cache: FeatureCacheInfo = field(default_factory=FeatureCacheInfo)
     kept: ModelInfo = field(default_factory=ModelInfo)
     resumes: int = 0
     error: BaseException | None = None
@@ -90,11 +90,11 @@ def execute(spec: RunSpec) -> Record:
         seeded(spec.cfg.seed, where.compute.deterministic)
         measure.reset_device_memory(where.facts["devices"])
         where = load_data(spec, where, outcome, checkpoint, tracker)
-        built, cached = build_model(spec, where, outcome)
+        built, on_features = build_model(spec, where, outcome)
         fit(outcome, train.Training(built, outcome.data, spec, where.strategy,
-            spec.plan.phases_at(where.strategy.num_replicas_in_sync), cached, checkpoint,
+            spec.plan.phases_at(where.strategy.num_replicas_in_sync), on_features, checkpoint,
             tracker.log_epoch, where.compute.jit_compile))  # fmt: skip
-        outcome.kept = keeping(spec, built, where, tracker)
+        outcome.kept = keep_model(spec, built, where, tracker)
     except Exception as exc:  # noqa: BLE001  (a failed run is recorded, not lost)
         outcome.error = failure(spec, exc)
     return finish(spec, started_at, where, outcome, (tracker, checkpoint))
@@ -129,15 +129,15 @@ def build_model(spec: RunSpec, where: Place, outcome: Outcome):
     policy, loaded = where.compute.precision, outcome.data
     entry = features.lookup(spec, loaded, policy)
     workers = where.compute.workers
-    stored = entry.head_input() if entry and spec.plan.head_only(workers) else None
+    head_input = entry.head_input() if entry and spec.plan.head_only(workers) else None
     with where.strategy.scope():
-        if stored:  # every phase trains on cached features: no backbone to build
-            built = model.build_head(spec, loaded.num_classes, *stored, policy)
+        if head_input:  # every phase trains on cached features: no backbone to build
+            built = model.build_head(spec, loaded.num_classes, *head_input, policy)
         else:
             built = model.build(spec, loaded.num_classes, policy, where.devices.kind == "TPU")
     stop.check()
-    cached, outcome.cache = features.prepare(spec, loaded, entry, built)
-    return built, cached
+    on_features, outcome.feature_cache = features.prepare(spec, loaded, entry, built)
+    return built, on_features
 
 
 def fit(outcome: Outcome, training: train.Training) -> None:
@@ -183,26 +183,26 @@ def finish(spec: RunSpec, started_at: str, where: Place, outcome: Outcome, track
         resumes=outcome.resumes,
         skipped_files=SkippedFiles.of(loaded.skipped_files if loaded else []),
         effective_batch_size=spec.batch_size,
-        feature_cache=outcome.cache,
+        feature_cache=outcome.feature_cache,
         model=outcome.kept,
         splits=loaded.splits if loaded else {},
     )
     path = record.save(written, spec.cfg.results_dir)
     if written.completed:
         checkpoint.clear()
-        written = served(written, path, spec)
+        written = measure_exports(written, path, spec)
     tracker.finish(written, path)
     return written
 
 
-def keeping(spec: RunSpec, built, where: Place, tracker) -> ModelInfo:
+def keep_model(spec: RunSpec, built, where: Place, tracker) -> ModelInfo:
     """The kept model (``keep_model``); a model that cannot be saved leaves the trained run
     completed, without one (the record's ``model`` stays empty, the log says why)."""
     if not spec.cfg.keep_model:
         return ModelInfo()
     classes, policy = spec.cfg.dataset.num_classes, where.compute.precision
     try:
-        kept = keep.kept(spec, built, classes, policy, where.strategy)
+        kept = keep.save_on_chief(spec, built, classes, policy, where.strategy)
     except (tf.errors.ResourceExhaustedError, Interrupted):  # the run's own outcomes
         raise
     except Exception:  # noqa: BLE001  (a save that fails is the model's loss, not the run's)
@@ -212,13 +212,13 @@ def keeping(spec: RunSpec, built, where: Place, tracker) -> ModelInfo:
     return kept
 
 
-def served(written: Record, path, spec: RunSpec) -> Record:
+def measure_exports(written: Record, path, spec: RunSpec) -> Record:
     """With ``serve=true``, the completed record with its kept model's serving figures. A
     serve that fails or is stopped leaves the run completed, with what it measured."""
     if not (spec.cfg.serve and written.model.path):
         return written
     try:
-        return serve.serve(path, spec.cfg.serving)
+        return exports.measure(path, spec.cfg.serving)
     except Exception:  # noqa: BLE001  (the run is done: its serving can be measured later)
         log.error("serving %s failed (python -m bench.serve measures it again):\n%s",
                   spec.run_id, traceback.format_exc())  # fmt: skip

@@ -17,10 +17,11 @@ import tf_keras as keras
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from bench.core import cluster
+from bench.core.pending import model_dir
 from bench.core.record import ModelInfo
-from bench.core.served import model_dir
 from bench.core.spec import RunSpec
 from bench.pipeline import model as models
+from bench.pipeline import pixels
 
 INPUT = (
     "image: float32 [batch, {size}, {size}, 3], RGB 0..255, resized to {size} px "
@@ -29,7 +30,7 @@ INPUT = (
 SIGNATURE = "serving_default"
 
 
-class Serving(tf.Module):
+class RawImageModel(tf.Module):
     """The trained model behind one signature that takes 0..255 images."""
 
     def __init__(self, model: keras.Model, size: int, input_range: tuple[float, float]):
@@ -38,31 +39,31 @@ class Serving(tf.Module):
         # tracks: its optimizer's slots would double or triple the file (Adam: m and v).
         self.weights = list(model.variables)
         self._predict = lambda x: model(x, training=False)  # a closure: not tracked
-        low, high = input_range
-        self._scale, self._low = (high - low) / 255.0, low
+        self._low, self._high = input_range  # floats: nothing for the SavedModel to track
         spec = tf.TensorSpec([None, size, size, 3], tf.float32, name="image")
         self.serve = tf.function(self.call, input_signature=[spec])
 
     def call(self, image):
         """Class probabilities of a batch of 0..255 images."""
-        # As bench.pipeline.data.scaled: the same clip and affine map as in training.
-        x = tf.clip_by_value(image, 0.0, 255.0) * self._scale + self._low
+        x = pixels.to_input_range(image, (self._low, self._high))  # as in training
         return {"probabilities": tf.cast(self._predict(x), tf.float32)}
 
 
-def kept(spec: RunSpec, built: models.Built, num_classes: int, policy: str, strat) -> ModelInfo:
+def save_on_chief(
+    spec: RunSpec, built: models.Built, num_classes: int, policy: str, strat
+) -> ModelInfo:
     """The run's kept model: one per run, the chief's. Every worker of a multi-worker run
     saves, each into its own ``results_dir``, because reading the replicas' variables is a
     collective op all workers must join; the other workers then delete their copies."""
     with strat.scope():
-        info = keep(spec, built, num_classes, policy)
+        info = save(spec, built, num_classes, policy)
     if cluster.role().chief:
         return info
     shutil.rmtree(Path(info.path).parent, ignore_errors=True)
     return ModelInfo()
 
 
-def keep(spec: RunSpec, built: models.Built, num_classes: int, policy: str) -> ModelInfo:
+def save(spec: RunSpec, built: models.Built, num_classes: int, policy: str) -> ModelInfo:
     """Writes the run's final model as a SavedModel and says where and what it is.
 
     The kept model computes in float32 (the LiteRT exports start from it, and CPUs serve
@@ -79,11 +80,13 @@ def keep(spec: RunSpec, built: models.Built, num_classes: int, policy: str) -> M
         full = models.build(spec, num_classes, "float32")
         full.model.set_weights(built.model.get_weights())
     size = spec.cfg.image_size
-    served = Serving(full.model, size, spec.backbone.input_range(spec.cfg.backbone.source.value))
+    exported = RawImageModel(
+        full.model, size, spec.backbone.input_range(spec.cfg.backbone.source.value)
+    )
     target = model_dir(spec.cfg.results_dir, spec.run_id)
     partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
-    tf.saved_model.save(served, str(partial), signatures={SIGNATURE: served.serve})
+    tf.saved_model.save(exported, str(partial), signatures={SIGNATURE: exported.serve})
     shutil.rmtree(target, ignore_errors=True)
     for stale in target.parent.glob("*.tflite"):  # a retrained point's exports are not its own
         stale.unlink()
@@ -93,7 +96,7 @@ def keep(spec: RunSpec, built: models.Built, num_classes: int, policy: str) -> M
         input=INPUT.format(size=size, classes=num_classes),
         size_bytes=folder_size(target),
         params=int(full.model.count_params()),
-        macs_per_image=multiply_adds(served.call, size),
+        macs_per_image=multiply_adds(exported.call, size),
     )
 
 

@@ -17,11 +17,13 @@ The feature cache is not involved: ``harness`` always runs the backbone.
 
 from __future__ import annotations
 
+import json
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -165,3 +167,17 @@ def _result(spec, env: dict, epoch: tuple[int, int], rounds, times) -> SpeedResu
         warmup_s={name: max(0.0, t[0] - steady[name]) for name, t in times.items()},
         round_s={name: t[1:] for name, t in times.items()},
     )
+
+
+def write(result: SpeedResult, spec: RunSpec, out: Path) -> Path:
+    """Prints the images/s and the ratios, and writes them as JSON into ``out``."""
+    for name, rate in result.images_per_s.items():
+        print(f"{name:>10}: {rate:10.1f} images/s   (warm-up {result.warmup_s[name]:.1f} s)")
+    for name, ratio in result.ratios.items():
+        print(f"{name:>22}: {ratio:.3f}")
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = spec.cfg
+    path = out / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.backbone.name}-{cfg.image_size}px.json"
+    path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    say(f"wrote {path}")
+    return path

@@ -18,7 +18,7 @@ def model_dir(results_dir: str | os.PathLike, run_id: str) -> Path:
     return Path(results_dir) / "models" / run_id / "saved_model"
 
 
-def pending(rec: Record, settings: ServingConfig, record_path: Path | None = None) -> list[str]:
+def formats(rec: Record, settings: ServingConfig, record_path: Path | None = None) -> list[str]:
     """The formats (``saved_model`` first) ``rec`` has no result for yet: what a serve of
     it would measure. Empty for a run without a kept model. A ``failed`` format is tried
     again, and every format is pending when the record was served on another CPU (its
@@ -56,6 +56,6 @@ def refusal(staging: str | os.PathLike, run_id: str, name: str) -> Path:
 
 def unstaged(rec: Record, settings: ServingConfig, record_path: Path, staging) -> list[str]:
     """The pending exports of ``rec`` that nothing was staged for: what measuring converts."""
-    names = [n for n in pending(rec, settings, record_path) if n != SAVED_MODEL]
+    names = [n for n in formats(rec, settings, record_path) if n != SAVED_MODEL]
     return [n for n in names if not (staged(staging, rec.run_id, n).is_file()
                                      or refusal(staging, rec.run_id, n).is_file())]  # fmt: skip

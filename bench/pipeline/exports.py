@@ -8,8 +8,8 @@ recorded ``unsupported`` with its reason and the others go on. The record is rew
 after each format, so a serve that is cut loses nothing it measured.
 
 Converting is most of a serve's time and the converter uses one core, so ``bench.serve``
-first converts several records at once (:func:`export`, timing nothing) into a staging
-folder of its own, then measures each record alone (:func:`serve`), taking the staged
+first converts several records at once (:func:`convert`, timing nothing) into a staging
+folder of its own, then measures each record alone (:func:`measure`), taking the staged
 files instead of converting again.
 """
 
@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from bench.core import atomic, environment, served
+from bench.core import atomic, environment, pending
 from bench.core import record as records
 from bench.core.errors import Interrupted
+from bench.core.pending import SAVED_MODEL, elsewhere, kept_model
 from bench.core.record import FormatResult, Latency, Record, ServingInfo
 from bench.core.schema import ServingConfig
-from bench.core.served import SAVED_MODEL, elsewhere, kept_model, pending
 from bench.core.spec import RunSpec
 from bench.pipeline import data as pipeline
 from bench.pipeline import keep, litert, stop
@@ -40,7 +40,7 @@ log = logging.getLogger("bench")
 _PACKAGES = {"tensorflow": "tensorflow", "ai-edge-litert": "ai-edge-litert"}
 
 
-def export(record_path: Path, settings: ServingConfig, staging: Path) -> list[str]:
+def convert(record_path: Path, settings: ServingConfig, staging: Path) -> list[str]:
     """Converts the record's pending LiteRT formats into ``staging/<run_id>/<format>.tflite``
     and measures nothing, so that several records can convert at once. A format the
     converter refuses gets its reason staged instead, for :func:`serve` to record.
@@ -49,7 +49,7 @@ def export(record_path: Path, settings: ServingConfig, staging: Path) -> list[st
         The formats staged.
     """
     rec = records.read(record_path)
-    names = [n for n in pending(rec, settings, record_path) if n != SAVED_MODEL]
+    names = [n for n in pending.formats(rec, settings, record_path) if n != SAVED_MODEL]
     if not names:
         return []
     model = kept_model(rec, record_path)
@@ -61,9 +61,9 @@ def export(record_path: Path, settings: ServingConfig, staging: Path) -> list[st
         try:
             flat = litert.convert(model, name, calibration)
         except litert.Unsupported as error:
-            served.refusal(staging, rec.run_id, name).write_text(str(error))
+            pending.refusal(staging, rec.run_id, name).write_text(str(error))
             continue
-        target = served.staged(staging, rec.run_id, name)
+        target = pending.staged(staging, rec.run_id, name)
         atomic.write(target, lambda f, flat=flat: f.write(flat), binary=True)
         done.append(name)
     return done
@@ -84,7 +84,7 @@ def _calibration(
     return sample
 
 
-def serve(record_path: Path, settings: ServingConfig, staging: Path | None = None) -> Record:
+def measure(record_path: Path, settings: ServingConfig, staging: Path | None = None) -> Record:
     """Measures every pending format of the record at ``record_path`` and writes each
     result into it as soon as it is measured.
 
@@ -98,7 +98,7 @@ def serve(record_path: Path, settings: ServingConfig, staging: Path | None = Non
         The record with its ``serving`` section.
     """
     rec = records.read(record_path)
-    todo = pending(rec, settings, record_path)
+    todo = pending.formats(rec, settings, record_path)
     if not todo:
         return rec
     rec.model.path = str(kept_model(rec, record_path))
@@ -193,8 +193,8 @@ def _exported(rec: Record, name: str, calibration, staging: Path | None) -> Path
     target = Path(rec.model.path).parent / f"{name}.tflite"
     if staging is not None:
         found, refused = (
-            served.staged(staging, rec.run_id, name),
-            served.refusal(staging, rec.run_id, name),
+            pending.staged(staging, rec.run_id, name),
+            pending.refusal(staging, rec.run_id, name),
         )
         if refused.is_file():
             return FormatResult(status="unsupported", reason=refused.read_text())
