@@ -1,7 +1,7 @@
 """Benchmark: what the feature cache saves, end to end (goals: a 10-epoch frozen run at
 least 8x faster with the cache, a 12-run sweep at least 30x).
 
-    python benchmarks/feature_cache.py [--part run|sweep|all] [--out results/speed] [key=value ...]
+    python benchmarks/feature_cache.py [--part run|sweep|six|all] [--out DIR] [key=value ...]
 
 Runs the real command, ``python -m bench.run``, in fresh folders and times each with the
 wall clock: the run (or the sweep over heads ``linear,mlp,keras_io`` x optimizers
@@ -33,6 +33,7 @@ import bench.pipeline.datasets.shapes  # noqa: F401  (registers the shapes build
 RUN = ["backbone=b0", "backbone.weights=none", "dataset=shapes", "freeze=frozen",
        "epochs=10"]  # fmt: skip
 SWEEP = ["-m", "head=linear,mlp,keras_io", "optimizer=adam,sgd", "batch_size=16,32"]
+SIX = ["-m", "head=linear,mlp,keras_io", "optimizer=adam,sgd"]
 
 
 def bench_run(folder: Path, data_dir: Path, args: list[str]) -> dict:
@@ -74,9 +75,19 @@ def sweep(root: Path, data_dir: Path, overrides: list[str]) -> dict:
     }
 
 
+def six(root: Path, data_dir: Path, overrides: list[str]) -> dict:
+    """One uncached run against the six runs of heads x optimizers on the cache (one
+    fills it, five hit it): the sweep a cache exists for, at the same per-run settings."""
+    args = [*RUN, *overrides]
+    return {
+        "one_without": bench_run(root / "six-without", data_dir, [*args, "feature_cache=false"]),
+        "six_cached": bench_run(root / "six-cached", data_dir, [*SIX, *args]),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=("run", "sweep", "all"), default="all")
+    parser.add_argument("--part", choices=("run", "sweep", "six", "all"), default="all")
     parser.add_argument("--out", default="results/speed")
     parser.add_argument("overrides", nargs="*", help="run config overrides, as for bench.run")
     args = parser.parse_args()
@@ -96,6 +107,10 @@ def main() -> None:
             found["without"]["train_time_s"] / found["cached"]["train_time_s"]
         )
         print(f"12-run sweep: {found['speedup']:.1f}x end to end")
+    if args.part == "six":
+        found = result["six"] = six(root, data_dir, args.overrides)
+        found["ratio"] = found["six_cached"]["wall_s"] / found["one_without"]["wall_s"]
+        print(f"six cached runs / one uncached run: {found['ratio']:.2f} (wall clock)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"feature_cache-{time.strftime('%Y%m%d-%H%M%S')}.json"

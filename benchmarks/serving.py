@@ -45,7 +45,7 @@ def macs() -> dict:
     found = {}
     for name, builder in builders.items():
         model = builder(weights=None, include_top=True, classes=1000, input_shape=(224, 224, 3))
-        counted = multiply_adds(lambda image, m=model: m(image, training=False), 224)
+        counted = multiply_adds(lambda image, m=model: m(image, training=False), (224, 224, 3))
         found[name] = {
             "macs": counted,
             "published": PUBLISHED[name],

@@ -172,7 +172,8 @@ def test_multiply_adds_are_counted_exactly_on_a_model_built_by_hand():
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(5, activation="softmax")(x)
     model = keras.Model(inputs, outputs)
-    assert multiply_adds(lambda image: model(image), 16) == 16 * 16 * 8 * 27 + 8 * 8 * 8 * 9 + 40
+    expected = 16 * 16 * 8 * 27 + 8 * 8 * 8 * 9 + 40
+    assert multiply_adds(lambda image: model(image), (16, 16, 3)) == expected
 
 
 # ---- Serving at the end of a run ---------------------------------------------------------
@@ -413,6 +414,29 @@ def test_serving_needs_the_kept_model(capsys):
     with pytest.raises(ConfigError) as raised:
         build(compose("serve=true", "keep_model=false"))
     assert "serve" in str(raised.value) and "keep_model" in str(raised.value)
+
+
+def test_a_kept_head_is_pending_where_the_record_says_or_beside_a_moved_record(tmp_path):
+    """A run on cached features keeps its head only: a serve has every format to measure
+    (it assembles the SavedModel first), also when the results were moved."""
+    import dataclasses
+
+    from bench.core import pending
+    from bench.core import record as records
+    from bench.core.record import ModelInfo
+    from bench.core.schema import ServingConfig
+    from tests.test_records import GOLDEN
+
+    base = records.read(GOLDEN / "v5.json")
+    stale = str(tmp_path / "gone" / "models" / base.run_id / pending.HEAD_WEIGHTS)
+    rec = dataclasses.replace(base, model=ModelInfo(head_weights=stale), serving=None)
+    moved = tmp_path / "moved" / f"{rec.run_id}.json"
+    assert pending.formats(rec, ServingConfig(), moved) == []  # no head anywhere
+    beside = tmp_path / "moved" / "models" / rec.run_id / pending.HEAD_WEIGHTS
+    beside.parent.mkdir(parents=True)
+    beside.write_bytes(b"")
+    assert pending.kept_head(rec, moved) == beside
+    assert pending.formats(rec, ServingConfig(), moved) == ["saved_model", *EXPORTS]
 
 
 def test_a_misspelt_serving_format_fails_when_the_config_is_composed():

@@ -68,6 +68,35 @@ def test_a_frozen_run_fills_the_cache_then_hits_it_with_the_same_numbers(
         # The whole model's size, also when only the head was built.
         assert run.metrics.params_total == without.metrics.params_total
         assert run.metrics.params_trainable == without.metrics.params_trainable
+    # The hit kept its head alone (no backbone built: model.build raises), described as the
+    # whole model: the same parameters, and multiply-adds counted in two parts that add up.
+    assert hit.model.path is None and Path(hit.model.head_weights).is_file()
+    assert filled.model.path and filled.model.head_weights is None
+    assert hit.model.params == filled.model.params
+    assert hit.model.macs_per_image == filled.model.macs_per_image > 0
+    monkeypatch.undo()
+    _assembled_when_served(hit, filled, tmp_path / "b")
+
+
+def _assembled_when_served(hit, filled, results_dir: Path) -> None:
+    """The kept head becomes a SavedModel on first use, and predicts as the run whose
+    backbone was built and kept whole (same seed, weights and batches)."""
+    from bench.core import record
+    from bench.pipeline import keep
+
+    assembled = keep.assemble(record.path_for(results_dir, hit.run_id))
+    assert record.read(record.path_for(results_dir, hit.run_id)).model.path == assembled.model.path
+    assert assembled.model.size_bytes > 0 and assembled.model.params == hit.model.params
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+
+    def predict(path):
+        served = tf.saved_model.load(path).signatures[keep.SIGNATURE]
+        return served(image=tf.constant(images))["probabilities"].numpy()
+
+    np.testing.assert_allclose(
+        predict(assembled.model.path), predict(filled.model.path), rtol=1e-4, atol=1e-5
+    )
+    assert keep.assemble(record.path_for(results_dir, hit.run_id)) == assembled  # once
 
 
 @pytest.mark.parametrize("drop_remainder", [False, True])

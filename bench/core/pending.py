@@ -11,6 +11,7 @@ from bench.core.record import Record
 from bench.core.schema import ServingConfig
 
 SAVED_MODEL = "saved_model"
+HEAD_WEIGHTS = "head_weights.npz"  # in the order Keras lists them (get_weights)
 
 
 def model_dir(results_dir: str | os.PathLike, run_id: str) -> Path:
@@ -20,10 +21,11 @@ def model_dir(results_dir: str | os.PathLike, run_id: str) -> Path:
 
 def formats(rec: Record, settings: ServingConfig, record_path: Path | None = None) -> list[str]:
     """The formats (``saved_model`` first) ``rec`` has no result for yet: what a serve of
-    it would measure. Empty for a run without a kept model. A ``failed`` format is tried
-    again, and every format is pending when the record was served on another CPU (its
-    latencies would not be comparable with this host's)."""
-    if not rec.completed or kept_model(rec, record_path) is None:
+    it would measure. Empty for a run without a kept model or kept head (whose SavedModel
+    the serve assembles first). A ``failed`` format is tried again, and every format is
+    pending when the record was served on another CPU (its latencies would not be
+    comparable with this host's)."""
+    if not rec.completed or not (kept_model(rec, record_path) or kept_head(rec, record_path)):
         return []
     done = {} if elsewhere(rec) else (rec.serving.formats if rec.serving else {})
     wanted = [SAVED_MODEL, *(f.value if hasattr(f, "value") else f for f in settings.formats)]
@@ -37,6 +39,16 @@ def kept_model(rec: Record, record_path: Path | None = None) -> Path | None:
     if record_path is not None and rec.model.path:
         candidates.append(model_dir(Path(record_path).parent, rec.run_id))
     return next((Path(c) for c in candidates if Path(c).is_dir()), None)
+
+
+def kept_head(rec: Record, record_path: Path | None = None) -> Path | None:
+    """The head weights of a run that trained on cached features: where the record says,
+    or beside the record when the results were moved; None if absent."""
+    candidates = [rec.model.head_weights] if rec.model.head_weights else []
+    if record_path is not None and rec.model.head_weights:
+        folder = model_dir(Path(record_path).parent, rec.run_id).parent
+        candidates.append(folder / HEAD_WEIGHTS)
+    return next((Path(c) for c in candidates if Path(c).is_file()), None)
 
 
 def elsewhere(rec: Record) -> bool:

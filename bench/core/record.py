@@ -261,10 +261,14 @@ class SkippedFiles:
 class ModelInfo:
     """The trained model a completed run kept (``keep_model``): a SavedModel whose
     ``serving_default`` signature takes ``image`` (as ``input`` describes) and returns
-    class probabilities."""
+    class probabilities. A run that trained only its head on cached features keeps the
+    head's weights (``head_weights``); its SavedModel is assembled from them when first
+    served (``python -m bench.serve``), and ``path`` is null until then."""
 
     #: The SavedModel folder: <results_dir>/models/<run_id>/saved_model.
     path: str | None = None
+    #: A head trained on cached features: <results_dir>/models/<run_id>/head_weights.npz.
+    head_weights: str | None = None
     #: What the signature takes (pipeline.keep.INPUT).
     input: str | None = None
     #: The SavedModel's size on disk.

@@ -208,14 +208,14 @@ def keep_model(spec: RunSpec, built, where: Place, tracker) -> ModelInfo:
     except Exception:  # noqa: BLE001  (a save that fails is the model's loss, not the run's)
         log.error("the model of %s was not kept:\n%s", spec.run_id, traceback.format_exc())
         return ModelInfo()
-    kept.artifact = tracker.artifact_name("model") if kept.path else None
+    kept.artifact = tracker.artifact_name("model") if kept.path else None  # a head: when served
     return kept
 
 
 def measure_exports(written: Record, path, spec: RunSpec) -> Record:
     """With ``serve=true``, the completed record with its kept model's serving figures. A
     serve that fails or is stopped leaves the run completed, with what it measured."""
-    if not (spec.cfg.serve and written.model.path):
+    if not (spec.cfg.serve and (written.model.path or written.model.head_weights)):
         return written
     try:
         return exports.measure(path, spec.cfg.serving)

@@ -48,7 +48,7 @@ def convert(record_path: Path, settings: ServingConfig, staging: Path) -> list[s
     Returns:
         The formats staged.
     """
-    rec = records.read(record_path)
+    rec = keep.assemble(record_path)  # a kept head becomes a SavedModel first
     names = [n for n in pending.formats(rec, settings, record_path) if n != SAVED_MODEL]
     if not names:
         return []
@@ -97,7 +97,7 @@ def measure(record_path: Path, settings: ServingConfig, staging: Path | None = N
     Returns:
         The record with its ``serving`` section.
     """
-    rec = records.read(record_path)
+    rec = keep.assemble(record_path)  # a kept head becomes a SavedModel first
     todo = pending.formats(rec, settings, record_path)
     if not todo:
         return rec

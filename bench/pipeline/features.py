@@ -29,7 +29,8 @@ from bench.core.record import FeatureCacheInfo
 from bench.core.spec import RunSpec
 from bench.pipeline import stop
 from bench.pipeline.data import AUTOTUNE, Data, from_epoch, sharded, shuffled
-from bench.pipeline.model import Built
+from bench.pipeline.keep import multiply_adds
+from bench.pipeline.model import Built, StoredBackbone
 from bench.pipeline.store import read, write
 
 SPLITS = ("train", "val", "test")
@@ -54,12 +55,16 @@ class Entry:
     parts: dict
     arrays: dict[str, np.ndarray] | None = None  # None: not stored yet (a miss)
 
-    def head_input(self) -> tuple[tuple[int, ...], int] | None:
-        """On a hit: the features' shape and the size of the backbone that computed them
-        (what :func:`bench.pipeline.model.build_head` needs); else None."""
+    def head_input(self) -> tuple[tuple[int, ...], StoredBackbone] | None:
+        """On a hit: the features' shape and the backbone that computed them (what
+        :func:`bench.pipeline.model.build_head` needs); else None."""
         if self.arrays is None or "backbone_params" not in self.arrays:
             return None
-        return self.arrays["train_x"].shape[1:], int(self.arrays["backbone_params"])
+        macs = self.arrays.get("backbone_macs")
+        stored = StoredBackbone(
+            int(self.arrays["backbone_params"]), int(macs) if macs is not None else None
+        )
+        return self.arrays["train_x"].shape[1:], stored
 
 
 def lookup(spec: RunSpec, data: Data, policy: str) -> Entry | None:
@@ -97,7 +102,7 @@ def prepare(
     if arrays is None:
         start = time.perf_counter()
         arrays = compute(data, built.features)
-        arrays["backbone_params"] = np.array(built.backbone.count_params(), np.int64)
+        arrays.update(backbone_facts(built, spec.cfg.image_size))
         if cluster.role().chief:  # in a multi-worker run all compute, the chief stores
             write(entry.path, arrays, entry.parts)
         status, fill_s = "filled", time.perf_counter() - start
@@ -126,6 +131,17 @@ def components(spec: RunSpec, data: Data, policy: str) -> dict:
         "precision": policy,
         "tensorflow": tf.__version__,
     }
+
+
+def backbone_facts(built: Built, size: int) -> dict[str, np.ndarray]:
+    """What the entry keeps of the backbone that fills it, for the runs that will train on
+    it without building one: its parameters and the multiply-adds of one image through
+    ``features`` (counted once per entry, not once per run; a kept head adds its own)."""
+    facts = {"backbone_params": np.array(built.backbone.count_params(), np.int64)}
+    macs = multiply_adds(lambda image: built.features(image, training=False), (size, size, 3))
+    if macs is not None:
+        facts["backbone_macs"] = np.array(macs, np.int64)
+    return facts
 
 
 def weights_identity(spec: RunSpec) -> str:

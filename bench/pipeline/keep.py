@@ -12,13 +12,15 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from bench.core import cluster
-from bench.core.pending import model_dir
-from bench.core.record import ModelInfo
+from bench.core import atomic, cluster
+from bench.core import record as records
+from bench.core.pending import HEAD_WEIGHTS, SAVED_MODEL, kept_head, kept_model, model_dir
+from bench.core.record import ModelInfo, Record
 from bench.core.spec import RunSpec
 from bench.pipeline import model as models
 from bench.pipeline import pixels
@@ -59,7 +61,7 @@ def save_on_chief(
         info = save(spec, built, num_classes, policy)
     if cluster.role().chief:
         return info
-    shutil.rmtree(Path(info.path).parent, ignore_errors=True)
+    shutil.rmtree(Path(info.path or info.head_weights).parent, ignore_errors=True)
     return ModelInfo()
 
 
@@ -69,21 +71,65 @@ def save(spec: RunSpec, built: models.Built, num_classes: int, policy: str) -> M
     The kept model computes in float32 (the LiteRT exports start from it, and CPUs serve
     in it): a mixed-precision run's weights are copied into the same model built in
     float32. A run that trained only its head on cached features has no backbone in
-    memory: the full model is built (with the same backbone weights the features came
-    from) and the trained head's weights copied into it.
+    memory: it keeps the head (:func:`save_head`), and the SavedModel is assembled when
+    first served (:func:`assemble`).
     """
-    full = built
     if built.backbone is None:
-        full = models.build(spec, num_classes, "float32")
-        full.head.set_weights(built.head.get_weights())
-    elif policy != "float32":
+        return save_head(spec, built, num_classes)
+    full = built
+    if policy != "float32":
         full = models.build(spec, num_classes, "float32")
         full.model.set_weights(built.model.get_weights())
+    return write_saved_model(spec, full, model_dir(spec.cfg.results_dir, spec.run_id))
+
+
+def save_head(spec: RunSpec, built: models.Built, num_classes: int) -> ModelInfo:
+    """Keeps a head trained on cached features: its weights (kilobytes, written in
+    milliseconds), its size and its multiply-adds with the stored backbone's. Building the
+    backbone, saving the SavedModel and profiling its graph would cost a run that trains
+    in seconds several seconds more, so they wait until a serve asks (:func:`assemble`)."""
+    target = model_dir(spec.cfg.results_dir, spec.run_id).parent / HEAD_WEIGHTS
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # By position, as Keras lists them: the head built again beside a backbone has the same
+    # layers under other names.
+    arrays = {f"w{i:03d}": w for i, w in enumerate(built.head.get_weights())}
+    atomic.write(target, lambda handle: np.savez(handle, **arrays), binary=True)
+    size, stored = spec.cfg.image_size, built.stored
+    head_macs = multiply_adds(lambda x: built.head(x, training=False), built.head.input_shape[1:])
+    known = stored is not None and stored.macs_per_image is not None and head_macs is not None
+    return ModelInfo(
+        head_weights=str(target),
+        input=INPUT.format(size=size, classes=num_classes),
+        params=built.parameter_counts()[0],
+        macs_per_image=stored.macs_per_image + head_macs if known else None,
+    )
+
+
+def assemble(record_path: Path) -> Record:
+    """The record at ``record_path``, with the SavedModel of a run that kept only its head
+    assembled now: the backbone built with the weights its features came from, the head's
+    weights loaded into it, saved beside the head, and the record rewritten to point to it.
+    A record that has its SavedModel, or keeps nothing, is returned as it is."""
+    rec = records.read(record_path)
+    head = kept_head(rec, record_path)
+    if kept_model(rec, record_path) is not None or head is None:
+        return rec
+    spec = RunSpec.of(rec.config, rec.run_id)
+    full = models.build(spec, rec.config["dataset"]["num_classes"], "float32")
+    with np.load(head) as stored:
+        full.head.set_weights([stored[name] for name in sorted(stored.files)])
+    info = write_saved_model(spec, full, head.parent / SAVED_MODEL)
+    rec.model.path, rec.model.size_bytes = info.path, info.size_bytes
+    records.write(rec, Path(record_path).parent)
+    return rec
+
+
+def write_saved_model(spec: RunSpec, full: models.Built, target: Path) -> ModelInfo:
+    """Saves ``full`` at ``target`` behind its one signature; what the record says of it."""
     size = spec.cfg.image_size
     exported = RawImageModel(
         full.model, size, spec.backbone.input_range(spec.cfg.backbone.source.value)
     )
-    target = model_dir(spec.cfg.results_dir, spec.run_id)
     partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     tf.saved_model.save(exported, str(partial), signatures={SIGNATURE: exported.serve})
@@ -93,10 +139,10 @@ def save(spec: RunSpec, built: models.Built, num_classes: int, policy: str) -> M
     os.replace(partial, target)  # a run cut while saving leaves no half model in its place
     return ModelInfo(
         path=str(target),
-        input=INPUT.format(size=size, classes=num_classes),
+        input=INPUT.format(size=size, classes=full.model.output_shape[-1]),
         size_bytes=folder_size(target),
         params=int(full.model.count_params()),
-        macs_per_image=multiply_adds(exported.call, size),
+        macs_per_image=multiply_adds(exported.call, (size, size, 3)),
     )
 
 
@@ -110,15 +156,15 @@ def folder_size(path: str | os.PathLike) -> int:
 COUNTED_OPS = ["Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2"]
 
 
-def multiply_adds(call, size: int) -> int | None:
-    """Multiply-adds of one ``size`` px image through ``call`` (images to outputs), from
-    TensorFlow's profiler on its graph traced and frozen at batch 1 (static shapes, which
-    the profiler needs; it counts a multiply-add as two float ops).
+def multiply_adds(call, shape: tuple[int, ...]) -> int | None:
+    """Multiply-adds of one input of ``shape`` (an image: ``(size, size, 3)``) through
+    ``call``, from TensorFlow's profiler on its graph traced and frozen at batch 1 (static
+    shapes, which the profiler needs; it counts a multiply-add as two float ops).
 
     Returns None when the graph cannot be frozen or profiled: a missing count never fails
     the run.
     """
-    image = tf.TensorSpec([1, size, size, 3], tf.float32)
+    image = tf.TensorSpec([1, *shape], tf.float32)
     try:
         frozen = convert_variables_to_constants_v2(tf.function(call).get_concrete_function(image))
         builder = tf.compat.v1.profiler.ProfileOptionBuilder

@@ -14,6 +14,15 @@ from bench.core.spec import RunSpec
 from bench.pipeline import freeze, heads
 
 
+@dataclass(frozen=True)
+class StoredBackbone:
+    """The backbone that computed cached features, known from the cache entry alone: its
+    parameters and its multiply-adds per image (None when the entry predates the count)."""
+
+    params: int
+    macs_per_image: int | None = None
+
+
 @dataclass
 class Built:
     """The full model and its parts, which share their weights with it.
@@ -25,21 +34,22 @@ class Built:
 
     A run whose every phase trains on features already in the cache never runs the
     backbone, so :func:`build_head` builds only the head: ``model`` is the head,
-    ``backbone`` and ``features`` are None and ``stored_backbone_params`` is the size of
-    the backbone that computed the features.
+    ``backbone`` and ``features`` are None and ``stored`` describes the backbone that
+    computed the features.
     """
 
     model: keras.Model
     backbone: keras.layers.Layer | None
     features: keras.Model | None
     head: keras.Model
-    stored_backbone_params: int = 0
+    stored: StoredBackbone | None = None
 
     def parameter_counts(self) -> tuple[int, int]:
         """(total, trainable) parameter counts of the whole model as it trains now (a
         backbone known only from the cache is frozen: none of it trains)."""
         trainable = sum(int(np.prod(w.shape)) for w in self.model.trainable_weights)
-        return int(self.model.count_params()) + self.stored_backbone_params, trainable
+        stored = self.stored.params if self.stored else 0
+        return int(self.model.count_params()) + stored, trainable
 
 
 class InferenceWhenFrozen(keras.layers.Layer):
@@ -100,7 +110,7 @@ def build_head(
     spec: RunSpec,
     num_classes: int,
     feature_shape: tuple[int, ...],
-    backbone_params: int,
+    stored: StoredBackbone,
     policy: str = "float32",
 ) -> Built:
     """Only the head, on cached features of ``feature_shape``, for a run whose every phase
@@ -108,7 +118,7 @@ def build_head(
     2 s here, B7 more, plus loading its weights). Call under ``strategy.scope()``."""
     keras.mixed_precision.set_global_policy(policy)
     head = seeded_head(spec, tuple(feature_shape), num_classes)
-    return Built(head, None, None, head, stored_backbone_params=backbone_params)
+    return Built(head, None, None, head, stored=stored)
 
 
 def seeded_head(spec: RunSpec, feature_shape: tuple[int, ...], num_classes: int) -> keras.Model:
