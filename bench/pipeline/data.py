@@ -21,7 +21,6 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import bench.pipeline.datasets.shapes  # noqa: F401  (registers the embedded TFDS builder)
-from bench.core import plan as run_plan
 from bench.core import splits
 from bench.core.console import say
 from bench.core.errors import ConfigError, DataUnavailable
@@ -91,7 +90,7 @@ def load(spec: RunSpec, drop_remainder: bool = False, cache_dir: Path | None = N
         return None if ds is None else batches(ds, spec.batch_size, input_range)
 
     def epoch(number):
-        return training_epoch(train, cfg, spec.batch_size, input_range, number, drop_remainder)
+        return training_epoch(train, spec, input_range, number, drop_remainder)
 
     return Data(
         train=sharded(epoch(0).prefetch(AUTOTUNE)),
@@ -327,8 +326,7 @@ def shuffled(
 
 def training_epoch(
     ds: tf.data.Dataset,
-    cfg: Config,
-    batch_size: int,
+    spec: RunSpec,
     input_range: tuple[float, float],
     epoch: int,
     drop_remainder: bool = False,
@@ -339,8 +337,9 @@ def training_epoch(
     epochs this process iterated before, so a run resumed at epoch *k* sees from there on
     exactly what the uncut run saw.
     """
-    out = shuffled(ds, cfg, batch_size, epoch, drop_remainder)
-    if run_plan.augments(cfg):  # decided once, in the run's plan
+    cfg = spec.cfg
+    out = shuffled(ds, cfg, spec.batch_size, epoch, drop_remainder)
+    if spec.plan.augments:  # decided once, in the run's plan
         out = out.enumerate().map(
             lambda i, xy: (
                 augment.apply(xy[0], cfg.augment, augment.seed_of(cfg.seed, epoch, i)),
