@@ -22,9 +22,9 @@ def build(opt: OptimizerConfig, steps_per_epoch: int, epochs: int):
     name = OptimizerName(opt.name)
     # Keras' legacy optimizers apply each variable's update as one fused op (ApplyAdam,
     # ApplyMomentum, ...), the same update rule as the new ones. The new ones trace it as
-    # many small ops per variable: tracing EfficientNet-B0's first training step took 10.3
-    # s with the new Adam and 5.5 s with the legacy one (docs/benchmarks.md). AdamW has no
-    # legacy form.
+    # many small ops per variable: tracing EfficientNet-B0's first training step took 10.2
+    # s with the new Adam and 5.1 s with the legacy one (benchmarks/first_step.py,
+    # docs/benchmarks.md). AdamW has no legacy form.
     legacy = keras.optimizers.legacy
     if name == OptimizerName.sgd:
         return legacy.SGD(momentum=opt.momentum, nesterov=opt.nesterov, **common)
