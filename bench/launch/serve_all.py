@@ -1,7 +1,8 @@
 """``python -m bench.serve``'s body: measure what every selected kept model costs to serve.
 
 For every completed record in ``--runs`` (narrowed by the multirun group, a W&B tag or run
-ids) whose kept model has formats not yet measured, the worker room exports the model to
+ids) whose kept model has formats not yet measured (a kept head is first assembled into its
+SavedModel, :func:`bench.pipeline.keep.assemble`), the worker room exports the model to
 LiteRT (float32, float16, dynamic-range int8, full-integer int8), measures each export and
 the SavedModel (size, accuracy, batch-1 latency at 1 thread and all cores, throughput) and
 writes the figures into the record's ``serving`` section (:mod:`bench.pipeline.exports`).
