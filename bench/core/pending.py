@@ -35,20 +35,23 @@ def formats(rec: Record, settings: ServingConfig, record_path: Path | None = Non
 def kept_model(rec: Record, record_path: Path | None = None) -> Path | None:
     """The record's SavedModel folder: where the record says, or beside the record
     (``<folder>/models/<run_id>/saved_model``) when the results were moved; None if absent."""
-    candidates = [rec.model.path] if rec.model.path else []
-    if record_path is not None and rec.model.path:
-        candidates.append(model_dir(Path(record_path).parent, rec.run_id))
-    return next((Path(c) for c in candidates if Path(c).is_dir()), None)
+    beside = model_dir(Path(record_path).parent, rec.run_id) if record_path else None
+    return _found(rec.model.path, beside, Path.is_dir)
 
 
 def kept_head(rec: Record, record_path: Path | None = None) -> Path | None:
     """The head weights of a run that trained on cached features: where the record says,
     or beside the record when the results were moved; None if absent."""
-    candidates = [rec.model.head_weights] if rec.model.head_weights else []
-    if record_path is not None and rec.model.head_weights:
-        folder = model_dir(Path(record_path).parent, rec.run_id).parent
-        candidates.append(folder / HEAD_WEIGHTS)
-    return next((Path(c) for c in candidates if Path(c).is_file()), None)
+    folder = model_dir(Path(record_path).parent, rec.run_id).parent if record_path else None
+    return _found(rec.model.head_weights, folder / HEAD_WEIGHTS if folder else None, Path.is_file)
+
+
+def _found(recorded: str | None, beside: Path | None, exists) -> Path | None:
+    """``recorded`` if it ``exists``, else ``beside`` if it does; None when nothing was
+    recorded (a path beside the record counts only for what the record says it kept)."""
+    if not recorded:
+        return None
+    return next((p for p in (Path(recorded), beside) if p is not None and exists(p)), None)
 
 
 def elsewhere(rec: Record) -> bool:
