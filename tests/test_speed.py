@@ -75,10 +75,10 @@ def test_a_frozen_run_fills_the_cache_then_hits_it_with_the_same_numbers(
     assert hit.model.params == filled.model.params
     assert hit.model.macs_per_image == filled.model.macs_per_image > 0
     monkeypatch.undo()
-    _assembled_when_served(hit, filled, tmp_path / "b")
+    _assembled_when_served(hit, filled, tmp_path / "b", monkeypatch)
 
 
-def _assembled_when_served(hit, filled, results_dir: Path) -> None:
+def _assembled_when_served(hit, filled, results_dir: Path, monkeypatch) -> None:
     """The kept head becomes a SavedModel on first use, and predicts as the run whose
     backbone was built and kept whole (same seed, weights and batches)."""
     from bench.core import record
@@ -96,7 +96,10 @@ def _assembled_when_served(hit, filled, results_dir: Path) -> None:
     np.testing.assert_allclose(
         predict(assembled.model.path), predict(filled.model.path), rtol=1e-4, atol=1e-5
     )
-    assert keep.assemble(record.path_for(results_dir, hit.run_id)) == assembled  # once
+    built_again = []
+    monkeypatch.setattr(model, "build", lambda *a, **k: built_again.append(a))
+    assert keep.assemble(record.path_for(results_dir, hit.run_id)) == assembled
+    assert built_again == []  # assembled once: the second call finds the SavedModel
 
 
 @pytest.mark.parametrize("drop_remainder", [False, True])
