@@ -10,8 +10,8 @@ import tensorflow_datasets as tfds
 import tf_keras as keras
 
 from bench.core import plan as run_plan
-from bench.core.errors import ConfigError
-from bench.pipeline import augment, data
+from bench.core.errors import ConfigError, DataUnavailable
+from bench.pipeline import augment, data, sources
 from tests.helpers import make_spec, write_folder
 
 
@@ -94,7 +94,7 @@ def test_folder_without_class_subfolders_is_a_config_error(tmp_path):
 
 def test_missing_tfds_data_offline_says_how_to_prepare_it(tmp_path):
     spec = make_spec("dataset=cifar10", "dataset.download=false", f"data_dir={tmp_path}")
-    with pytest.raises(data.DataUnavailable, match=r"tfds build cifar10 --data_dir DIR"):
+    with pytest.raises(DataUnavailable, match=r"tfds build cifar10 --data_dir DIR"):
         data.load(spec)
 
 
@@ -259,7 +259,7 @@ def test_the_epoch_order_is_a_function_of_seed_and_epoch_on_each_of_two_shards(t
 def test_a_dataset_another_job_finished_preparing_meanwhile_is_loaded_again(monkeypatch):
     """Two jobs of a parallel multirun prepare shapes at once on a fresh machine: TFDS's
     rename of its incomplete folder fails for the second, which then finds the data."""
-    monkeypatch.setattr(data.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(sources.time, "sleep", lambda seconds: None)
     calls = []
 
     def load():
@@ -268,10 +268,10 @@ def test_a_dataset_another_job_finished_preparing_meanwhile_is_loaded_again(monk
             raise FileExistsError("Cannot rename incomplete.X: 1.0.0 already exists")
         return "loaded"
 
-    assert data._prepared(load) == "loaded" and len(calls) == 2
+    assert sources._prepared(load) == "loaded" and len(calls) == 2
 
     def always():
         raise FileExistsError("still there")
 
     with pytest.raises(FileExistsError):
-        data._prepared(always)
+        sources._prepared(always)

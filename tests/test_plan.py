@@ -4,6 +4,9 @@ keys here, not through bench's functions."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from tests.helpers import make_spec, options
@@ -72,3 +75,36 @@ def test_the_compute_request_is_the_configs():
     found = (request.precision, request.jit_compile, request.steps_per_execution,
              request.input_cache, request.lr_scaling)  # fmt: skip
     assert found == ("float32", "true", 3, "disk", "linear")
+
+
+# The site: what the config settles together with this process's environment. The
+# expected folders are spelled out here from the documented layout (docs/outputs.md).
+@pytest.mark.parametrize("index", [0, 1], ids=["chief", "worker-1"])
+def test_the_site_puts_the_checkpoint_in_the_chiefs_folder_and_scratch_in_its_own(
+    index, monkeypatch
+):
+    cluster = {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": index}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(cluster))
+    spec = make_spec("dataset=shapes", "results_dir=/r", "wandb.mode=offline")
+    site = spec.site
+    own = "/r" if index == 0 else "/r/workers/worker-1"
+    assert (site.role.chief, site.role.workers) == (index == 0, 2)
+    assert site.checkpoint_dir == Path("/r/checkpoints") / spec.run_id
+    assert site.scratch_dir == Path(own) / "checkpoints" / spec.run_id
+    assert site.model_dir == Path(own) / "models" / spec.run_id / "saved_model"
+
+
+@pytest.mark.parametrize(
+    ("asked", "environment", "expected"),
+    [("offline", {"WANDB_MODE": "online"}, "offline"), ("auto", {"WANDB_MODE": "disabled"},
+     "disabled"), ("auto", {"WANDB_API_KEY": "k"}, "online")],
+)  # fmt: skip
+def test_the_site_resolves_the_wandb_mode_once(asked, environment, expected, monkeypatch):
+    for name in ("TF_CONFIG", "WANDB_MODE", "WANDB_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    spec = make_spec("dataset=shapes", f"wandb.mode={asked}")
+    assert spec.site.wandb_mode == expected
+    monkeypatch.setenv("WANDB_MODE", "offline")  # decided once per spec: not read again
+    assert spec.site.wandb_mode == expected

@@ -482,7 +482,7 @@ def test_a_folder_whose_files_are_all_unreadable_is_an_error(tmp_path):
     with pytest.raises(
         DataUnavailable, match=r"0 examples cannot give .*\(2 unreadable files skipped\)"
     ):
-        folder.load(str(tmp_path), splits.plan("files", None, None, 0.15, 0.15, 1))
+        folder.scan(str(tmp_path), splits.plan("files", None, None, 0.15, 0.15, 1))
 
 
 @pytest.mark.slow

@@ -242,7 +242,7 @@ def test_a_folder_datasets_identity_follows_its_files_and_split(tmp_path):
             Image.new("RGB", (8, 8), (index * 40, 0, 0)).save(tmp_path / name / f"{index}.png")
 
     def identity(share: float, seed: int) -> str:
-        return folder.load(
+        return folder.scan(
             str(tmp_path), splits.plan("files", None, None, share, 0.0, seed)
         ).identity
 

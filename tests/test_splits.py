@@ -14,7 +14,7 @@ import tensorflow_datasets as tfds
 from bench.core import splits
 from bench.core.errors import ConfigError
 from bench.core.record import SplitInfo
-from bench.pipeline import data
+from bench.pipeline import carving, data
 from tests.helpers import make_spec, write_folder
 
 
@@ -106,12 +106,12 @@ def test_splits_that_would_share_or_exhaust_examples_are_config_errors(overrides
 
 def test_carving_gives_every_role_one_example_at_least_and_keeps_classes_in_proportion():
     labels = [0] * 50 + [1] * 30 + [2] * 20
-    found = splits.carve(labels, {"val": 0.15, "test": 0.15}, seed=3)
+    found = carving.carve(labels, {"val": 0.15, "test": 0.15}, seed=3)
     assert [len(found[r]) for r in ("train", "val", "test")] == [70, 15, 15]
     assert sorted(np.concatenate(list(found.values())).tolist()) == list(range(100))
     val_classes = np.bincount(np.asarray(labels)[found["val"]])
     assert val_classes.tolist() == [8, 4, 3]  # 7.5, 4.5, 3.0: one more to the first tie
-    tiny = splits.carve([0, 1, 0, 1, 0, 1], {"val": 0.15, "test": 0.15}, seed=0)
+    tiny = carving.carve([0, 1, 0, 1, 0, 1], {"val": 0.15, "test": 0.15}, seed=0)
     assert [len(tiny[r]) for r in ("train", "val", "test")] == [4, 1, 1]
     with pytest.raises(ValueError, match="keep some for training"):
-        splits.carve([0, 1], {"val": 0.15, "test": 0.15}, seed=0)
+        carving.carve([0, 1], {"val": 0.15, "test": 0.15}, seed=0)

@@ -15,7 +15,8 @@ import tf_keras as keras
 from bench.core.record import HistoryRow, PhaseMetrics
 from bench.core.schema import Policy
 from bench.pipeline import freeze, measure, model, train
-from bench.pipeline.execute import execute, metrics
+from bench.pipeline.execute import execute
+from bench.pipeline.outcome import metrics
 from tests.helpers import make_spec
 
 

@@ -578,20 +578,21 @@ def save(record: Record, results_dir: str | os.PathLike) -> Path:
     Returns:
         ``<results_dir>/<run_id>.json``.
     """
-    attempt = record.job.get("attempt") or uuid.uuid4().hex
-    folder = attempt_path(results_dir, record.run_id, attempt).parent
-    folder.mkdir(parents=True, exist_ok=True)
-    record.attempts = len({*folder.glob("*.json"), folder / f"{attempt}.json"})
-    _write_atomic(record, folder / f"{attempt}.json")
     target = path_for(results_dir, record.run_id)
     try:
         current = read(target)
     except (OSError, ValueError):
         current = None
+    attempt = record.job.get("attempt") or uuid.uuid4().hex
+    folder = attempt_path(results_dir, record.run_id, attempt).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    record.attempts = len({*folder.glob("*.json"), folder / f"{attempt}.json"})
+    kept = record
     if current is not None and current.completed and not record.completed:
-        current.attempts = record.attempts
-        record = current
-    return _write_atomic(record, target)
+        current.attempts, kept = record.attempts, current
+    for written, path in ((record, folder / f"{attempt}.json"), (kept, target)):
+        _write_atomic(written, path)
+    return target
 
 
 def find_attempt(results_dir: str | os.PathLike, run_id: str, attempt: str) -> Record | None:

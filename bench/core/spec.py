@@ -9,6 +9,7 @@ beats the global default); ``run_id`` is a stable hash of everything that define
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.core import backbones, cluster, env_vars, record
 from bench.core import plan as run_plan
+from bench.core import site as run_site
 from bench.core.errors import ConfigError
 from bench.core.schema import Config, DatasetConfig, Loader, Policy, Source, WandbMode
 from bench.core.wandb_mode import has_credentials
@@ -108,6 +110,12 @@ class RunSpec:
     def plan(self) -> run_plan.RunPlan:
         """What the config settles for training (bench.core.plan), decided once."""
         return run_plan.of(self.cfg)
+
+    @functools.cached_property
+    def site(self) -> run_site.Site:
+        """Where the run writes and logs from this process (bench.core.site), decided
+        once per spec."""
+        return run_site.of(self.cfg.results_dir, self.run_id, self.cfg.wandb.mode)
 
     @property
     def backbone(self) -> backbones.BackboneInfo:

@@ -32,9 +32,9 @@ from pathlib import Path
 import tensorflow as tf
 import tf_keras as keras
 
-from bench.core import cluster
 from bench.core.atomic import write as atomic_write
 from bench.core.record import HistoryRow
+from bench.core.site import Site
 from bench.pipeline.model import Built
 
 # What a finished phase left: the whole model, only the head, or the whole model under the
@@ -58,11 +58,10 @@ class RunCheckpoint:
     may touch (the on-disk input cache); in a one-process run both are the same.
     """
 
-    def __init__(self, results_dir: str | Path, run_id: str):
-        this = cluster.role()
-        self.dir = cluster.shared_results_dir(results_dir, this) / "checkpoints" / run_id
-        self.scratch = Path(results_dir) / "checkpoints" / run_id
-        self.writes = this.chief
+    def __init__(self, site: Site):
+        self.dir = site.checkpoint_dir
+        self.scratch = site.scratch_dir
+        self.writes = site.role.chief
         self._history = self.dir / "history.jsonl"
 
     def start(self) -> int:

@@ -13,6 +13,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import tensorflow as tf
+import tf_keras as keras
+
 from bench.core.plan import ComputeRequest
 from bench.core.schema import Precision
 
@@ -51,7 +54,7 @@ def jit_compile(requested: str, devices: Devices) -> bool:
 @dataclass(frozen=True)
 class Compute:
     """How this run computes on these devices: the plan's request resolved (the record's
-    ``env`` fields of the same names)."""
+    ``env`` fields of the same names; ``env.input_cache`` is the data step's)."""
 
     precision: str
     jit_compile: bool
@@ -59,7 +62,6 @@ class Compute:
     deterministic: bool
     not_deterministic: tuple[str, ...] = ()
     workers: int = 1
-    input_cache: str | None = None  # where the data step kept the images (set after it)
 
     def record(self) -> dict:
         """The record's ``env`` fields."""
@@ -103,8 +105,6 @@ def not_deterministic(on: bool, devices: Devices, workers: int) -> list[str]:
 
 def detect(strategy_facts: dict) -> Devices:
     """The :class:`Devices` of this process, from the strategy's facts."""
-    import tensorflow as tf
-
     devices = strategy_facts.get("devices") or []
     if any(d.startswith("TPU") for d in devices):
         return Devices("TPU")
@@ -115,3 +115,20 @@ def detect(strategy_facts: dict) -> Devices:
             capabilities.append(tuple(details.get("compute_capability", (0, 0))))
         return Devices("GPU", tuple(capabilities))
     return Devices("CPU")
+
+
+def seeded(seed: int, deterministic: bool) -> None:
+    """Seeds Python, NumPy and TensorFlow; with ``deterministic``, TensorFlow's ops too.
+
+    Each epoch's order and augmentation are drawn from the seed statelessly
+    (bench.pipeline.data), the initial weights right after seeding (model.seeded_head).
+    Dropout and stochastic depth draw from ``tf.random.Generator`` objects instead of
+    Keras' legacy stateful ops; the checkpoint saves their state with each epoch
+    (bench.pipeline.checkpoint: Keras' backup leaves it out), so a resumed run draws the
+    masks the uncut run would have drawn. W&B, started after this, draws from none of
+    these generators.
+    """
+    keras.utils.set_random_seed(seed)
+    keras.backend.experimental.enable_tf_random_generator()
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()

@@ -24,13 +24,13 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from bench.core import cluster
 from bench.core.record import FeatureCacheInfo
 from bench.core.spec import RunSpec
-from bench.pipeline import stop
+from bench.pipeline import model, stop
 from bench.pipeline.data import AUTOTUNE, Data, from_epoch, sharded, shuffled
 from bench.pipeline.keep import multiply_adds
 from bench.pipeline.model import Built, StoredBackbone
+from bench.pipeline.place import Place
 from bench.pipeline.store import read, write
 
 SPLITS = ("train", "val", "test")
@@ -65,6 +65,24 @@ class Entry:
             int(self.arrays["backbone_params"]), int(macs) if macs is not None else None
         )
         return self.arrays["train_x"].shape[1:], stored
+
+
+def build_model(
+    spec: RunSpec, data: Data, where: Place
+) -> tuple[Built, FeatureData | None, FeatureCacheInfo]:
+    """The model, and the cached features it trains on where the cache applies: only the
+    head when a hit makes the backbone unnecessary (the plan says when)."""
+    policy, workers = where.compute.precision, where.compute.workers
+    entry = lookup(spec, data, policy)
+    head_input = entry.head_input() if entry and spec.plan.head_only(workers) else None
+    with where.strategy.scope():
+        if head_input:  # every phase trains on cached features: no backbone to build
+            built = model.build_head(spec, data.num_classes, *head_input, policy)
+        else:
+            built = model.build(spec, data.num_classes, policy, where.devices.kind == "TPU")
+    stop.check()
+    on_features, info = prepare(spec, data, entry, built)
+    return built, on_features, info
 
 
 def lookup(spec: RunSpec, data: Data, policy: str) -> Entry | None:
@@ -103,7 +121,7 @@ def prepare(
         start = time.perf_counter()
         arrays = compute(data, built.features)
         arrays.update(backbone_facts(built, spec.cfg.image_size))
-        if cluster.role().chief:  # in a multi-worker run all compute, the chief stores
+        if spec.site.role.chief:  # in a multi-worker run all compute, the chief stores
             write(entry.path, arrays, entry.parts)
         status, fill_s = "filled", time.perf_counter() - start
     info = FeatureCacheInfo(status=status, key=entry.key, path=str(entry.path), fill_time_s=fill_s)

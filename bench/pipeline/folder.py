@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from bench.core import splits
 from bench.core.errors import DataUnavailable
+from bench.pipeline import carving
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 AUTOTUNE = tf.data.AUTOTUNE
@@ -46,9 +47,9 @@ def readable(paths: list[str]) -> set[str]:
     return {p.decode() for p, _ in found.as_numpy_iterator()}
 
 
-def load(path: str, plan: splits.SplitPlan) -> Folder:
+def scan(path: str, plan: splits.SplitPlan) -> Folder:
     """Scans a folder dataset and carves its readable files into the plan's roles, by
-    file: seeded, stratified by class, disjoint (bench.core.splits).
+    file: seeded, stratified by class, disjoint (bench.pipeline.carving).
 
     Raises:
         DataUnavailable: when the readable files are too few for every role.
@@ -65,7 +66,7 @@ def load(path: str, plan: splits.SplitPlan) -> Folder:
     kept = [(f, label) for f, label in files if f in good]
     skipped = [str(Path(f).relative_to(root)) for f, _ in files if f not in good]
     try:
-        carved = splits.carve([label for _, label in kept], plan.shares, plan.train.seed or 0)
+        carved = carving.carve([label for _, label in kept], plan.shares, plan.train.seed or 0)
     except ValueError as error:
         raise DataUnavailable(
             "dataset.path", path, "a folder with enough readable images for train, val and test",

@@ -8,8 +8,10 @@ decoded, resized images and gets class probabilities back.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +19,23 @@ import tensorflow as tf
 import tf_keras as keras
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from bench.core import atomic, cluster
+from bench.core import atomic
 from bench.core import record as records
-from bench.core.pending import HEAD_WEIGHTS, SAVED_MODEL, kept_head, kept_model, model_dir
+from bench.core.errors import Interrupted
+from bench.core.pending import HEAD_WEIGHTS, SAVED_MODEL, kept_head, kept_model
 from bench.core.record import ModelInfo, Record
 from bench.core.spec import RunSpec
 from bench.pipeline import model as models
 from bench.pipeline import pixels
+from bench.pipeline.place import Place
 
 INPUT = (
     "image: float32 [batch, {size}, {size}, 3], RGB 0..255, resized to {size} px "
     "(bilinear); returns probabilities: float32 [batch, {classes}]"
 )
 SIGNATURE = "serving_default"
+
+log = logging.getLogger("bench")
 
 
 class RawImageModel(tf.Module):
@@ -51,6 +57,21 @@ class RawImageModel(tf.Module):
         return {"probabilities": tf.cast(self._predict(x), tf.float32)}
 
 
+def keep_model(spec: RunSpec, built: models.Built, where: Place) -> ModelInfo:
+    """The kept model (``keep_model``); a model that cannot be saved leaves the trained run
+    completed, without one (the record's ``model`` stays empty, the log says why)."""
+    if not spec.cfg.keep_model:
+        return ModelInfo()
+    classes, policy = spec.cfg.dataset.num_classes, where.compute.precision
+    try:
+        return save_on_chief(spec, built, classes, policy, where.strategy)
+    except (tf.errors.ResourceExhaustedError, Interrupted):  # the run's own outcomes
+        raise
+    except Exception:  # noqa: BLE001  (a save that fails is the model's loss, not the run's)
+        log.error("the model of %s was not kept:\n%s", spec.run_id, traceback.format_exc())
+        return ModelInfo()
+
+
 def save_on_chief(
     spec: RunSpec, built: models.Built, num_classes: int, policy: str, strat
 ) -> ModelInfo:
@@ -59,7 +80,7 @@ def save_on_chief(
     collective op all workers must join; the other workers then delete their copies."""
     with strat.scope():
         info = save(spec, built, num_classes, policy)
-    if cluster.role().chief:
+    if spec.site.role.chief:
         return info
     shutil.rmtree(Path(info.path or info.head_weights).parent, ignore_errors=True)
     return ModelInfo()
@@ -80,7 +101,7 @@ def save(spec: RunSpec, built: models.Built, num_classes: int, policy: str) -> M
     if policy != "float32":
         full = models.build(spec, num_classes, "float32")
         full.model.set_weights(built.model.get_weights())
-    return write_saved_model(spec, full, model_dir(spec.cfg.results_dir, spec.run_id))
+    return write_saved_model(spec, full, spec.site.model_dir)
 
 
 def save_head(spec: RunSpec, built: models.Built, num_classes: int) -> ModelInfo:
@@ -88,7 +109,7 @@ def save_head(spec: RunSpec, built: models.Built, num_classes: int) -> ModelInfo
     milliseconds), its size and its multiply-adds with the stored backbone's. Building the
     backbone, saving the SavedModel and profiling its graph would cost a run that trains
     in seconds several seconds more, so they wait until a serve asks (:func:`assemble`)."""
-    target = model_dir(spec.cfg.results_dir, spec.run_id).parent / HEAD_WEIGHTS
+    target = spec.site.model_dir.parent / HEAD_WEIGHTS
     target.parent.mkdir(parents=True, exist_ok=True)
     # By position, as Keras lists them: the head built again beside a backbone has the same
     # layers under other names.

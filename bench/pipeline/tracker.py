@@ -16,7 +16,7 @@ import wandb
 from bench.core.console import say
 from bench.core.record import HistoryRow, Record, WandbInfo
 from bench.core.spec import RunSpec
-from bench.core.wandb_mode import in_sweep, resolve_mode
+from bench.core.wandb_mode import in_sweep
 
 
 def run_name(spec: RunSpec) -> str:
@@ -45,7 +45,7 @@ class Tracker:
 
     def __init__(self, spec: RunSpec):
         self.spec = spec
-        self.mode = resolve_mode(spec.cfg.wandb.mode)
+        self.mode = spec.site.wandb_mode  # may go offline if online cannot start
         self.run = None
 
     def start(self) -> None:

@@ -1,0 +1,121 @@
+"""What a run produced, and its record: the last step of a run (bench.pipeline.execute).
+
+A run that raises after its place was chosen still ends here: its error becomes a
+``failed`` record with the epochs that did finish. A completed run's checkpoint is
+cleared, its kept model measured for serving when asked, and its W&B run closed with
+the record attached.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass, field
+
+import tensorflow as tf
+
+from bench.core import environment, record
+from bench.core.errors import OutOfMemory
+from bench.core.record import (
+    ErrorInfo,
+    FeatureCacheInfo,
+    Metrics,
+    ModelInfo,
+    Record,
+    SkippedFiles,
+    Status,
+)
+from bench.core.spec import RunSpec
+from bench.pipeline import exports, measure, stop, train
+from bench.pipeline.data import Data
+from bench.pipeline.place import Place
+
+log = logging.getLogger("bench")
+
+
+@dataclass
+class Outcome:
+    """What the run produced so far; the record is written from it, completed or not."""
+
+    result: train.TrainResult = field(default_factory=train.TrainResult)
+    data: Data | None = None
+    feature_cache: FeatureCacheInfo = field(default_factory=FeatureCacheInfo)
+    kept: ModelInfo = field(default_factory=ModelInfo)
+    resumes: int = 0
+    error: BaseException | None = None
+
+
+def failure(spec: RunSpec, exc: Exception) -> BaseException:
+    """What the record says went wrong: out of memory named with the fix, a stop as a
+    stop whatever surfaced, anything else as raised (and logged)."""
+    if isinstance(exc, tf.errors.ResourceExhaustedError):
+        log.error("run %s ran out of memory:\n%s", spec.run_id, traceback.format_exc())
+        found = OutOfMemory(
+            f"out of memory at batch_size={spec.batch_size}, image_size="
+            f"{spec.cfg.image_size} ({exc.message.splitlines()[0][:200]}); lower batch_size "
+            "or image_size"
+        )
+    else:
+        log.error("run %s failed:\n%s", spec.run_id, traceback.format_exc())
+        found = exc
+    return stop.interrupted() if stop.requested() else found
+
+
+def finish(spec: RunSpec, started_at: str, where: Place, outcome: Outcome, trackers) -> Record:
+    """Writes the record (a failed attempt never replaces a completed one), clears the
+    checkpoint of a completed run, serves it when asked, and closes its W&B run."""
+    tracker, checkpoint = trackers
+    loaded, error = outcome.data, outcome.error
+    if outcome.kept.path:  # a kept head gets its artifact when served
+        outcome.kept.artifact = tracker.artifact_name("model")
+    written = Record(
+        run_id=spec.run_id,
+        status=Status.failed if error else Status.completed,
+        started_at=started_at,
+        finished_at=record.now(),
+        config=spec.config_dict(),
+        env=environment.collect({**where.facts, **where.compute.record(), **_cached(loaded)}),
+        metrics=metrics(outcome.result, where.facts),
+        history=outcome.result.history,
+        wandb=tracker.info(),
+        error=ErrorInfo.from_exception(error) if error else None,
+        job=spec.job_dict(),
+        resumes=outcome.resumes,
+        skipped_files=SkippedFiles.of(loaded.skipped_files if loaded else []),
+        effective_batch_size=spec.batch_size,
+        feature_cache=outcome.feature_cache,
+        model=outcome.kept,
+        splits=loaded.splits if loaded else {},
+    )
+    path = record.save(written, spec.cfg.results_dir)
+    if written.completed:
+        checkpoint.clear()
+        written = exports.measure_kept(written, path, spec)
+    tracker.finish(written, path)
+    return written
+
+
+def _cached(loaded: Data | None) -> dict:
+    """Where the data step kept the decoded images (the record's ``env.input_cache``)."""
+    return {"input_cache": loaded.input_cache} if loaded else {}
+
+
+def metrics(result: train.TrainResult, facts: dict | None) -> Metrics:
+    """The record's metrics from what training measured."""
+    val = [row.val_accuracy for row in result.history if row.val_accuracy is not None]
+    last = list(result.phases.values())[-1] if result.phases else None
+    return Metrics(
+        best_val_accuracy=max(val) if val else None,
+        final_val_accuracy=val[-1] if val else None,
+        test_accuracy=result.test_accuracy,
+        train_time_s=result.train_time_s if result.history else None,
+        # The last phase's figures: the one that trains the final model (Metrics' docstring).
+        epoch_time_s=last.epoch_time_s if last else None,
+        train_images_per_s=last.train_images_per_s if last else None,
+        peak_device_memory_bytes=measure.peak_device_memory(facts["devices"] if facts else []),
+        peak_host_rss_bytes=measure.peak_host_rss(),
+        params_total=result.params_total or None,
+        params_trainable=result.params_trainable if result.params_total else None,
+        epochs_trained=len(result.history),
+        phases=result.phases,
+    )
