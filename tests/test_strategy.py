@@ -18,7 +18,7 @@ from tests.helpers import compose
 def test_auto_on_cpu_is_one_device():
     chosen = strategy.select("auto")
     assert chosen is tf.distribute.get_strategy()
-    facts = strategy.describe(chosen)
+    facts = strategy.describe(chosen).record()
     assert facts == {
         "strategy": "DefaultStrategy", "replicas": 1, "devices": [], "device_kinds": ["CPU"],
     }  # fmt: skip
@@ -44,7 +44,7 @@ def test_unknown_strategy_fails_at_composition_with_the_allowed_values():
 def test_one_device_on_request():
     chosen = strategy.select("one_device")
     assert isinstance(chosen, tf.distribute.OneDeviceStrategy)
-    assert strategy.describe(chosen)["replicas"] == 1
+    assert strategy.describe(chosen).replicas == 1
 
 
 def test_a_batch_the_replicas_cannot_share_names_the_batch_sizes_that_would():

@@ -103,9 +103,10 @@ def not_deterministic(on: bool, devices: Devices, workers: int) -> list[str]:
     return found
 
 
-def detect(strategy_facts: dict) -> Devices:
-    """The :class:`Devices` of this process, from the strategy's facts."""
-    devices = strategy_facts.get("devices") or []
+def detect(strategy_facts) -> Devices:
+    """The :class:`Devices` of this process, from the strategy's facts
+    (:class:`bench.pipeline.strategy.Facts`)."""
+    devices = strategy_facts.devices
     if any(d.startswith("TPU") for d in devices):
         return Devices("TPU")
     if any(d.startswith("GPU") for d in devices):

@@ -26,7 +26,7 @@ from bench.core.record import (
     Status,
 )
 from bench.core.spec import RunSpec
-from bench.pipeline import exports, measure, stop, train
+from bench.pipeline import exports, measure, stop, strategy, train
 from bench.pipeline.data import Data
 from bench.pipeline.place import Place
 
@@ -74,7 +74,9 @@ def finish(spec: RunSpec, started_at: str, where: Place, outcome: Outcome, track
         started_at=started_at,
         finished_at=record.now(),
         config=spec.config_dict(),
-        env=environment.collect({**where.facts, **where.compute.record(), **_cached(loaded)}),
+        env=environment.collect(
+            {**where.facts.record(), **where.compute.record(), **_cached(loaded)}
+        ),
         metrics=metrics(outcome.result, where.facts),
         history=outcome.result.history,
         wandb=tracker.info(),
@@ -100,7 +102,7 @@ def _cached(loaded: Data | None) -> dict:
     return {"input_cache": loaded.input_cache} if loaded else {}
 
 
-def metrics(result: train.TrainResult, facts: dict | None) -> Metrics:
+def metrics(result: train.TrainResult, facts: strategy.Facts | None) -> Metrics:
     """The record's metrics from what training measured."""
     val = [row.val_accuracy for row in result.history if row.val_accuracy is not None]
     last = list(result.phases.values())[-1] if result.phases else None
@@ -112,7 +114,7 @@ def metrics(result: train.TrainResult, facts: dict | None) -> Metrics:
         # The last phase's figures: the one that trains the final model (Metrics' docstring).
         epoch_time_s=last.epoch_time_s if last else None,
         train_images_per_s=last.train_images_per_s if last else None,
-        peak_device_memory_bytes=measure.peak_device_memory(facts["devices"] if facts else []),
+        peak_device_memory_bytes=measure.peak_device_memory(list(facts.devices) if facts else []),
         peak_host_rss_bytes=measure.peak_host_rss(),
         params_total=result.params_total or None,
         params_trainable=result.params_trainable if result.params_total else None,

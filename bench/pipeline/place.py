@@ -22,7 +22,7 @@ class Place:
     request resolved for those devices."""
 
     strategy: tf.distribute.Strategy
-    facts: dict
+    facts: strategy.Facts
     devices: compute.Devices
     compute: compute.Compute
 
@@ -41,5 +41,5 @@ def settle(spec: RunSpec) -> Place:
     devices = compute.detect(facts)
     resolved = compute.resolve(spec.plan.compute, devices, spec.site.role.workers)
     compute.seeded(spec.cfg.seed, resolved.deterministic)
-    measure.reset_device_memory(facts["devices"])
+    measure.reset_device_memory(facts.devices)
     return Place(strat, facts, devices, resolved)

@@ -81,7 +81,7 @@ def measure_speed(spec: RunSpec, rounds: int = 3) -> SpeedResult:
             times[name].append(_timed(passes[name]))
         rates = ", ".join(f"{n} {examples / times[n][-1]:.1f}" for n in VARIANTS)
         say(f"speed {label} (images/s): {rates}")
-    return _result(spec, {**facts, **settings}, (examples, steps), rounds, times)
+    return _result(spec, {**facts.record(), **settings}, (examples, steps), rounds, times)
 
 
 def _passes(

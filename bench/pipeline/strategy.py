@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+from dataclasses import dataclass
 
 import tensorflow as tf
 
@@ -120,8 +121,24 @@ _PUBLIC_NAMES = {
 }
 
 
-def describe(strategy: tf.distribute.Strategy) -> dict:
-    """The strategy facts that go into a record's ``env``."""
+@dataclass(frozen=True)
+class Facts:
+    """What the strategy says of where the run computes (the record's ``env`` fields of
+    the same names)."""
+
+    strategy: str  # the public class name, e.g. MirroredStrategy
+    replicas: int
+    devices: tuple[str, ...]  # accelerators in sync (``GPU:0``...); empty on a CPU
+    device_kinds: tuple[str, ...]  # e.g. ("NVIDIA A100-SXM4-40GB",), or ("CPU",)
+
+    def record(self) -> dict:
+        """The record's ``env`` fields."""
+        return {"strategy": self.strategy, "replicas": self.replicas,
+                "devices": list(self.devices), "device_kinds": list(self.device_kinds)}  # fmt: skip
+
+
+def describe(strategy: tf.distribute.Strategy) -> Facts:
+    """The strategy's facts, for the record's ``env`` and the compute the devices afford."""
     kinds = []
     for gpu in tf.config.list_physical_devices("GPU"):
         details = tf.config.experimental.get_device_details(gpu)
@@ -129,9 +146,9 @@ def describe(strategy: tf.distribute.Strategy) -> dict:
     if not kinds and devices(strategy):
         kinds = [os.environ.get("TPU_ACCELERATOR_TYPE", "TPU")]
     name = type(strategy).__name__
-    return {
-        "strategy": _PUBLIC_NAMES.get(name, name),
-        "replicas": strategy.num_replicas_in_sync,
-        "devices": devices(strategy),
-        "device_kinds": sorted(set(kinds)) or ["CPU"],
-    }
+    return Facts(
+        strategy=_PUBLIC_NAMES.get(name, name),
+        replicas=strategy.num_replicas_in_sync,
+        devices=tuple(devices(strategy)),
+        device_kinds=tuple(sorted(set(kinds)) or ["CPU"]),
+    )
