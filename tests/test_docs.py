@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 import re
 import subprocess
+import sys
 
 import pytest
 from sphinx.pycode import ModuleAnalyzer
@@ -82,3 +84,31 @@ def test_the_budget_warning_fires_past_the_budget_and_counts_like_with_like():
     assert "of wall clock" in wall
     (slow,) = budget_warnings(SUITE_BUDGET_S, SLOW_BUDGET_S + 1)
     assert "of test time" in slow
+
+
+def test_tests_that_read_one_trained_fixture_run_on_one_worker(tmp_path):
+    """The suite's own grouping hook, in a small session of its own under xdist: the two
+    tests that read ``sweep`` must share a worker, so that it trains once (a pytest/xdist
+    pair that drops the grouping makes every worker train it again)."""
+    (tmp_path / "conftest.py").write_text(
+        "import pytest\n"
+        "from tests.conftest import pytest_collection_modifyitems  # noqa: F401\n\n\n"
+        '@pytest.fixture(scope="session")\ndef sweep():\n    return 1\n'
+    )
+    (tmp_path / "test_grouped.py").write_text(
+        "".join(f"def test_{n}(sweep):\n    pass\n\n\n" for n in ("one", "two"))
+        + "".join(f"def test_{n}():\n    pass\n\n\n" for n in ("three", "four", "five"))
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-v",
+         "-p", "no:cacheprovider", "-o", "addopts=", str(tmp_path)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    workers = {
+        test: re.search(rf"\[(gw\d)\].*PASSED \S*::test_{test}@shared_runs", proc.stdout)
+        for test in ("one", "two")
+    }
+    assert all(workers.values()), proc.stdout[-3000:]
+    assert workers["one"].group(1) == workers["two"].group(1)
