@@ -89,6 +89,7 @@ def test_the_site_puts_the_checkpoint_in_the_chiefs_folder_and_scratch_in_its_ow
     site = spec.site
     own = "/r" if index == 0 else "/r/workers/worker-1"
     assert (site.role.chief, site.role.workers) == (index == 0, 2)
+    assert site.chief_results_dir == Path("/r")
     assert site.checkpoint_dir == Path("/r/checkpoints") / spec.run_id
     assert site.scratch_dir == Path(own) / "checkpoints" / spec.run_id
     assert site.model_dir == Path(own) / "models" / spec.run_id / "saved_model"

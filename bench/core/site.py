@@ -25,6 +25,7 @@ class Site:
 
     role: cluster.Role
     wandb_mode: str  # online | offline | disabled: ``auto`` resolved
+    chief_results_dir: Path  # the chief's ``results_dir``: the point's record is there
     checkpoint_dir: Path  # the chief's: every worker reads it, only the chief writes it
     scratch_dir: Path  # this process's own, for files no other worker may touch
     model_dir: Path  # where the kept SavedModel goes (its head's weights beside it)
@@ -33,10 +34,12 @@ class Site:
 def of(results_dir: str | Path, run_id: str, wandb_mode: WandbMode | str) -> Site:
     """The site of run ``run_id`` writing to ``results_dir`` from this process."""
     this = cluster.role()
+    chief = cluster.shared_results_dir(results_dir, this)
     return Site(
         role=this,
         wandb_mode=resolve_mode(wandb_mode),
-        checkpoint_dir=cluster.shared_results_dir(results_dir, this) / CHECKPOINTS / run_id,
+        chief_results_dir=chief,
+        checkpoint_dir=chief / CHECKPOINTS / run_id,
         scratch_dir=Path(results_dir) / CHECKPOINTS / run_id,
         model_dir=pending.model_dir(results_dir, run_id),
     )

@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from bench.core import cluster, record
+from bench.core import record
 from bench.core.console import say
 from bench.core.errors import EXIT_CONFIG_ERROR, UserError
 from bench.core.record import Record
@@ -98,9 +98,8 @@ def completed(spec: RunSpec) -> Record | None:
     """
     if spec.cfg.force:
         return None
-    shared = cluster.shared_results_dir(spec.cfg.results_dir, cluster.role())
     try:
-        found = record.read(record.path_for(shared, spec.run_id))
+        found = record.read(record.path_for(spec.site.chief_results_dir, spec.run_id))
     except (OSError, ValueError):
         return None
     return found if found.completed else None
