@@ -18,6 +18,7 @@ import tf_keras as keras
 
 from bench.core.plan import ComputeRequest
 from bench.core.schema import Precision
+from bench.pipeline.strategy import Facts
 
 FAST_FLOAT16_CAPABILITY = (7, 0)  # Volta: the first tensor cores
 
@@ -103,9 +104,8 @@ def not_deterministic(on: bool, devices: Devices, workers: int) -> list[str]:
     return found
 
 
-def detect(strategy_facts) -> Devices:
-    """The :class:`Devices` of this process, from the strategy's facts
-    (:class:`bench.pipeline.strategy.Facts`)."""
+def detect(strategy_facts: Facts) -> Devices:
+    """The :class:`Devices` of this process, from the strategy's facts."""
     devices = strategy_facts.devices
     if any(d.startswith("TPU") for d in devices):
         return Devices("TPU")

@@ -44,7 +44,7 @@ _PACKAGES = {"tensorflow": "tensorflow", "ai-edge-litert": "ai-edge-litert"}
 def convert(record_path: Path, settings: ServingConfig, staging: Path) -> list[str]:
     """Converts the record's pending LiteRT formats into ``staging/<run_id>/<format>.tflite``
     and measures nothing, so that several records can convert at once. A format the
-    converter refuses gets its reason staged instead, for :func:`serve` to record.
+    converter refuses gets its reason staged instead, for :func:`measure` to record.
 
     Returns:
         The formats staged.
@@ -92,7 +92,7 @@ def measure(record_path: Path, settings: ServingConfig, staging: Path | None = N
     Args:
         record_path: The run's record.
         settings: What to measure and how.
-        staging: Where :func:`export` staged this serve's conversions, if it ran; a
+        staging: Where :func:`convert` staged this serve's conversions, if it ran; a
             format staged there is moved beside the model instead of converted again.
 
     Returns:

@@ -32,7 +32,7 @@ import tf_keras as keras
 from bench.core import environment
 from bench.core.console import say
 from bench.core.spec import RunSpec
-from bench.pipeline import compute, data, measure, model, optim, strategy, train
+from bench.pipeline import data, measure, model, optim, place, train
 
 VARIANTS = ("harness", "keras", "synthetic", "input")
 
@@ -58,12 +58,8 @@ class SpeedResult:
 
 def measure_speed(spec: RunSpec, rounds: int = 3) -> SpeedResult:
     """Measures the four throughputs of ``spec`` in this process (see the module doc)."""
-    strat = strategy.select(spec.cfg.strategy)
-    strategy.check_batch(spec.batch_size, strat)
-    facts = strategy.describe(strat)
-    resolved = compute.resolve(spec.plan.compute, compute.detect(facts))
-    settings = resolved.record()
-    keras.utils.set_random_seed(spec.cfg.seed)
+    where = place.settle(spec)  # as a run computes: strategy, precision, seeds, determinism
+    strat, resolved = where.strategy, where.compute
     loaded = data.load(spec, cache_dir=None)
     with strat.scope():
         built = model.build(spec, loaded.num_classes, resolved.precision)
@@ -81,7 +77,8 @@ def measure_speed(spec: RunSpec, rounds: int = 3) -> SpeedResult:
             times[name].append(_timed(passes[name]))
         rates = ", ".join(f"{n} {examples / times[n][-1]:.1f}" for n in VARIANTS)
         say(f"speed {label} (images/s): {rates}")
-    return _result(spec, {**facts.record(), **settings}, (examples, steps), rounds, times)
+    env = {**where.facts.record(), **resolved.record()}
+    return _result(spec, env, (examples, steps), rounds, times)
 
 
 def _passes(
