@@ -68,17 +68,19 @@ def test_a_frozen_run_fills_the_cache_then_hits_it_with_the_same_numbers(
         # The whole model's size, also when only the head was built.
         assert run.metrics.params_total == without.metrics.params_total
         assert run.metrics.params_trainable == without.metrics.params_trainable
-    # The hit kept its head alone (no backbone built: model.build raises), described as the
-    # whole model: the same parameters, and multiply-adds counted in two parts that add up.
-    assert hit.model.path is None and Path(hit.model.head_weights).is_file()
-    assert filled.model.path and filled.model.head_weights is None
-    assert hit.model.params == filled.model.params
-    assert hit.model.macs_per_image == filled.model.macs_per_image > 0
+    # Both runs on the cache kept their heads alone (the hit built no backbone: model.build
+    # raises), each described as the whole model the uncached run kept: the same
+    # parameters, and multiply-adds counted in two parts that add up.
+    for run in (filled, hit):
+        assert run.model.path is None and Path(run.model.head_weights).is_file()
+        assert run.model.params == without.model.params
+        assert run.model.macs_per_image == without.model.macs_per_image > 0
+    assert without.model.path and without.model.head_weights is None
     monkeypatch.undo()
-    _assembled_when_served(hit, filled, tmp_path / "b", monkeypatch)
+    _assembled_when_served(hit, without, tmp_path / "b", monkeypatch)
 
 
-def _assembled_when_served(hit, filled, results_dir: Path, monkeypatch) -> None:
+def _assembled_when_served(hit, whole, results_dir: Path, monkeypatch) -> None:
     """The kept head becomes a SavedModel on first use, and predicts as the run whose
     backbone was built and kept whole (same seed, weights and batches)."""
     from bench.core import record
@@ -94,7 +96,7 @@ def _assembled_when_served(hit, filled, results_dir: Path, monkeypatch) -> None:
         return served(image=tf.constant(images))["probabilities"].numpy()
 
     np.testing.assert_allclose(
-        predict(assembled.model.path), predict(filled.model.path), rtol=1e-4, atol=1e-5
+        predict(assembled.model.path), predict(whole.model.path), rtol=1e-4, atol=1e-5
     )
     built_again = []
     monkeypatch.setattr(model, "build", lambda *a, **k: built_again.append(a))

@@ -261,8 +261,9 @@ class SkippedFiles:
 class ModelInfo:
     """The trained model a completed run kept (``keep_model``): a SavedModel whose
     ``serving_default`` signature takes ``image`` (as ``input`` describes) and returns
-    class probabilities. A run that trained only its head on cached features keeps the
-    head's weights (``head_weights``); its SavedModel is assembled from them when first
+    class probabilities. A single-worker run that trained only its head on cached features
+    (in every phase; the run that filled the entry as well as those that hit it) keeps
+    the head's weights (``head_weights``); its SavedModel is assembled from them when first
     served (``python -m bench.serve``), and ``path`` is null until then."""
 
     #: The SavedModel folder: <results_dir>/models/<run_id>/saved_model.

@@ -44,6 +44,7 @@ class FeatureData:
     val: tf.data.Dataset
     test: tf.data.Dataset | None
     epochs: Callable[[int, int], tf.data.Dataset] | None = None  # as Data.epochs
+    backbone: StoredBackbone | None = None  # what computed them (None: an entry too old)
 
 
 @dataclass
@@ -58,13 +59,17 @@ class Entry:
     def head_input(self) -> tuple[tuple[int, ...], StoredBackbone] | None:
         """On a hit: the features' shape and the backbone that computed them (what
         :func:`bench.pipeline.model.build_head` needs); else None."""
-        if self.arrays is None or "backbone_params" not in self.arrays:
-            return None
-        macs = self.arrays.get("backbone_macs")
-        stored = StoredBackbone(
-            int(self.arrays["backbone_params"]), int(macs) if macs is not None else None
-        )
-        return self.arrays["train_x"].shape[1:], stored
+        stored = None if self.arrays is None else stored_backbone(self.arrays)
+        return None if stored is None else (self.arrays["train_x"].shape[1:], stored)
+
+
+def stored_backbone(arrays: dict[str, np.ndarray]) -> StoredBackbone | None:
+    """The backbone an entry's features came from, as the entry describes it (None for an
+    entry written before it did)."""
+    if "backbone_params" not in arrays:
+        return None
+    macs = arrays.get("backbone_macs")
+    return StoredBackbone(int(arrays["backbone_params"]), int(macs) if macs is not None else None)
 
 
 def build_model(
@@ -251,4 +256,5 @@ def pipelines(
         epochs=lambda start, end: from_epoch(epoch, start, end),
         val=split("val").batch(spec.batch_size).prefetch(AUTOTUNE),
         test=None if test is None else test.batch(spec.batch_size).prefetch(AUTOTUNE),
+        backbone=stored_backbone(arrays),
     )

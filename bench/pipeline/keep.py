@@ -13,6 +13,7 @@ import os
 import shutil
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
@@ -27,7 +28,11 @@ from bench.core.record import ModelInfo, Record
 from bench.core.spec import RunSpec
 from bench.pipeline import model as models
 from bench.pipeline import pixels
+from bench.pipeline.model import StoredBackbone
 from bench.pipeline.place import Place
+
+if TYPE_CHECKING:  # features imports this module
+    from bench.pipeline.features import FeatureData
 
 INPUT = (
     "image: float32 [batch, {size}, {size}, 3], RGB 0..255, resized to {size} px "
@@ -57,14 +62,21 @@ class RawImageModel(tf.Module):
         return {"probabilities": tf.cast(self._predict(x), tf.float32)}
 
 
-def keep_model(spec: RunSpec, built: models.Built, where: Place) -> ModelInfo:
+def keep_model(
+    spec: RunSpec, built: models.Built, where: Place, on_features: FeatureData | None = None
+) -> ModelInfo:
     """The kept model (``keep_model``); a model that cannot be saved leaves the trained run
-    completed, without one (the record's ``model`` stays empty, the log says why)."""
+    completed, without one (the record's ``model`` stays empty, the log says why).
+
+    A head that trained on cached features in every phase is kept alone, whether its run
+    filled the entry or hit it: its backbone is the entry's, unchanged, so the SavedModel
+    can wait until a serve asks for it (:func:`assemble`).
+    """
     if not spec.cfg.keep_model:
         return ModelInfo()
-    classes, policy = spec.cfg.dataset.num_classes, where.compute.precision
+    head_only = on_features is not None and spec.plan.head_only(where.compute.workers)
     try:
-        return save_on_chief(spec, built, classes, policy, where.strategy)
+        return save_on_chief(spec, built, where, on_features.backbone if head_only else None)
     except (tf.errors.ResourceExhaustedError, Interrupted):  # the run's own outcomes
         raise
     except Exception:  # noqa: BLE001  (a save that fails is the model's loss, not the run's)
@@ -73,13 +85,25 @@ def keep_model(spec: RunSpec, built: models.Built, where: Place) -> ModelInfo:
 
 
 def save_on_chief(
-    spec: RunSpec, built: models.Built, num_classes: int, policy: str, strat
+    spec: RunSpec, built: models.Built, where: Place, stored: StoredBackbone | None
 ) -> ModelInfo:
     """The run's kept model: one per run, the chief's. Every worker of a multi-worker run
     saves, each into its own ``results_dir``, because reading the replicas' variables is a
-    collective op all workers must join; the other workers then delete their copies."""
-    with strat.scope():
-        info = save(spec, built, num_classes, policy)
+    collective op all workers must join; the other workers then delete their copies.
+
+    Args:
+        spec: The run.
+        built: Its trained model.
+        where: Its strategy and the precision policy it trained in.
+        stored: The backbone behind the cached features a head trained on throughout
+            (only the head is kept); None keeps the whole model.
+    """
+    classes = spec.cfg.dataset.num_classes
+    with where.strategy.scope():
+        if stored is not None:
+            info = save_head(spec, built, classes, stored)
+        else:
+            info = save(spec, built, classes, where.compute.precision)
     if spec.site.role.chief:
         return info
     shutil.rmtree(Path(info.path or info.head_weights).parent, ignore_errors=True)
@@ -91,12 +115,8 @@ def save(spec: RunSpec, built: models.Built, num_classes: int, policy: str) -> M
 
     The kept model computes in float32 (the LiteRT exports start from it, and CPUs serve
     in it): a mixed-precision run's weights are copied into the same model built in
-    float32. A run that trained only its head on cached features has no backbone in
-    memory: it keeps the head (:func:`save_head`), and the SavedModel is assembled when
-    first served (:func:`assemble`).
+    float32.
     """
-    if built.backbone is None:
-        return save_head(spec, built, num_classes)
     full = built
     if policy != "float32":
         full = models.build(spec, num_classes, "float32")
@@ -104,24 +124,28 @@ def save(spec: RunSpec, built: models.Built, num_classes: int, policy: str) -> M
     return write_saved_model(spec, full, spec.site.model_dir)
 
 
-def save_head(spec: RunSpec, built: models.Built, num_classes: int) -> ModelInfo:
+def save_head(
+    spec: RunSpec, built: models.Built, num_classes: int, stored: StoredBackbone
+) -> ModelInfo:
     """Keeps a head trained on cached features: its weights (kilobytes, written in
-    milliseconds), its size and its multiply-adds with the stored backbone's. Building the
-    backbone, saving the SavedModel and profiling its graph would cost a run that trains
-    in seconds several seconds more, so they wait until a serve asks (:func:`assemble`)."""
+    milliseconds), and the whole model's size and multiply-adds, the backbone's as its
+    cache entry states them. Building the backbone, saving the SavedModel and profiling
+    its graph would cost a run that trains in seconds several seconds more, so they wait
+    until a serve asks (:func:`assemble`)."""
     target = spec.site.model_dir.parent / HEAD_WEIGHTS
     target.parent.mkdir(parents=True, exist_ok=True)
     # By position, as Keras lists them: the head built again beside a backbone has the same
     # layers under other names.
     arrays = {f"w{i:03d}": w for i, w in enumerate(built.head.get_weights())}
     atomic.write(target, lambda handle: np.savez(handle, **arrays), binary=True)
-    size, stored = spec.cfg.image_size, built.stored
+    size = spec.cfg.image_size
     head_macs = multiply_adds(lambda x: built.head(x, training=False), built.head.input_shape[1:])
-    known = stored is not None and stored.macs_per_image is not None and head_macs is not None
+    known = stored.macs_per_image is not None and head_macs is not None
+    head_params = int(built.head.count_params())
     return ModelInfo(
         head_weights=str(target),
         input=INPUT.format(size=size, classes=num_classes),
-        params=built.parameter_counts()[0],
+        params=stored.params + head_params,
         macs_per_image=stored.macs_per_image + head_macs if known else None,
     )
 
