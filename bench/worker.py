@@ -1,7 +1,16 @@
-"""``python -m bench.worker SPEC_JSON``: the worker's entry point, one run in this fresh process."""
+"""``python -m bench.worker SPEC_JSON``: the worker's entry point, one run in this fresh process.
+
+``python -m bench.worker --jobs FD`` is a shared worker (bench.launch.children.Shared): it
+runs the spec files named on its stdin one after another and answers each with its exit
+code on the pipe ``FD``, until its stdin closes or a stop arrives.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
+import gc
 import logging
 import os
 import sys
@@ -10,19 +19,19 @@ from pathlib import Path
 import bench  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
 from bench.core import cluster
 from bench.core.console import say
-from bench.core.errors import EXIT_CONFIG_ERROR, UserError
+from bench.core.errors import EXIT_CONFIG_ERROR, Interrupted, UserError
 from bench.core.orphans import die_with_parent
 from bench.core.spec import RunSpec
-from bench.pipeline import stop, tracker
+from bench.pipeline import measure, stop, tracker
 from bench.pipeline.execute import execute
 
 
 def main(argv: list[str]) -> int:
-    """Runs the spec file named by ``argv[0]``.
+    """Runs the spec file named by ``argv[0]``, or the jobs of ``--jobs FD``.
 
     Returns:
-        0 when the run completed, 1 when it failed (its record says why), 2 for a config
-        error only the worker can see (the replica count), with nothing written.
+        For one run: 0 when it completed, 1 when it failed (its record says why), 2 for a
+        config error only the worker can see (the replica count), with nothing written.
     """
     die_with_parent()  # no worker outlives its launcher
     # TensorFlow's traceback filter raises TypeError rebuilding a traceback with a frame
@@ -32,12 +41,44 @@ def main(argv: list[str]) -> int:
 
     tf.debugging.disable_traceback_filtering()
     stop.install()  # SIGTERM, SIGINT: record Interrupted, keep the checkpoint (a relaunch resumes)
-    spec = RunSpec.from_json(Path(argv[0]).read_text())
+    if argv[0] == "--jobs":
+        return jobs(int(argv[1]))
+    return run(Path(argv[0]))
+
+
+def run(spec_file: Path) -> int:
+    """Runs one spec file; its exit code (see :func:`main`)."""
+    spec = RunSpec.from_json(spec_file.read_text())
     try:
         return 0 if execute(spec).completed else 1
     except UserError as error:
         say(f"config error: {error}", error=True)
         return EXIT_CONFIG_ERROR
+
+
+def jobs(reply_fd: int) -> int:
+    """Runs the spec files named on stdin, one per line, answering each with its exit code
+    on ``reply_fd``; ends at the end of stdin, or after the job a stop signal reached."""
+    import tf_keras as keras
+
+    with open(reply_fd, "w", buffering=1) as replies:
+        try:
+            while not stop.requested() and (line := sys.stdin.readline().strip()):
+                keras.backend.clear_session()  # Keras' names and graph start as in a new process
+                _give_back_memory()
+                measure.reset_peak_host_rss()  # the run's peak starts at what is still held
+                replies.write(f"{run(Path(line))}\n")
+        except Interrupted:  # a stop while waiting for a job: nothing to record
+            pass
+    return 0
+
+
+def _give_back_memory() -> None:
+    """Frees what the jobs before left unreferenced and returns the heap's free pages to
+    the system (glibc's ``malloc_trim``), so a job's peak starts near a new process's."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
 
 
 def exit_now(code: int) -> None:

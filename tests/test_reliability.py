@@ -623,3 +623,49 @@ def test_sigterm_mid_epoch_with_both_cores_busy_ends_the_worker_with_an_interrup
         assert _gone(worker)
     (cut,) = load_records(tmp_path)
     assert cut["status"] == "failed" and cut["error"]["type"] == "Interrupted", cut["error"]
+
+
+# Runs that train only a head on cached features (a frozen backbone, no augmentation).
+HEADS = ["freeze=frozen", "head=linear", "wandb.mode=disabled"]
+
+
+@pytest.mark.slow
+def test_runs_on_cached_features_share_one_worker_with_the_numbers_of_fresh_ones(
+    tmp_path, tfds_dir, tiny
+):
+    """Two head runs of a sweep run in one worker process (not the launcher's), and
+    compute exactly what each computes in a fresh worker (``shared_worker=false``)."""
+    args = ["-m", "epochs=2", *tiny, *HEADS, "optimizer=adam,sgd"]
+    shared = bench_run(tmp_path, tfds_dir, *args)
+    assert shared.returncode == 0, shared.stderr[-3000:]
+    together = {r["run_id"]: r for r in load_records(tmp_path)}
+    fresh = bench_run(tmp_path, tfds_dir, *args, "shared_worker=false", "force=true")
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    apart = {r["run_id"]: r for r in load_records(tmp_path)}
+    assert len(together) == 2 and together.keys() == apart.keys()
+    assert len({r["env"]["pid"] for r in together.values()}) == 1
+    assert len({r["env"]["pid"] for r in apart.values()}) == 2
+    for run_id, shared_run in together.items():
+        assert shared_run["feature_cache"]["status"] in ("filled", "hit")
+        assert _numbers(shared_run["history"]) == _numbers(apart[run_id]["history"])
+        assert shared_run["metrics"]["test_accuracy"] == apart[run_id]["metrics"]["test_accuracy"]
+
+
+@pytest.mark.slow
+def test_a_killed_shared_worker_fails_its_job_and_the_next_job_gets_a_new_one(
+    tmp_path, tfds_dir, tiny, launch
+):
+    """Jobs of 1, 3 and 2 epochs in a shared worker; the worker is killed while the second
+    holds at epoch 3: that job's record says WorkerDied, and the third job completes in a
+    new worker."""
+    args = ["-m", *tiny, *HEADS, "epochs=1,3,2"]
+    launcher = launch(tmp_path, tfds_dir, *args, env=_held(tmp_path, tfds_dir, 3))
+    launcher.until("holding at epoch 3")
+    (worker,) = psutil.Process(launcher.proc.pid).children()
+    worker.send_signal(signal.SIGKILL)
+    assert launcher.finish() == 1
+    assert "3 jobs: 2 completed, 1 failed" in launcher.output
+    runs = {r["config"]["epochs"]: r for r in load_records(tmp_path)}
+    assert runs[3]["status"] == "failed" and runs[3]["error"]["type"] == "WorkerDied"
+    assert runs[1]["status"] == runs[2]["status"] == "completed"
+    assert runs[1]["env"]["pid"] == worker.pid != runs[2]["env"]["pid"]

@@ -214,3 +214,15 @@ def test_an_out_of_memory_error_leaves_an_out_of_memory_record(
     assert (
         "batch_size=16" in data["error"]["message"] and "image_size=32" in data["error"]["message"]
     )
+
+
+def test_the_peak_memory_starts_again_for_each_job_of_a_shared_worker():
+    """200 MiB touched then freed: after the reset the peak is the memory held now, not
+    the earlier high (a shared worker resets it before each job)."""
+    from bench.pipeline import measure
+
+    held = np.ones(200 * 2**20 // 8)  # written, so resident
+    high = measure.peak_host_rss()
+    del held  # a block this large is its own mapping: freeing it returns it to the system
+    measure.reset_peak_host_rss()
+    assert measure.peak_host_rss() < high - 150 * 2**20

@@ -302,6 +302,9 @@ class Config:
     data_dir: str | None = None
     #: Runs each job in a fresh worker process (its own memory, time and Keras state).
     isolate: bool = True
+    #: With isolate=true, jobs that train only a head on cached features share one worker
+    #: process, which takes them one after another; false gives each a fresh one.
+    shared_worker: bool = True
     #: Trains a point again even when its record is completed.
     force: bool = False
     #: Out of memory: retries in a fresh worker at half the batch, down to 8.

@@ -30,9 +30,9 @@ from bench.core.wandb_mode import has_credentials
 # Keys that say where or how a run is executed, not what it is: they stay out of run_id.
 # The speed knobs are here too: with or without them a run computes the same thing.
 NOT_IDENTITY = (
-    "results_dir", "data_dir", "isolate", "force", "oom_retry", "wandb", "dataset.download",
-    "jit_compile", "steps_per_execution", "input_cache", "feature_cache", "feature_cache_dir",
-    "deterministic", "keep_model", "serve", "serving",
+    "results_dir", "data_dir", "isolate", "shared_worker", "force", "oom_retry", "wandb",
+    "dataset.download", "jit_compile", "steps_per_execution", "input_cache", "feature_cache",
+    "feature_cache_dir", "deterministic", "keep_model", "serve", "serving",
 )  # fmt: skip
 # Keys added after records existed, hashed only when they differ from the value that
 # behaves as bench did before them: the points of an earlier sweep keep their run_id.

@@ -2,6 +2,8 @@
 
 Training starts one fresh ``python -m bench.worker`` per job (:func:`start`, :func:`wait`):
 its memory, time and Keras state are its own, and a signal to the launcher reaches it.
+Jobs that train only a head on cached features, which take seconds where a fresh process
+costs several, go to one worker that takes them one after another (:class:`Shared`).
 Serving calls functions in a spawned process that is recycled every few calls
 (:class:`Recycled`): starting a process that imports TensorFlow costs seconds, and the
 converter's memory is only given back when its process ends. Both kinds die with the
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -33,14 +36,23 @@ def start(module: str, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", module, *args], env=env)
 
 
-def wait(child: subprocess.Popen, grace_s: float) -> tuple[int, list[int]]:
+def wait(
+    child: subprocess.Popen, grace_s: float, finished: Callable[[], int | None] | None = None
+) -> tuple[int, list[int]]:
     """Waits for ``child``, forwarding SIGTERM and SIGINT to it; after a signal it has
     ``grace_s`` seconds to finish before it is killed.
 
+    Args:
+        child: The process.
+        grace_s: Its time to finish after a signal.
+        finished: Polled about once a second: the job's exit code once it is done, else
+            None. By default the job is the process, done when it exits.
+
     Returns:
-        Its exit code, and the signals this process received meanwhile.
+        The job's exit code, and the signals this process received meanwhile.
     """
     received: list[int] = []
+    finished = finished or (lambda: _exited(child, 1.0))
 
     def forward(signum, frame) -> None:
         received.append(signum)
@@ -50,17 +62,82 @@ def wait(child: subprocess.Popen, grace_s: float) -> tuple[int, list[int]]:
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     deadline = None
     try:
-        while True:
-            try:
-                return child.wait(timeout=1.0), received
-            except subprocess.TimeoutExpired:
-                if received and deadline is None:
-                    deadline = time.monotonic() + grace_s
-                if deadline is not None and time.monotonic() > deadline:
-                    child.kill()
+        while (code := finished()) is None:
+            if received and deadline is None:
+                deadline = time.monotonic() + grace_s
+            if deadline is not None and time.monotonic() > deadline:
+                child.kill()
+        return code, received
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _exited(child: subprocess.Popen, timeout: float) -> int | None:
+    try:
+        return child.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+class Shared:
+    """One ``python -m bench.worker --jobs FD`` that runs jobs one after another: each
+    job's spec file goes to its stdin, its exit code comes back on the pipe ``FD``. It is
+    replaced after ``jobs`` jobs and after it dies; it ends when :meth:`close` closes its
+    stdin, or with the command.
+
+    Args:
+        jobs: How many jobs one process takes.
+    """
+
+    def __init__(self, jobs: int):
+        self.jobs = jobs
+        self._child: subprocess.Popen | None = None
+        self._replies = None
+        self._taken = 0
+
+    def run(self, spec_file: str, grace_s: float) -> tuple[int, list[int]]:
+        """Runs one job as :func:`wait` does for a fresh worker; a worker that dies during
+        the job gives its own exit code (negative: the signal that killed it)."""
+        if self._child is None or self._taken == self.jobs or self._child.poll() is not None:
+            self._start()
+        self._taken += 1
+        self._child.stdin.write(f"{spec_file}\n")
+        self._child.stdin.flush()
+        code, received = wait(self._child, grace_s, self._reply)
+        if code != 0 and self._child.poll() is not None:
+            self.close()
+        return code, received
+
+    def _start(self) -> None:
+        self.close()
+        read, write = os.pipe()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        command = [sys.executable, "-m", "bench.worker", "--jobs", str(write)]
+        self._child = subprocess.Popen(
+            command, env=env, stdin=subprocess.PIPE, text=True, pass_fds=(write,)
+        )
+        os.close(write)
+        self._replies = os.fdopen(read, "r")
+
+    def _reply(self) -> int | None:
+        """The job's exit code once the worker answered, or died; None meanwhile."""
+        ready, _, _ = select.select([self._replies], [], [], 1.0)
+        if not ready:
+            return None
+        line = self._replies.readline()
+        return int(line) if line.strip() else self._child.wait()
+
+    def close(self) -> None:
+        """Ends the worker once it is idle: its stdin closes, and it exits."""
+        if self._child is not None:
+            with contextlib.suppress(BrokenPipeError):
+                self._child.stdin.close()
+            if _exited(self._child, 30.0) is None:  # stuck: it has nothing left to write
+                self._child.kill()
+                self._child.wait()
+            self._replies.close()
+        self._child, self._replies, self._taken = None, None, 0
 
 
 @contextlib.contextmanager

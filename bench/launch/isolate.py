@@ -5,6 +5,12 @@ the process's peak RSS and Keras' global state would carry over from job to job.
 therefore runs ``python -m bench.worker SPEC`` and waits for it: the worker's figures are
 its own, its output streams to this terminal, and a worker that dies (out of memory,
 killed) still leaves a ``failed`` record instead of taking the sweep down.
+
+A job that trains only a head on cached features takes seconds, less than starting a
+worker (importing TensorFlow alone takes about 3 s). With ``shared_worker=true`` (the
+default) such jobs share one worker, which takes them one after another and is replaced
+after :data:`SHARED_JOBS` of them or when it dies; any other job gets a fresh one, and
+the shared worker is ended first so that its memory is not held meanwhile.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from bench.core.spec import RunSpec
 from bench.launch import children, oom
 
 GRACE_S = 60.0  # after SIGTERM: time for the worker to write its record before SIGKILL
+SHARED_JOBS = 64  # jobs one shared worker takes: bounds what a leak in a library can grow to
+
+_shared = children.Shared(SHARED_JOBS)
 
 
 def run(spec: RunSpec) -> Record:
@@ -32,7 +41,7 @@ def run(spec: RunSpec) -> Record:
     spec_file.write_text(spec.to_json())
     started_at = record.now()
     oom_kills = oom.kill_count()
-    code, received = children.wait(children.start("bench.worker", str(spec_file)), GRACE_S)
+    code, received = _worker(spec, str(spec_file))
     results_dir = spec.cfg.results_dir
     written = record.find_attempt(results_dir, spec.run_id, spec.job.attempt)
     if written is None and code == EXIT_CONFIG_ERROR:
@@ -47,6 +56,19 @@ def run(spec: RunSpec) -> Record:
         say(f"stopped by {name}; relaunch the same command to resume run {spec.run_id}")
         raise SystemExit(128 + received[0])
     return written
+
+
+def _worker(spec: RunSpec, spec_file: str) -> tuple[int, list[int]]:
+    """Runs the job in the shared worker when it may share one, else in a fresh worker."""
+    if spec.cfg.shared_worker and spec.plan.head_only(spec.site.role.workers):
+        return _shared.run(spec_file, GRACE_S)
+    _shared.close()
+    return children.wait(children.start("bench.worker", spec_file), GRACE_S)
+
+
+def close_shared() -> None:
+    """Ends the shared worker, if one is waiting for jobs (a launch's end)."""
+    _shared.close()
 
 
 def _died(

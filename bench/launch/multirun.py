@@ -24,7 +24,7 @@ from bench.core import record
 from bench.core.console import say
 from bench.core.errors import EXIT_CONFIG_ERROR, UserError
 from bench.core.spec import RunSpec, build
-from bench.launch import progress, wandb_table
+from bench.launch import isolate, progress, wandb_table
 from bench.launch.job import validated
 
 
@@ -122,6 +122,7 @@ class MultirunProgress(Callback):
 
     def _summarise(self) -> None:
         self.printed = True
+        isolate.close_shared()  # no job is left for it: its memory goes back now
         config = self.config
         say(progress.counts(self.rows))
         print(progress.format_table(self.rows), flush=True)

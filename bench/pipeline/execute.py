@@ -43,7 +43,7 @@ def execute(spec: RunSpec) -> Record:
             tracker.log_epoch, where.compute.jit_compile))  # fmt: skip
         done.result = trainer.result  # the finished epochs, if training raises
         trainer.run()
-        done.kept = keep.keep_model(spec, built, where, on_features)
+        done.kept = keep.keep_model(spec, built, where, on_features and on_features.backbone)
     except Exception as exc:  # noqa: BLE001  (a failed run is recorded, not lost)
         done.error = outcome.failure(spec, exc)
     return outcome.finish(spec, started_at, where, done, (tracker, checkpoint))

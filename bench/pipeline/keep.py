@@ -13,7 +13,6 @@ import os
 import shutil
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
@@ -30,9 +29,6 @@ from bench.pipeline import model as models
 from bench.pipeline import pixels
 from bench.pipeline.model import StoredBackbone
 from bench.pipeline.place import Place
-
-if TYPE_CHECKING:  # features imports this module
-    from bench.pipeline.features import FeatureData
 
 INPUT = (
     "image: float32 [batch, {size}, {size}, 3], RGB 0..255, resized to {size} px "
@@ -63,7 +59,7 @@ class RawImageModel(tf.Module):
 
 
 def keep_model(
-    spec: RunSpec, built: models.Built, where: Place, on_features: FeatureData | None = None
+    spec: RunSpec, built: models.Built, where: Place, features_from: StoredBackbone | None = None
 ) -> ModelInfo:
     """The kept model (``keep_model``); a model that cannot be saved leaves the trained run
     completed, without one (the record's ``model`` stays empty, the log says why).
@@ -71,12 +67,19 @@ def keep_model(
     A head that trained on cached features in every phase is kept alone, whether its run
     filled the entry or hit it: its backbone is the entry's, unchanged, so the SavedModel
     can wait until a serve asks for it (:func:`assemble`).
+
+    Args:
+        spec: The run.
+        built: Its trained model.
+        where: Its strategy and compute settings.
+        features_from: The backbone that computed the cached features the head trained
+            on, as the entry describes it; None when it trained on images.
     """
     if not spec.cfg.keep_model:
         return ModelInfo()
-    head_only = on_features is not None and spec.plan.head_only(where.compute.workers)
+    head_only = features_from is not None and spec.plan.head_only(where.compute.workers)
     try:
-        return save_on_chief(spec, built, where, on_features.backbone if head_only else None)
+        return save_on_chief(spec, built, where, features_from if head_only else None)
     except (tf.errors.ResourceExhaustedError, Interrupted):  # the run's own outcomes
         raise
     except Exception:  # noqa: BLE001  (a save that fails is the model's loss, not the run's)

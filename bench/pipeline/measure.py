@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import resource
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import tensorflow as tf
 import tf_keras as keras
@@ -143,6 +145,18 @@ def peak_device_memory(devices: list[str]) -> int | None:
 
 
 def peak_host_rss() -> int:
-    """This process's peak resident set size in bytes (Linux reports KiB, macOS bytes)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
+    """This process's peak resident set size in bytes, since it started or since
+    :func:`reset_peak_host_rss` (Linux: ``VmHWM``; elsewhere the lifetime peak)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(status.split("VmHWM:")[1].split()[0]) * 1024  # reported in kB
+    except (OSError, IndexError, ValueError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; macOS: bytes
+        return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def reset_peak_host_rss() -> None:
+    """Starts a new peak at the current resident set size (Linux, ``clear_refs``), for a
+    process that runs one job after another."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
