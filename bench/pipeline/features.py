@@ -237,7 +237,7 @@ def pipelines(
     each epoch's order a function of (seed, epoch), and its last partial batch dropped when
     the images' is (TPUs): an epoch then has the steps ``fit`` is told it has, and a resumed
     epoch starts where the uncut run's did."""
-    cfg = spec.cfg
+    cfg, backbone = spec.cfg, stored_backbone(arrays)
 
     def split(name: str) -> tf.data.Dataset | None:
         if f"{name}_x" not in arrays:
@@ -256,5 +256,5 @@ def pipelines(
         epochs=lambda start, end: from_epoch(epoch, start, end),
         val=split("val").batch(spec.batch_size).prefetch(AUTOTUNE),
         test=None if test is None else test.batch(spec.batch_size).prefetch(AUTOTUNE),
-        backbone=stored_backbone(arrays),
+        backbone=backbone,
     )

@@ -103,10 +103,10 @@ def save_on_chief(
     """
     classes = spec.cfg.dataset.num_classes
     with where.strategy.scope():
-        if stored is not None:
-            info = save_head(spec, built, classes, stored)
-        else:
+        if stored is None:
             info = save(spec, built, classes, where.compute.precision)
+        else:
+            info = save_head(spec, built, classes, stored)
     if spec.site.role.chief:
         return info
     shutil.rmtree(Path(info.path or info.head_weights).parent, ignore_errors=True)
