@@ -101,13 +101,20 @@ class Shared:
         the job gives its own exit code (negative: the signal that killed it)."""
         if self._child is None or self._taken == self.jobs or self._child.poll() is not None:
             self._start()
-        self._taken += 1
-        self._child.stdin.write(f"{spec_file}\n")
-        self._child.stdin.flush()
+        try:
+            self._send(spec_file)
+        except BrokenPipeError:  # it died since it was last asked: a new one takes the job
+            self._start()
+            self._send(spec_file)
         code, received = wait(self._child, grace_s, self._reply)
         if code != 0 and self._child.poll() is not None:
             self.close()
         return code, received
+
+    def _send(self, spec_file: str) -> None:
+        self._taken += 1
+        self._child.stdin.write(f"{spec_file}\n")
+        self._child.stdin.flush()
 
     def _start(self) -> None:
         self.close()
