@@ -1,7 +1,8 @@
 """``python -m bench.run [-m] key=value ...``: the launcher's entry point.
 
 Hydra composes the config (``pkg://bench.conf``, plus any ``--config-dir``); each job is
-validated and handed to a fresh worker process by :mod:`bench.launch.job`. This process
+validated and handed to a worker process by :mod:`bench.launch.job` (a fresh one, or
+one that a multirun's runs on cached features share). This process
 never loads TensorFlow.
 """
 

@@ -58,19 +58,34 @@ def run(spec_file: Path) -> int:
 
 def jobs(reply_fd: int) -> int:
     """Runs the spec files named on stdin, one per line, answering each with its exit code
-    on ``reply_fd``; ends at the end of stdin, or after the job a stop signal reached."""
+    (as :func:`run`'s) on ``reply_fd``.
+
+    Args:
+        reply_fd: The pipe the launcher reads the exit codes from.
+
+    Returns:
+        0, at the end of stdin or after the job a stop signal reached. An error that
+        escapes a run ends the worker as it would end a fresh one.
+    """
     import tf_keras as keras
 
+    os.set_inheritable(reply_fd, False)  # a process a job starts must not hold the pipe open
     with open(reply_fd, "w", buffering=1) as replies:
-        try:
-            while not stop.requested() and (line := sys.stdin.readline().strip()):
-                keras.backend.clear_session()  # Keras' names and graph start as in a new process
-                _give_back_memory()
-                measure.reset_peak_host_rss()  # the run's peak starts at what is still held
-                replies.write(f"{run(Path(line))}\n")
-        except Interrupted:  # a stop while waiting for a job: nothing to record
-            pass
+        while not stop.requested() and (line := _next_job()):
+            keras.backend.clear_session()  # Keras' names and graph start as in a new process
+            _give_back_memory()
+            measure.reset_peak_host_rss()  # the run's peak starts at what is still held
+            replies.write(f"{run(Path(line))}\n")
     return 0
+
+
+def _next_job() -> str:
+    """The next spec file named on stdin; empty at its end, or when a stop arrives while
+    waiting (a stop during a job is the job's, recorded as Interrupted)."""
+    try:
+        return sys.stdin.readline().strip()
+    except Interrupted:
+        return ""
 
 
 def _give_back_memory() -> None:

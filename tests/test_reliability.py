@@ -644,6 +644,8 @@ def test_runs_on_cached_features_share_one_worker_with_the_numbers_of_fresh_ones
     apart = {r["run_id"]: r for r in load_records(tmp_path)}
     assert len(together) == 2 and together.keys() == apart.keys()
     assert len({r["env"]["pid"] for r in together.values()}) == 1
+    assert sorted(r["env"]["job_in_process"] for r in together.values()) == [1, 2]
+    assert [r["env"]["job_in_process"] for r in apart.values()] == [1, 1]
     assert len({r["env"]["pid"] for r in apart.values()}) == 2
     for run_id, shared_run in together.items():
         assert shared_run["feature_cache"]["status"] in ("filled", "hit")

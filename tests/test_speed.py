@@ -104,6 +104,37 @@ def _assembled_when_served(hit, whole, results_dir: Path, monkeypatch) -> None:
     assert built_again == []  # assembled once: the second call finds the SavedModel
 
 
+@pytest.mark.slow
+def test_a_kept_head_on_random_weights_is_assembled_on_the_backbone_its_features_came_from(
+    tmp_path, tfds_dir
+):
+    """``backbone.weights=none``: the backbone is drawn from the seed. The run that fills
+    the entry keeps its head alone; the SavedModel assembled for it later, in a process of
+    its own as ``bench.serve`` does, holds the weights of the same run trained without the
+    cache and kept whole (its random features are too small to tell backbones apart)."""
+    from bench.core import record
+
+    args = [*BASE_KEY, "epochs=1", "head.dropout=0", "wandb.mode=disabled", "seed=3"]
+    whole = execute(make_spec(*args, "feature_cache=false", f"results_dir={tmp_path / 'a'}",
+                              tfds_dir=tfds_dir))  # fmt: skip
+    filled = execute(make_spec(*args, f"results_dir={tmp_path / 'b'}", tfds_dir=tfds_dir))
+    assert filled.feature_cache.status == "filled" and filled.model.path is None
+    path = record.path_for(tmp_path / "b", filled.run_id)
+    code = f"import bench; from bench.pipeline import keep; keep.assemble({str(path)!r})"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    kept, assembled = _variables(whole.model.path), _variables(record.read(path).model.path)
+    assert kept.keys() == assembled.keys() and len(kept) > 100
+    for key, value in kept.items():  # the head trained on features: equal to 1e-5
+        np.testing.assert_allclose(assembled[key], value, rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+def _variables(saved_model: str) -> dict[str, np.ndarray]:
+    """Every variable of a kept SavedModel, by its name (their order follows what was
+    trainable when it was saved)."""
+    return {v.name: v.numpy() for v in tf.saved_model.load(saved_model).weights}
+
+
 @pytest.mark.parametrize("drop_remainder", [False, True])
 def test_cached_feature_epochs_have_fits_steps_and_resume_where_the_uncut_run_was(
     drop_remainder,

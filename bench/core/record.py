@@ -109,7 +109,8 @@ class Metrics:
     train_images_per_s: float | None = None
     #: The accelerator's peak memory (null on CPUs).
     peak_device_memory_bytes: int | None = None
-    #: The worker process's peak resident memory.
+    #: The worker process's peak resident memory during the run (Linux: since its job
+    #: started; env.job_in_process says whether earlier jobs' memory is in it).
     peak_host_rss_bytes: int | None = None
     #: Parameters of the model.
     params_total: int | None = None
@@ -174,6 +175,10 @@ class Env:
     deterministic: bool | None = field(default=None, metadata={"since": 4})
     #: What the seed does not pin down on these devices.
     not_deterministic: list[str] = field(default_factory=list, metadata={"since": 4})
+    #: The run's place among the jobs its process ran: 1 in a fresh worker; more in a
+    #: shared worker (shared_worker) or with isolate=false, where the peak host RSS starts
+    #: from what the jobs before it left and TensorFlow's start-up is already paid.
+    job_in_process: int | None = field(default=None, metadata={"since": 6})
 
 
 @dataclass
@@ -262,8 +267,9 @@ class ModelInfo:
     """The trained model a completed run kept (``keep_model``): a SavedModel whose
     ``serving_default`` signature takes ``image`` (as ``input`` describes) and returns
     class probabilities. A single-worker run that trained only its head on cached features
-    (in every phase; the run that filled the entry as well as those that hit it) keeps
-    the head's weights (``head_weights``); its SavedModel is assembled from them when first
+    (in every phase; the run that filled the entry as well as those that hit it, when the
+    entry describes its backbone) keeps the head's weights (``head_weights``); its
+    SavedModel is assembled from them when first
     served (``python -m bench.serve``), and ``path`` is null until then."""
 
     #: The SavedModel folder: <results_dir>/models/<run_id>/saved_model.

@@ -300,10 +300,11 @@ class Config:
     results_dir: str = "results/runs"
     #: TFDS' data_dir; null: TFDS_DATA_DIR or ~/tensorflow_datasets.
     data_dir: str | None = None
-    #: Runs each job in a fresh worker process (its own memory, time and Keras state).
+    #: Runs each job in a worker process (its own memory, time and Keras state), not in the
+    #: launcher's.
     isolate: bool = True
-    #: With isolate=true, jobs that train only a head on cached features share one worker
-    #: process, which takes them one after another; false gives each a fresh one.
+    #: With isolate=true, a multirun's jobs that train only a head on cached features (and
+    #: serve nothing) share one worker process, one after another; false: each a fresh one.
     shared_worker: bool = True
     #: Trains a point again even when its record is completed.
     force: bool = False

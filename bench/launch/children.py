@@ -82,9 +82,12 @@ def _exited(child: subprocess.Popen, timeout: float) -> int | None:
 
 class Shared:
     """One ``python -m bench.worker --jobs FD`` that runs jobs one after another: each
-    job's spec file goes to its stdin, its exit code comes back on the pipe ``FD``. It is
-    replaced after ``jobs`` jobs and after it dies; it ends when :meth:`close` closes its
-    stdin, or with the command.
+    job's spec file goes to its stdin, its exit code comes back on the pipe ``FD``.
+
+    It is replaced after ``jobs`` jobs, after a job that did not complete (the next job,
+    an out-of-memory retry say, starts afresh), after it dies, and when a job's settings
+    differ from the previous job's. It ends when :meth:`close` closes its stdin, or with
+    the command.
 
     Args:
         jobs: How many jobs one process takes.
@@ -95,45 +98,68 @@ class Shared:
         self._child: subprocess.Popen | None = None
         self._replies = None
         self._taken = 0
+        self._settings: object = None
 
-    def run(self, spec_file: str, grace_s: float) -> tuple[int, list[int]]:
-        """Runs one job as :func:`wait` does for a fresh worker; a worker that dies during
-        the job gives its own exit code (negative: the signal that killed it)."""
-        if self._child is None or self._taken == self.jobs or self._child.poll() is not None:
-            self._start()
-        try:
-            self._send(spec_file)
-        except BrokenPipeError:  # it died since it was last asked: a new one takes the job
-            self._start()
-            self._send(spec_file)
-        code, received = wait(self._child, grace_s, self._reply)
-        if code != 0 and self._child.poll() is not None:
+    def run(self, spec_file: str, grace_s: float, settings: object) -> tuple[int, list[int]]:
+        """Runs one job, waiting for it as :func:`wait` does for a fresh worker.
+
+        Args:
+            spec_file: The job's spec.
+            grace_s: Its time to finish after a signal.
+            settings: What the worker keeps from its first job; a job whose settings
+                differ gets a new worker.
+
+        Returns:
+            The job's exit code (negative: the signal that killed the worker during the
+            job), and the signals this process received meanwhile.
+        """
+        for _ in range(2):  # a worker that was leaving when it was asked hands the job on
+            if self._stale(settings):
+                self._start(settings)
+            code, received = self._ask(spec_file, grace_s)
+            if code is not None:
+                break
             self.close()
-        return code, received
+        if code != 0:
+            self.close()
+        return (1 if code is None else code), received  # None: two workers left unasked
 
-    def _send(self, spec_file: str) -> None:
-        self._taken += 1
-        self._child.stdin.write(f"{spec_file}\n")
-        self._child.stdin.flush()
+    def _stale(self, settings: object) -> bool:
+        old = self._child is None or self._taken == self.jobs or self._child.poll() is not None
+        return old or settings != self._settings
 
-    def _start(self) -> None:
+    def _ask(self, spec_file: str, grace_s: float) -> tuple[int | None, list[int]]:
+        """The job's exit code; None when the worker ended before it took the job."""
+        try:
+            self._taken += 1
+            self._child.stdin.write(f"{spec_file}\n")
+            self._child.stdin.flush()
+        except BrokenPipeError:  # it died since it was last asked
+            return None, []
+        code, received = wait(self._child, grace_s, self._reply)
+        return (None if code == _LEFT else code), received
+
+    def _start(self, settings: object) -> None:
         self.close()
         read, write = os.pipe()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         command = [sys.executable, "-m", "bench.worker", "--jobs", str(write)]
-        self._child = subprocess.Popen(
-            command, env=env, stdin=subprocess.PIPE, text=True, pass_fds=(write,)
-        )
-        os.close(write)
-        self._replies = os.fdopen(read, "r")
+        try:
+            self._child = subprocess.Popen(
+                command, env=env, stdin=subprocess.PIPE, text=True, pass_fds=(write,)
+            )
+        finally:
+            os.close(write)
+        self._replies, self._settings = os.fdopen(read, "r"), settings
 
     def _reply(self) -> int | None:
-        """The job's exit code once the worker answered, or died; None meanwhile."""
+        """The job's exit code once the worker answered or ended (:data:`_LEFT` when it
+        ended with exit code 0 without answering: it never took the job); else None."""
         ready, _, _ = select.select([self._replies], [], [], 1.0)
-        if not ready:
-            return None
-        line = self._replies.readline()
-        return int(line) if line.strip() else self._child.wait()
+        if ready and (line := self._replies.readline()).strip():
+            return int(line)
+        code = _exited(self._child, 1.0) if ready else self._child.poll()
+        return _LEFT if code == 0 else code
 
     def close(self) -> None:
         """Ends the worker once it is idle: its stdin closes, and it exits."""
@@ -144,7 +170,10 @@ class Shared:
                 self._child.kill()
                 self._child.wait()
             self._replies.close()
-        self._child, self._replies, self._taken = None, None, 0
+        self._child, self._replies, self._taken, self._settings = None, None, 0, None
+
+
+_LEFT = "left"  # a shared worker that ended without taking the job it was sent
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""A fresh worker process per job.
+"""A worker process per job: a fresh one, or one that runs on cached features share.
 
 Hydra's basic launcher runs every job of a multirun in one process, where device memory,
 the process's peak RSS and Keras' global state would carry over from job to job. Each job
@@ -6,15 +6,19 @@ therefore runs ``python -m bench.worker SPEC`` and waits for it: the worker's fi
 its own, its output streams to this terminal, and a worker that dies (out of memory,
 killed) still leaves a ``failed`` record instead of taking the sweep down.
 
-A job that trains only a head on cached features takes seconds, less than starting a
-worker (importing TensorFlow alone takes about 3 s). With ``shared_worker=true`` (the
-default) such jobs share one worker, which takes them one after another and is replaced
-after :data:`SHARED_JOBS` of them or when it dies; any other job gets a fresh one, and
-the shared worker is ended first so that its memory is not held meanwhile.
+A job of a multirun that trains only a head on cached features, and serves nothing, takes
+seconds, less than starting a worker (importing TensorFlow alone takes about 3 s). With
+``shared_worker=true`` (the default) such jobs share one worker, which takes them one after
+another (:class:`bench.launch.children.Shared`). It is replaced after :data:`SHARED_JOBS`
+of them, after a job that did not complete, and when a job's process-wide settings differ
+from its previous job's (:func:`_settings`: TensorFlow keeps the strategy's devices and op
+determinism for the life of a process). Any other job gets a fresh worker, and the shared
+one is ended first so that its memory is not held meanwhile.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import tempfile
 from pathlib import Path
@@ -32,8 +36,14 @@ SHARED_JOBS = 64  # jobs one shared worker takes: bounds what a leak in a librar
 _shared = children.Shared(SHARED_JOBS)
 
 
-def run(spec: RunSpec) -> Record:
-    """Executes ``spec`` in a new Python process and returns its record."""
+def run(spec: RunSpec, may_share: bool = False) -> Record:
+    """Executes ``spec`` in a worker process and returns its record.
+
+    Args:
+        spec: The run.
+        may_share: Whether the launcher allows a shared worker (a multirun whose jobs run
+            one after another in this process); the job must also be one that shares.
+    """
     directory = Path(spec.job.output_dir or tempfile.mkdtemp(prefix="bench-"))
     directory.mkdir(parents=True, exist_ok=True)
     # The attempt id keeps two launchers in one folder (a multi-worker run) apart.
@@ -41,7 +51,7 @@ def run(spec: RunSpec) -> Record:
     spec_file.write_text(spec.to_json())
     started_at = record.now()
     oom_kills = oom.kill_count()
-    code, received = _worker(spec, str(spec_file))
+    code, received = _worker(spec, str(spec_file), may_share)
     results_dir = spec.cfg.results_dir
     written = record.find_attempt(results_dir, spec.run_id, spec.job.attempt)
     if written is None and code == EXIT_CONFIG_ERROR:
@@ -58,12 +68,26 @@ def run(spec: RunSpec) -> Record:
     return written
 
 
-def _worker(spec: RunSpec, spec_file: str) -> tuple[int, list[int]]:
+def _worker(spec: RunSpec, spec_file: str, may_share: bool) -> tuple[int, list[int]]:
     """Runs the job in the shared worker when it may share one, else in a fresh worker."""
-    if spec.cfg.shared_worker and spec.plan.head_only(spec.site.role.workers):
-        return _shared.run(spec_file, GRACE_S)
+    if may_share and shares(spec):
+        return _shared.run(spec_file, GRACE_S, _settings(spec))
     _shared.close()
     return children.wait(children.start("bench.worker", spec_file), GRACE_S)
+
+
+def shares(spec: RunSpec) -> bool:
+    """Whether the job goes to the shared worker: it trains only a head on cached features
+    and serves nothing (converting keeps memory a process gives back only when it ends)."""
+    head_only = spec.plan.head_only(spec.site.role.workers)
+    return spec.cfg.shared_worker and head_only and not spec.cfg.serve
+
+
+def _settings(spec: RunSpec) -> tuple:
+    """What a worker process keeps from its first job: the strategy (TensorFlow fixes the
+    visible devices once), op determinism (never turned off again) and the environment
+    variables it was started with."""
+    return spec.cfg.strategy, spec.cfg.deterministic, tuple(sorted(os.environ.items()))
 
 
 def close_shared() -> None:

@@ -1,8 +1,9 @@
 """One Hydra job: validate the config into a RunSpec, announce it, run it, report the outcome.
 
 A config the user can fix stops here with exit code 2 and nothing written. The run itself
-happens in a fresh worker process (``isolate=true``, the default), so that its memory,
-time and Keras state belong to it alone.
+happens in a worker process (``isolate=true``, the default): a fresh one, so that its
+memory, time and Keras state belong to it alone, or, for a multirun's runs on cached
+features, one they share (bench.launch.isolate).
 """
 
 from __future__ import annotations
@@ -69,6 +70,18 @@ def run(cfg: DictConfig, here: Callable[[RunSpec], Record]) -> dict:
     return progress.outcome(written, spec, scored=reads_one_number())
 
 
+def jobs_one_after_another() -> bool:
+    """Whether this is a multirun whose jobs Hydra's basic launcher runs one after another
+    in this process (where one worker can take several; other launchers run jobs in
+    processes of their own)."""
+    try:
+        hc = HydraConfig.get()
+    except ValueError:  # not inside a Hydra app
+        return False
+    target = str(hc.launcher.get("_target_", ""))
+    return hc.mode == RunMode.MULTIRUN and target.endswith("BasicLauncher")
+
+
 def reads_one_number() -> bool:
     """Whether the sweeper reads one number per job and stops at a failed job (Optuna)."""
     try:
@@ -79,8 +92,10 @@ def reads_one_number() -> bool:
 
 
 def attempt(spec: RunSpec, here: Callable[[RunSpec], Record]) -> Record:
-    """One attempt at the run: in a fresh worker, or here with ``isolate=false``."""
-    return isolate.run(spec) if spec.cfg.isolate else in_this_process(spec, here)
+    """One attempt at the run: in a worker process, or here with ``isolate=false``."""
+    if not spec.cfg.isolate:
+        return in_this_process(spec, here)
+    return isolate.run(spec, may_share=jobs_one_after_another())
 
 
 def retry_batch(written: Record, spec: RunSpec) -> int | None:

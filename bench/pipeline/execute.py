@@ -3,8 +3,9 @@ model on cached features or images, training, keeping the model, the record. Wha
 config settles was decided once, in the run's plan (bench.core.plan), and where it writes
 and logs in its site (bench.core.site): the steps read those decisions.
 
-``python -m bench.worker`` calls :func:`execute` in a fresh process per job; the launcher
-calls it in its own process only with ``isolate=false``.
+``python -m bench.worker`` calls :func:`execute` in a fresh process per job, or in one
+shared worker for a multirun's runs on cached features; the launcher calls it in its own
+process only with ``isolate=false``.
 """
 
 from __future__ import annotations

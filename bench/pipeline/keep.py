@@ -74,6 +74,9 @@ def keep_model(
         where: Its strategy and compute settings.
         features_from: The backbone that computed the cached features the head trained
             on, as the entry describes it; None when it trained on images.
+
+    Returns:
+        What the record says of the kept model (empty when nothing was kept).
     """
     if not spec.cfg.keep_model:
         return ModelInfo()
@@ -134,7 +137,14 @@ def save_head(
     milliseconds), and the whole model's size and multiply-adds, the backbone's as its
     cache entry states them. Building the backbone, saving the SavedModel and profiling
     its graph would cost a run that trains in seconds several seconds more, so they wait
-    until a serve asks (:func:`assemble`)."""
+    until a serve asks (:func:`assemble`).
+
+    Args:
+        spec: The run.
+        built: Its model; only its head is read.
+        num_classes: Classifier width.
+        stored: The backbone behind the features, as its cache entry describes it.
+    """
     target = spec.site.model_dir.parent / HEAD_WEIGHTS
     target.parent.mkdir(parents=True, exist_ok=True)
     # By position, as Keras lists them: the head built again beside a backbone has the same
@@ -163,6 +173,9 @@ def assemble(record_path: Path) -> Record:
     if kept_model(rec, record_path) is not None or head is None:
         return rec
     spec = RunSpec.of(rec.config, rec.run_id)
+    # Random weights (backbone.weights=none) are drawn as the run drew them: right after
+    # seeding (bench.pipeline.place.settle), in a process that may have seeded nothing.
+    keras.utils.set_random_seed(spec.cfg.seed)
     full = models.build(spec, rec.config["dataset"]["num_classes"], "float32")
     with np.load(head) as stored:
         full.head.set_weights([stored[name] for name in sorted(stored.files)])

@@ -75,7 +75,12 @@ def finish(spec: RunSpec, started_at: str, where: Place, outcome: Outcome, track
         finished_at=record.now(),
         config=spec.config_dict(),
         env=environment.collect(
-            {**where.facts.record(), **where.compute.record(), **_cached(loaded)}
+            {
+                **where.facts.record(),
+                **where.compute.record(),
+                **_cached(loaded),
+                "job_in_process": where.job_in_process,
+            }  # fmt: skip
         ),
         metrics=metrics(outcome.result, where.facts),
         history=outcome.result.history,

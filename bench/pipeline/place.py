@@ -8,12 +8,15 @@ anything is written.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import tensorflow as tf
 
 from bench.core.spec import RunSpec
 from bench.pipeline import compute, measure, strategy
+
+_placed = itertools.count(1)  # the runs this process has placed
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class Place:
     facts: strategy.Facts
     devices: compute.Devices
     compute: compute.Compute
+    job_in_process: int = 1  # 1 in a fresh worker (the record's env.job_in_process)
 
 
 def settle(spec: RunSpec) -> Place:
@@ -42,4 +46,4 @@ def settle(spec: RunSpec) -> Place:
     resolved = compute.resolve(spec.plan.compute, devices, spec.site.role.workers)
     compute.seeded(spec.cfg.seed, resolved.deterministic)
     measure.reset_device_memory(facts.devices)
-    return Place(strat, facts, devices, resolved)
+    return Place(strat, facts, devices, resolved, next(_placed))
