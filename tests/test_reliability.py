@@ -316,6 +316,26 @@ def _wandb_kinds(record: dict) -> list[str]:
     return [r.WhichOneof("record_type") for r in wandb_records(path)]
 
 
+def test_the_backup_is_saved_after_every_epoch_but_the_phases_last(tmp_path):
+    """Keras deletes a phase's backup as its fit ends, and the finished phase is kept
+    whole instead: after a 3-epoch phase's last epoch the backup still says epoch 2."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from bench.pipeline.checkpoint import RunCheckpoint
+
+    kept = RunCheckpoint(make_spec(f"results_dir={tmp_path}").site)
+    resumes_at: list[int] = []
+    look = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: resumes_at.append(kept.resume_epoch("p", 0))
+    )
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    data = tf.data.Dataset.from_tensor_slices((np.ones((4, 2)), np.ones((4, 1)))).batch(2)
+    model.fit(data, epochs=3, callbacks=[kept.backup("p", 3), look], verbose=0)
+    assert resumes_at == [1, 2, 2]
+
+
 @pytest.mark.slow
 def test_a_run_cut_after_its_second_epoch_resumes_with_each_epoch_once(
     tmp_path, tfds_dir, tiny, launch

@@ -102,18 +102,19 @@ class Trainer:
         steps, done, earlier = where
         schedule = optim.callbacks(phase.optimizer)
         first = t.checkpoint.resume_epoch(phase.name, done) if t.checkpoint else done
+        end = done + phase.epochs
         kept = [t.checkpoint.callback_state(phase.name, schedule, first),
-                t.checkpoint.backup(phase.name)] if t.checkpoint else []  # fmt: skip
+                t.checkpoint.backup(phase.name, end)] if t.checkpoint else []  # fmt: skip
         start = time.perf_counter()
         try:
             fitted.fit(
                 # The input from the epoch Keras resumes at: epoch e's order and draws are
                 # the same whether or not the run was cut before it (bench.pipeline.data).
-                source.epochs(first, done + phase.epochs),
+                source.epochs(first, end),
                 steps_per_epoch=steps,
                 validation_data=source.val,
                 initial_epoch=done,
-                epochs=done + phase.epochs,
+                epochs=end,
                 # A NaN or infinite loss stops at once; recorder.diverged() then names it.
                 # The recorder saves each epoch's row, and the schedule acts on the epoch
                 # (ReduceLROnPlateau lowers the rate), before the backup saves the epoch.
