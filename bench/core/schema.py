@@ -300,8 +300,8 @@ class Config:
     results_dir: str = "results/runs"
     #: TFDS' data_dir; null: TFDS_DATA_DIR or ~/tensorflow_datasets.
     data_dir: str | None = None
-    #: Runs each job in a worker process (its own memory, time and Keras state), not in the
-    #: launcher's.
+    #: Runs each job in a worker process, not in the launcher's: a fresh one (its own
+    #: memory, time and Keras state), or the one shared_worker allows.
     isolate: bool = True
     #: With isolate=true, a multirun's jobs that train only a head on cached features (and
     #: serve nothing) share one worker process, one after another; false: each a fresh one.

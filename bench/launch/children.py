@@ -113,31 +113,35 @@ class Shared:
             The job's exit code (negative: the signal that killed the worker during the
             job), and the signals this process received meanwhile.
         """
+        received: list[int] = []
         for _ in range(2):  # a worker that was leaving when it was asked hands the job on
             if self._stale(settings):
                 self._start(settings)
-            code, received = self._ask(spec_file, grace_s)
-            if code is not None:
+            code, signals = self._ask(spec_file, grace_s)
+            received += signals
+            if code != _LEFT or received:  # after a stop, the job is not handed on
                 break
             self.close()
+        if code == _LEFT:  # two workers in a row, or a stop, ended before taking the job
+            code = 1
         if code != 0:
             self.close()
-        return (1 if code is None else code), received  # None: two workers left unasked
+        return code, received
 
     def _stale(self, settings: object) -> bool:
         old = self._child is None or self._taken == self.jobs or self._child.poll() is not None
         return old or settings != self._settings
 
-    def _ask(self, spec_file: str, grace_s: float) -> tuple[int | None, list[int]]:
-        """The job's exit code; None when the worker ended before it took the job."""
+    def _ask(self, spec_file: str, grace_s: float) -> tuple[int, list[int]]:
+        """The job's exit code, :data:`_LEFT` when the worker ended before taking it, and
+        the signals this process received meanwhile."""
         try:
             self._taken += 1
             self._child.stdin.write(f"{spec_file}\n")
             self._child.stdin.flush()
         except BrokenPipeError:  # it died since it was last asked
-            return None, []
-        code, received = wait(self._child, grace_s, self._reply)
-        return (None if code == _LEFT else code), received
+            return _LEFT, []
+        return wait(self._child, grace_s, self._reply)
 
     def _start(self, settings: object) -> None:
         self.close()
@@ -148,6 +152,9 @@ class Shared:
             self._child = subprocess.Popen(
                 command, env=env, stdin=subprocess.PIPE, text=True, pass_fds=(write,)
             )
+        except BaseException:
+            os.close(read)
+            raise
         finally:
             os.close(write)
         self._replies, self._settings = os.fdopen(read, "r"), settings
@@ -159,6 +166,10 @@ class Shared:
         if ready and (line := self._replies.readline()).strip():
             return int(line)
         code = _exited(self._child, 1.0) if ready else self._child.poll()
+        if code is not None and not ready:  # it may have answered just before it ended
+            ready, _, _ = select.select([self._replies], [], [], 0)
+            if ready and (line := self._replies.readline()).strip():
+                return int(line)
         return _LEFT if code == 0 else code
 
     def close(self) -> None:
@@ -173,7 +184,7 @@ class Shared:
         self._child, self._replies, self._taken, self._settings = None, None, 0, None
 
 
-_LEFT = "left"  # a shared worker that ended without taking the job it was sent
+_LEFT = 256  # not an exit code: a shared worker that ended without taking the job it was sent
 
 
 @contextlib.contextmanager

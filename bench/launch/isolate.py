@@ -1,4 +1,4 @@
-"""A worker process per job: a fresh one, or one that runs on cached features share.
+"""A worker process per job: a fresh one, or one shared by a multirun's runs on cached features.
 
 Hydra's basic launcher runs every job of a multirun in one process, where device memory,
 the process's peak RSS and Keras' global state would carry over from job to job. Each job
@@ -78,7 +78,14 @@ def _worker(spec: RunSpec, spec_file: str, may_share: bool) -> tuple[int, list[i
 
 def shares(spec: RunSpec) -> bool:
     """Whether the job goes to the shared worker: it trains only a head on cached features
-    and serves nothing (converting keeps memory a process gives back only when it ends)."""
+    and serves nothing (converting keeps memory a process gives back only when it ends).
+
+    Args:
+        spec: The job's run.
+
+    Returns:
+        True when ``shared_worker`` is on and the run is such a job.
+    """
     head_only = spec.plan.head_only(spec.site.role.workers)
     return spec.cfg.shared_worker and head_only and not spec.cfg.serve
 

@@ -92,7 +92,15 @@ def reads_one_number() -> bool:
 
 
 def attempt(spec: RunSpec, here: Callable[[RunSpec], Record]) -> Record:
-    """One attempt at the run: in a worker process, or here with ``isolate=false``."""
+    """One attempt at the run: in a worker process, or here with ``isolate=false``.
+
+    Args:
+        spec: The run.
+        here: Runs a spec in this process (see :func:`run`).
+
+    Returns:
+        The attempt's record.
+    """
     if not spec.cfg.isolate:
         return in_this_process(spec, here)
     return isolate.run(spec, may_share=jobs_one_after_another())

@@ -74,8 +74,15 @@ class RunCheckpoint:
         return resumes
 
     def backup(self, phase: str, epochs: int) -> keras.callbacks.BackupAndRestore:
-        """Keras' per-epoch backup for ``phase`` (never shared between runs or phases),
-        whose ``fit`` ends after epoch ``epochs`` (counted from 1 over the run)."""
+        """Keras' per-epoch backup for ``phase`` (never shared between runs or phases).
+
+        Args:
+            phase: The phase's name.
+            epochs: The epoch its ``fit`` ends after, counted from 1 over the run.
+
+        Returns:
+            The callback, which saves after every epoch but that last one.
+        """
         return _Backup(epochs, backup_dir=str(self.dir / phase))
 
     def resume_epoch(self, phase: str, first: int) -> int:
@@ -159,7 +166,12 @@ class _Backup(keras.callbacks.BackupAndRestore):
     """Keras' backup, saved after every epoch but the phase's last: ``fit`` deletes that
     one as soon as it ends, and :meth:`RunCheckpoint.save_phase` keeps the finished phase
     instead (a B0 backup takes about 0.4 s here). A run cut between the two resumes at
-    the last epoch and trains it again."""
+    the last epoch and trains it again.
+
+    Args:
+        epochs: The epoch the phase's ``fit`` ends after, counted from 1.
+        **kwargs: Keras' ``BackupAndRestore`` arguments.
+    """
 
     def __init__(self, epochs: int, **kwargs):
         super().__init__(**kwargs)

@@ -159,11 +159,20 @@ def calibration_sample(
     found: pipeline.Data, spec: RunSpec, count: int
 ) -> Iterator[list[np.ndarray]]:
     """A seeded sample of ``count`` training images, one per batch (the converter's
-    representative dataset): the same images for every export of the same run."""
-    train = found.images["train"]
-    sample = train.shuffle(spec.cfg.dataset.shuffle_buffer, seed=spec.cfg.seed).take(count)
-    for image, _ in sample:
-        yield [image.numpy()[None]]
+    representative dataset): the same images for every export of the same run.
+
+    The images are picked among the first ``shuffle_buffer`` by NumPy from the run's seed,
+    not by TensorFlow, whose op seeds also depend on the process's global seed: a run's
+    own worker and a later ``bench.serve`` process pick the same ones.
+    """
+    pool = spec.cfg.dataset.shuffle_buffer
+    if found.train_examples is not None:
+        pool = min(pool, found.train_examples)
+    rng = np.random.default_rng(spec.cfg.seed)
+    chosen = set(rng.choice(pool, min(count, pool), replace=False).tolist())
+    for index, (image, _) in enumerate(found.images["train"].take(pool)):
+        if index in chosen:
+            yield [image.numpy()[None]]
 
 
 @dataclasses.dataclass

@@ -25,8 +25,8 @@ from bench.core.errors import Interrupted
 from bench.core.pending import HEAD_WEIGHTS, SAVED_MODEL, kept_head, kept_model
 from bench.core.record import ModelInfo, Record
 from bench.core.spec import RunSpec
+from bench.pipeline import compute, pixels
 from bench.pipeline import model as models
-from bench.pipeline import pixels
 from bench.pipeline.model import StoredBackbone
 from bench.pipeline.place import Place
 
@@ -173,9 +173,11 @@ def assemble(record_path: Path) -> Record:
     if kept_model(rec, record_path) is not None or head is None:
         return rec
     spec = RunSpec.of(rec.config, rec.run_id)
-    # Random weights (backbone.weights=none) are drawn as the run drew them: right after
-    # seeding (bench.pipeline.place.settle), in a process that may have seeded nothing.
-    keras.utils.set_random_seed(spec.cfg.seed)
+    if spec.cfg.backbone.weights == "none":
+        # Random weights are drawn as the run drew them, right after seeding the way
+        # place.settle does (Keras' generator mode changes what Dropout layers draw), in a
+        # process that may have seeded nothing, or something else.
+        compute.seeded(spec.cfg.seed, deterministic=False)
     full = models.build(spec, rec.config["dataset"]["num_classes"], "float32")
     with np.load(head) as stored:
         full.head.set_weights([stored[name] for name in sorted(stored.files)])
