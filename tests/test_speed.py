@@ -118,6 +118,9 @@ def test_a_kept_head_on_random_weights_is_assembled_on_the_backbone_its_features
     args = [*BASE_KEY, "backbone=b0", "epochs=1", "head.dropout=0", "wandb.mode=disabled",
             "seed=3", "dataset.train_split='train[:64]'", "dataset.val_split='validation[:32]'",
             "dataset.test_split='test[:32]'"]  # fmt: skip
+    # Layer names, which key the variables below, count up per process: start them afresh,
+    # as in the serve's process (and in a worker).
+    keras.backend.clear_session()
     whole = execute(make_spec(*args, "feature_cache=false", f"results_dir={tmp_path / 'a'}",
                               tfds_dir=tfds_dir))  # fmt: skip
     filled = execute(make_spec(*args, f"results_dir={tmp_path / 'b'}", tfds_dir=tfds_dir))
