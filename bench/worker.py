@@ -1,16 +1,12 @@
 """``python -m bench.worker SPEC_JSON``: the worker's entry point, one run in this fresh process.
 
-``python -m bench.worker --jobs FD`` is a shared worker (bench.launch.children.Shared): it
+``python -m bench.worker --jobs FD`` is a shared worker (bench.pipeline.shared_worker): it
 runs the spec files named on its stdin one after another and answers each with its exit
 code on the pipe ``FD``, until its stdin closes or a stop arrives.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
-import gc
 import logging
 import os
 import sys
@@ -19,10 +15,10 @@ from pathlib import Path
 import bench  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
 from bench.core import cluster
 from bench.core.console import say
-from bench.core.errors import EXIT_CONFIG_ERROR, Interrupted, UserError
+from bench.core.errors import EXIT_CONFIG_ERROR, UserError
 from bench.core.orphans import die_with_parent
 from bench.core.spec import RunSpec
-from bench.pipeline import measure, stop, tracker
+from bench.pipeline import shared_worker, stop, tracker
 from bench.pipeline.execute import execute
 
 
@@ -42,7 +38,7 @@ def main(argv: list[str]) -> int:
     tf.debugging.disable_traceback_filtering()
     stop.install()  # SIGTERM, SIGINT: record Interrupted, keep the checkpoint (a relaunch resumes)
     if argv[0] == "--jobs":
-        return jobs(int(argv[1]))
+        return shared_worker.loop(int(argv[1]), run)
     return run(Path(argv[0]))
 
 
@@ -54,46 +50,6 @@ def run(spec_file: Path) -> int:
     except UserError as error:
         say(f"config error: {error}", error=True)
         return EXIT_CONFIG_ERROR
-
-
-def jobs(reply_fd: int) -> int:
-    """Runs the spec files named on stdin, one per line, answering each with its exit code
-    (as :func:`run`'s) on ``reply_fd``.
-
-    Args:
-        reply_fd: The pipe the launcher reads the exit codes from.
-
-    Returns:
-        0, at the end of stdin or after the job a stop signal reached. An error that
-        escapes a run ends the worker as it would end a fresh one.
-    """
-    import tf_keras as keras
-
-    os.set_inheritable(reply_fd, False)  # a process a job starts must not hold the pipe open
-    with open(reply_fd, "w", buffering=1) as replies:
-        while not stop.requested() and (line := _next_job()):
-            keras.backend.clear_session()  # Keras' names and graph start as in a new process
-            _give_back_memory()
-            measure.reset_peak_host_rss()  # the run's peak starts at what is still held
-            replies.write(f"{run(Path(line))}\n")
-    return 0
-
-
-def _next_job() -> str:
-    """The next spec file named on stdin; empty at its end, or when a stop arrives while
-    waiting (a stop during a job is the job's, recorded as Interrupted)."""
-    try:
-        return sys.stdin.readline().strip()
-    except Interrupted:
-        return ""
-
-
-def _give_back_memory() -> None:
-    """Frees what the jobs before left unreferenced and returns the heap's free pages to
-    the system (glibc's ``malloc_trim``), so a job's peak starts near a new process's."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
 
 
 def exit_now(code: int) -> None:
