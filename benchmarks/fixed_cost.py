@@ -6,7 +6,8 @@ timer around each step, and prints, as JSON, the worker's wall time, its epochs 
 median and the first), the fixed cost (wall time minus the epochs at the median: the
 issue's measure), and how long each step took: importing TensorFlow, W&B, loading the
 data, building the model, training (fit, every phase), keeping the model (saving it and
-counting its multiply-adds) and writing the record. Any arguments are run overrides; W&B
+counting its multiply-adds) and writing the record; and how often each phase's train step
+was traced. Any arguments are run overrides; W&B
 stays in whatever mode they give (the demo's is auto: offline without credentials).
 """
 
@@ -37,12 +38,15 @@ def main(argv: list[str]) -> int:
     timed = [(tracker.Tracker, "start", "W&B start"), (tracker.Tracker, "finish", "W&B finish"),
              (data, "load", "load the data"), (model, "build", "build the model"),
              (train.Trainer, "run", "train (fit, every phase, and the test split)"),
+             (train, "prepare_phase", "  of which: compile, create the variables"),
+             (train, "evaluate_test", "  of which: the test split"),
              (keep, "save_on_chief", "keep the model (save, multiply-adds)"),
              (keep, "multiply_adds", "  of which: count multiply-adds"),
              (tensorflow.saved_model, "save", "  of which: tf.saved_model.save"),
              (execute.record, "save", "write the record")]  # fmt: skip
     for owner, name, label in timed:
         setattr(owner, name, _timer(getattr(owner, name), label, steps))
+    traces = _count_traces(train.Trainer)
     folder = Path(tempfile.mkdtemp(prefix="bench-fixed-"))
     spec = build(schema.compose([*argv, f"results_dir={folder / 'runs'}"]))
     written = execute.execute(spec)
@@ -56,9 +60,33 @@ def main(argv: list[str]) -> int:
         "fixed_cost_s": round(wall - median * len(epochs), 1),
         "final_val_accuracy": written.metrics.final_val_accuracy,
         "test_accuracy": written.metrics.test_accuracy,
+        "train_step_traces": traces,
         "steps_s": {k: round(v, 2) for k, v in steps.items()},
     }, indent=2))  # fmt: skip
     return 0
+
+
+def _count_traces(trainer) -> dict:
+    """Afterwards holds how often each fitted model's train step was traced."""
+    traces, prepare = {}, trainer.__init__.__globals__["prepare_phase"]
+
+    def counted(training, fitted, phase, steps):
+        prepare(training, fitted, phase, steps)
+        traces[phase.name] = fitted  # read after training, below
+
+    trainer.__init__.__globals__["prepare_phase"] = counted
+    run = trainer.run
+
+    def read(self):
+        try:
+            return run(self)
+        finally:
+            for name, fitted in list(traces.items()):
+                function = fitted.train_function
+                traces[name] = function.experimental_get_tracing_count() if function else 0
+
+    trainer.run = read
+    return traces
 
 
 def _timer(function, label: str, steps: dict):

@@ -74,10 +74,11 @@ def test_a_two_phase_run_trains_its_head_on_a_frozen_backbone_then_fine_tunes_it
     built.backbone(images, training=True)  # moving statistics from real inputs
     wrapper = built.model.get_layer("backbone")
     kernel = built.backbone.get_layer("block7a_project_conv").kernel
-    kernels, same = [kernel.numpy().copy()], {}
+    kernels, same, traces = [kernel.numpy().copy()], {}, {}
 
     def on_epoch(row):
         kernels.append(kernel.numpy().copy())
+        traces[row.phase] = built.model.train_function.experimental_get_tracing_count()
         train_call, infer_call = wrapper(images, training=True), wrapper(images, training=False)
         same[row.phase] = bool(np.allclose(train_call.numpy(), infer_call.numpy(), atol=1e-5))
 
@@ -85,6 +86,9 @@ def test_a_two_phase_run_trains_its_head_on_a_frozen_backbone_then_fine_tunes_it
                               on_epoch=on_epoch)  # fmt: skip
     result = train.run(training)
     assert same == {"head": True, "finetune": False}
+    # Each phase's step traced once: its variables were created before fit (a tf.function
+    # that creates variables in its first call is traced twice).
+    assert traces == {"head": 1, "finetune": 1}
     assert [(r.epoch, r.phase) for r in result.history] == [(1, "head"), (2, "finetune")]
     assert (result.phases["head"].epochs, result.phases["finetune"].epochs) == (1, 1)
     assert np.array_equal(kernels[0], kernels[1])  # frozen during the head phase

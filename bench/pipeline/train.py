@@ -160,6 +160,26 @@ def prepare_phase(training: Training, fitted: keras.Model, phase: Phase, steps: 
             jit_compile=training.jit_compile,
             steps_per_execution=spec.cfg.steps_per_execution,
         )
+        create_variables(fitted)
+
+
+def create_variables(fitted: keras.Model) -> None:
+    """Creates the compiled model's optimizer slots and metric totals now, not in ``fit``.
+
+    A ``tf.function`` whose first call creates variables is traced a second time (so
+    that later calls cannot create any), and Keras creates these inside the first training
+    step: that second trace of B0's train step was about 2 s of a demo run's first epoch
+    (docs/performance.md). Created here, with the same zero initial values, the step is
+    traced once. Labels are class indices (one per image), as the data step gives them.
+    """
+    optimizer = fitted.optimizer
+    if isinstance(optimizer, keras.optimizers.legacy.Optimizer):
+        optimizer._create_all_weights(fitted.trainable_variables)  # Keras' own idiom (hdf5)
+    else:
+        optimizer.build(fitted.trainable_variables)
+    predicted = tf.zeros((1, fitted.output_shape[-1]))
+    fitted.compiled_loss.build(predicted)
+    fitted.compiled_metrics.build(predicted, tf.zeros((1,), tf.int64))
 
 
 def evaluate_test(
