@@ -37,8 +37,8 @@ def execute(spec: RunSpec) -> Record:
         done.data = data.load(spec, where.devices.kind == "TPU", checkpoint.scratch / "input")
         stop.check()  # between steps too: a stop can be lost inside a library (stop.py)
         spec.cfg.dataset.num_classes = done.data.num_classes
-        tracker.update_config({"dataset": spec.config_dict()["dataset"]})
         built, on_features, done.feature_cache = features.build_model(spec, done.data, where)
+        tracker.update_config({"dataset": spec.config_dict()["dataset"]})  # W&B has started
         trainer = train.Trainer(train.Training(built, done.data, spec, where.strategy,
             spec.plan.phases_at(where.strategy.num_replicas_in_sync), on_features, checkpoint,
             tracker.log_epoch, where.compute.jit_compile))  # fmt: skip
