@@ -4,15 +4,20 @@
 worker does (a fresh process: importing TensorFlow, then bench.pipeline.execute), with a
 timer around each step, and prints, as JSON, the worker's wall time, its epochs (the
 median and the first), the fixed cost (wall time minus the epochs at the median: the
-issue's measure), and how long each step took: importing TensorFlow, W&B, loading the
-data, building the model, training (fit, every phase), keeping the model (saving it and
-counting its multiply-adds) and writing the record; and how often each phase's train step
-was traced. Any arguments are run overrides; W&B
-stays in whatever mode they give (the demo's is auto: offline without credentials).
+issue's measure), how long each step took (importing TensorFlow, W&B, loading the data,
+building the model, training, keeping the model, writing the record) and how often each
+phase's train step was traced. Any arguments are run overrides; W&B stays in whatever
+mode they give (the demo's is auto: offline without credentials).
+
+To measure an older commit the same way, put a worktree of it first on ``PYTHONPATH``,
+with its ``conf/`` linked into its package (``ln -s ../conf bench/conf``: the editable
+install maps ``bench.conf`` to this checkout's ``conf/`` otherwise); steps that commit
+lacks are not timed.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import statistics
 import sys
@@ -21,6 +26,24 @@ import time
 from pathlib import Path
 
 STARTED = time.perf_counter()
+
+
+#: (module, attribute, label): the steps timed, where the code has them (older commits of
+#: bench lack some: the script also measures them, with PYTHONPATH on a worktree).
+TIMED = [
+    ("bench.pipeline.tracker", "Tracker.start", "W&B start (in the background since 7b87162)"),
+    ("bench.pipeline.tracker", "Tracker._wait", "  waiting for W&B to have started"),
+    ("bench.pipeline.tracker", "Tracker.finish", "W&B finish"),
+    ("bench.pipeline.data", "load", "load the data"),
+    ("bench.pipeline.model", "build", "build the model"),
+    ("bench.pipeline.train", "Trainer.run", "train (fit, every phase, and the test split)"),
+    ("bench.pipeline.train", "prepare_phase", "  of which: compile, create the variables"),
+    ("bench.pipeline.train", "evaluate_test", "  of which: the test split"),
+    ("bench.pipeline.keep", "save_on_chief", "keep the model (save, multiply-adds)"),
+    ("bench.pipeline.keep", "multiply_adds", "  of which: count multiply-adds"),
+    ("tensorflow.saved_model", "save", "  of which: tf.saved_model.save"),
+    ("bench.core.record", "save", "write the record"),
+]
 
 
 def main(argv: list[str]) -> int:
@@ -33,20 +56,15 @@ def main(argv: list[str]) -> int:
              "import tensorflow": time.perf_counter() - clock}  # fmt: skip
     from bench.core import schema
     from bench.core.spec import build
-    from bench.pipeline import data, execute, keep, model, tracker, train
+    from bench.pipeline import execute
 
-    timed = [(tracker.Tracker, "start", "W&B start"), (tracker.Tracker, "finish", "W&B finish"),
-             (data, "load", "load the data"), (model, "build", "build the model"),
-             (train.Trainer, "run", "train (fit, every phase, and the test split)"),
-             (train, "prepare_phase", "  of which: compile, create the variables"),
-             (train, "evaluate_test", "  of which: the test split"),
-             (keep, "save_on_chief", "keep the model (save, multiply-adds)"),
-             (keep, "multiply_adds", "  of which: count multiply-adds"),
-             (tensorflow.saved_model, "save", "  of which: tf.saved_model.save"),
-             (execute.record, "save", "write the record")]  # fmt: skip
-    for owner, name, label in timed:
-        setattr(owner, name, _timer(getattr(owner, name), label, steps))
-    traces = _count_traces(train.Trainer)
+    for module, name, label in TIMED:
+        owner = _found(module, name)
+        if owner is not None:  # a step that this commit of bench has
+            attribute = name.rsplit(".", 1)[-1]
+            setattr(owner, attribute, _timer(getattr(owner, attribute), label, steps))
+    trainer = _found("bench.pipeline.train", "Trainer.run")
+    traces = _count_traces(trainer) if trainer is not None else {}
     folder = Path(tempfile.mkdtemp(prefix="bench-fixed-"))
     spec = build(schema.compose([*argv, f"results_dir={folder / 'runs'}"]))
     written = execute.execute(spec)
@@ -64,6 +82,18 @@ def main(argv: list[str]) -> int:
         "steps_s": {k: round(v, 2) for k, v in steps.items()},
     }, indent=2))  # fmt: skip
     return 0
+
+
+def _found(module: str, name: str):
+    """The object that holds ``name`` (``Class.method`` or ``function``), or None."""
+    try:
+        owner = importlib.import_module(module)
+    except ImportError:
+        return None
+    *classes, attribute = name.split(".")
+    for part in classes:
+        owner = getattr(owner, part, None)
+    return owner if owner is not None and hasattr(owner, attribute) else None
 
 
 def _count_traces(trainer) -> dict:
