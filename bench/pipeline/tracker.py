@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import wandb
@@ -83,20 +83,25 @@ class Tracker:
         return run
 
     def _wait(self, quiet: bool = False) -> None:
-        """Waits for :meth:`start`.
+        """Waits for :meth:`start`. A stop that lands while waiting (bench.pipeline.stop
+        raises it here) leaves the start to be waited for again, by :meth:`finish`, which
+        then closes the W&B run with the record.
 
         Raises:
             Exception: whatever ``wandb.init`` raised, when the mode was asked for
                 explicitly (once; with ``quiet``, said instead: the run failed first).
         """
-        starting, self._starting = self._starting, None
+        starting = self._starting
         if starting is None:
             return
-        try:
+        wait([starting])
+        self._starting = None
+        error = starting.exception()
+        if error is None:
             self.run = starting.result()
-        except Exception as error:
-            if not quiet:
-                raise
+        elif not quiet:
+            raise error
+        else:
             say(f"W&B did not start either ({type(error).__name__}: {error})")
 
     def _config(self) -> dict:
