@@ -63,8 +63,7 @@ def main(argv: list[str]) -> int:
         if owner is not None:  # a step that this commit of bench has
             attribute = name.rsplit(".", 1)[-1]
             setattr(owner, attribute, _timer(getattr(owner, attribute), label, steps))
-    trainer = _found("bench.pipeline.train", "Trainer.run")
-    traces = _count_traces(trainer) if trainer is not None else {}
+    traces = _count_traces()
     folder = Path(tempfile.mkdtemp(prefix="bench-fixed-"))
     spec = build(schema.compose([*argv, f"results_dir={folder / 'runs'}"]))
     written = execute.execute(spec)
@@ -96,26 +95,24 @@ def _found(module: str, name: str):
     return owner if owner is not None and hasattr(owner, attribute) else None
 
 
-def _count_traces(trainer) -> dict:
-    """Afterwards holds how often each fitted model's train step was traced."""
-    traces, prepare = {}, trainer.__init__.__globals__["prepare_phase"]
+def _count_traces() -> dict:
+    """Afterwards holds how often each phase's train step was traced, read as its ``fit``
+    ends (a two-phase run compiles the same model twice); empty for a commit without
+    ``Trainer._fit``."""
+    traces: dict[str, int] = {}
+    trainer = _found("bench.pipeline.train", "Trainer._fit")
+    if trainer is None:
+        return traces
+    fit = trainer._fit
 
-    def counted(training, fitted, phase, steps):
-        prepare(training, fitted, phase, steps)
-        traces[phase.name] = fitted  # read after training, below
-
-    trainer.__init__.__globals__["prepare_phase"] = counted
-    run = trainer.run
-
-    def read(self):
+    def counted(self, fitted, source, phase, *rest):
         try:
-            return run(self)
+            return fit(self, fitted, source, phase, *rest)
         finally:
-            for name, fitted in list(traces.items()):
-                function = fitted.train_function
-                traces[name] = function.experimental_get_tracing_count() if function else 0
+            function = fitted.train_function
+            traces[phase.name] = function.experimental_get_tracing_count() if function else 0
 
-    trainer.run = read
+    trainer._fit = counted
     return traces
 
 
