@@ -15,6 +15,7 @@ import bench  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports Te
 from bench.core import schema
 from bench.core.errors import EXIT_CONFIG_ERROR
 from bench.launch import job
+from bench.serve import steps
 from hydra_plugins.bench_race_sweeper import race_sweeper
 
 schema.register()
@@ -23,8 +24,8 @@ race_sweeper.register()  # hydra/sweeper=race, also from an editable install
 
 @hydra.main(config_path=schema.CONFIG_PATH, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> dict:
-    """One Hydra job: validate, announce, run in a worker, report."""
-    return job.run(cfg, here=execute_here)
+    """One Hydra job: validate, announce, run in a worker, serve when asked, report."""
+    return job.run(cfg, here=execute_here, serving=steps())
 
 
 def execute_here(spec):

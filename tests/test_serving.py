@@ -1,8 +1,9 @@
 """What a trained model costs to serve: the kept SavedModel, its LiteRT exports, their
 figures in the record and in W&B, ``python -m bench.serve`` and the serving verdict.
 
-One session fixture trains and serves one small run (the tests' hub backbone, W&B
-offline, ``serve=true``); the rest test functions on the files it left.
+One session fixture trains and serves one small run with the real command (the tests' hub
+backbone, W&B offline, ``serve=true``: the launcher serves the record in a process of its
+own once the worker has ended); the rest test functions on the files it left.
 """
 
 from __future__ import annotations
@@ -20,7 +21,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from tests.helpers import SMALL_DATA, TINY, hub_backbone, make_spec, offline
+from tests.helpers import (
+    SMALL_DATA,
+    TINY,
+    bench_run,
+    hub_backbone,
+    load_records,
+    make_spec,
+    offline,
+)
 from tests.wandb_files import read_run, records
 
 EXPORTS = ("float32", "float16", "dynamic_int8", "int8")
@@ -36,6 +45,7 @@ SERVING = ["serve=true", "serving.calibration_images=16"]
 class Served:
     root: Path
     record_path: Path
+    printed: str  # what the command said
 
     @property
     def record(self) -> dict:
@@ -45,17 +55,14 @@ class Served:
 @pytest.fixture(scope="session")
 def served(tmp_path_factory, tfds_dir, hub_dir) -> Served:
     """One run of the hub backbone that keeps its model (the default) and serves it."""
-    from bench.pipeline.execute import execute
-
     root = tmp_path_factory.mktemp("served")
     with pytest.MonkeyPatch.context() as patch:
         offline(patch, root)
         overrides = [*SMALL_DATA, *hub_backbone(hub_dir), "wandb.mode=offline", *SERVING]
-        spec = make_spec(*overrides, "keep_model=true", f"results_dir={root / 'runs'}",
-                         tfds_dir=tfds_dir)  # fmt: skip
-        record = execute(spec)
-    assert record.completed, record.error
-    return Served(root, spec.record_path)
+        done = bench_run(root, tfds_dir, *overrides, "keep_model=true")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (record,) = load_records(root)
+    return Served(root, root / "runs" / f"{record['run_id']}.json", done.stdout + done.stderr)
 
 
 def _images(record: dict, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +117,7 @@ def test_a_kept_savedmodel_predicts_as_the_trained_keras_model_without_bench(tmp
     built = model.build(spec, found.num_classes)
     built.model.compile("adam", "sparse_categorical_crossentropy")
     built.model.fit(found.train.take(1), verbose=0)  # moving statistics off their start
-    kept = keep.save(spec, built, found.num_classes, "float32")
+    kept = keep.keep_whole(spec, built, found.num_classes, "float32")
     images, _ = _images({"config": spec.config_dict(), "run_id": spec.run_id})
     scaled = np.concatenate([x for x, _ in found.test])  # what training's model was fed
     expected = built.model.predict(scaled, verbose=0)
@@ -225,15 +232,23 @@ def test_every_export_agrees_with_the_savedmodel_and_its_accuracy_is_its_own(ser
 
 @pytest.mark.slow
 def test_wandb_gets_the_serving_figures_and_the_model_artifact(served):
+    """The launcher serves after the worker has closed the run's W&B run, so it resumes the
+    run by id, as ``bench.serve`` does (offline: a second folder, merged by ``wandb sync``)."""
     from bench.core.record import serving_from_dict
 
     record = served.record
-    run = read_run(Path(record["wandb"]["dir"]))
+    assert f"W&B run {record['run_id']} (offline): serving figures and model logged" in (
+        served.printed
+    )
+    (resumed,) = [d for d in served.root.glob("wandb/offline-run-*")
+                  if d != Path(record["wandb"]["dir"])]  # fmt: skip
+    run = read_run(resumed)
+    assert run["run"].run_id == record["run_id"]
     expected = serving_from_dict(record["serving"]).figures()
     for key, value in expected.items():
         assert run["summary"][key] == pytest.approx(value), key
     assert run["summary"]["model.macs_per_image"] == record["model"]["macs_per_image"]
-    (path,) = Path(record["wandb"]["dir"]).glob("run-*.wandb")
+    (path,) = resumed.glob("run-*.wandb")
     found = [r.artifact for r in records(path) if r.WhichOneof("record_type") == "artifact"]
     (model,) = [a for a in found if a.type == "model"]
     assert model.name == f"model-{record['run_id']}"
@@ -414,6 +429,36 @@ def test_serving_needs_the_kept_model(capsys):
     with pytest.raises(ConfigError) as raised:
         build(compose("serve=true", "keep_model=false"))
     assert "serve" in str(raised.value) and "keep_model" in str(raised.value)
+
+
+def _fails(path: str, settings, staging) -> None:  # at the top level: runs in a spawned process
+    raise RuntimeError("no data on this machine")
+
+
+def test_a_serve_that_fails_leaves_the_run_completed_and_says_how_to_serve_it(tmp_path, capsys):
+    """``serve=true``: the launcher serves a completed run after its worker; a serve that
+    fails (in its own process) leaves the record completed, unserved, and says what to run."""
+    import dataclasses
+
+    from bench.core import record as records
+    from bench.core.record import ModelInfo
+    from bench.launch import job, serve_all
+    from tests.test_records import GOLDEN
+
+    spec = make_spec("serve=true", f"results_dir={tmp_path}")
+    model = tmp_path / "models" / spec.run_id / "saved_model"
+    model.mkdir(parents=True)
+    rec = dataclasses.replace(records.read(GOLDEN / "v5.json"), run_id=spec.run_id,
+                              model=ModelInfo(path=str(model)), serving=None)  # fmt: skip
+    assert rec.completed
+    records.write(rec, tmp_path)
+    published = []
+    steps = serve_all.Steps(_fails, _fails, lambda done: published.append(done) or True)
+    after = job.served(rec, spec, steps)
+    assert after.completed and after.serving is None and not published
+    printed = capsys.readouterr()
+    assert "not served: RuntimeError: no data on this machine" in printed.err
+    assert f"run {spec.run_id} is completed but not served; python -m bench.serve" in printed.out
 
 
 def test_a_kept_head_is_pending_where_the_record_says_or_beside_a_moved_record(tmp_path):

@@ -104,6 +104,51 @@ def _assembled_when_served(hit, whole, results_dir: Path, monkeypatch) -> None:
     assert built_again == []  # assembled once: the second call finds the SavedModel
 
 
+def test_the_entry_a_run_fills_is_stored_with_its_record_even_when_training_fails(
+    tmp_path, hub_dir, tfds_dir, monkeypatch
+):
+    """A run trains on the arrays it filled and stores them at its end (outcome.finish):
+    a run whose training raises still leaves the entry for the next run."""
+
+    def broken(self):
+        raise RuntimeError("training broke")
+
+    monkeypatch.setattr(train.Trainer, "run", broken)
+    done = execute(_frozen(tmp_path, hub_dir, tfds_dir))
+    assert done.status.value == "failed" and "training broke" in done.error.message
+    assert done.feature_cache.status == "filled" and done.feature_cache.reason is None
+    stored = store.read(Path(done.feature_cache.path))
+    assert stored is not None and stored["train_x"].shape[0] == stored["train_y"].shape[0] > 0
+
+
+@pytest.mark.parametrize("unwritable", ["entry", "head"])
+def test_a_file_the_run_cannot_write_does_not_fail_it(
+    tmp_path, hub_dir, tfds_dir, monkeypatch, unwritable
+):
+    """A filled entry that cannot be stored is said in the record; a kept head that cannot
+    be written is not kept. The trained run is completed either way."""
+    from bench.core.pending import HEAD_WEIGHTS
+
+    write_arrays = store.write_arrays
+
+    def full_disk(path: Path, arrays) -> None:
+        if (path.name == HEAD_WEIGHTS) == (unwritable == "head"):
+            raise OSError(28, "No space left on device")  # ENOSPC
+        write_arrays(path, arrays)
+
+    monkeypatch.setattr(store, "write_arrays", full_disk)
+    done = execute(_frozen(tmp_path, hub_dir, tfds_dir, "keep_model=true"))
+    assert done.completed and done.feature_cache.status == "filled"
+    entry, head = Path(done.feature_cache.path), tmp_path / "models" / done.run_id / HEAD_WEIGHTS
+    if unwritable == "entry":
+        full = OSError(28, "No space left on device")
+        assert done.feature_cache.reason == f"not stored: OSError: {full}"
+        assert not entry.exists() and done.model.head_weights == str(head) and head.is_file()
+    else:
+        assert done.feature_cache.reason is None and entry.is_file()
+        assert done.model.head_weights is None and not head.exists()
+
+
 @pytest.mark.slow
 def test_a_kept_head_on_random_weights_is_assembled_on_the_backbone_its_features_came_from(
     tmp_path, tfds_dir

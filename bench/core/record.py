@@ -185,13 +185,13 @@ class Env:
 class FeatureCacheInfo:
     """Whether the run trained on cached backbone features (pipeline.features).
 
-    ``status``: ``hit`` (read an entry), ``filled`` (computed and stored it, taking
-    ``fill_time_s``), ``unused`` (``reason`` says why).
+    ``status``: ``hit`` (read an entry), ``filled`` (computed it, taking ``fill_time_s``,
+    and stored it at the run's end), ``unused`` (``reason`` says why).
     """
 
     #: ``hit``, ``filled`` or ``unused``.
     status: str = "unused"
-    #: Why it was unused.
+    #: Why it was unused, or why a filled entry was not stored.
     reason: str | None = None
     #: The entry's key: a hash of everything its features depend on.
     key: str | None = None

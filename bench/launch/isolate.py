@@ -78,7 +78,7 @@ def _worker(spec: RunSpec, spec_file: str, may_share: bool) -> tuple[int, list[i
 
 def shares(spec: RunSpec) -> bool:
     """Whether the job goes to the shared worker: it trains only a head on cached features
-    and serves nothing (converting keeps memory a process gives back only when it ends).
+    (a serve, with ``serve=true``, runs after the worker, in a process of its own).
 
     Args:
         spec: The job's run.
@@ -87,7 +87,7 @@ def shares(spec: RunSpec) -> bool:
         True when ``shared_worker`` is on and the run is such a job.
     """
     head_only = spec.plan.head_only(spec.site.role.workers)
-    return spec.cfg.shared_worker and head_only and not spec.cfg.serve
+    return spec.cfg.shared_worker and head_only
 
 
 def _settings(spec: RunSpec) -> tuple:

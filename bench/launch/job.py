@@ -1,4 +1,5 @@
-"""One Hydra job: validate the config into a RunSpec, announce it, run it, report the outcome.
+"""One Hydra job: validate the config into a RunSpec, announce it, run it, serve it when
+asked (``serve=true``), report the outcome.
 
 A config the user can fix stops here with exit code 2 and nothing written. The run itself
 happens in a worker process (``isolate=true``, the default): a fresh one, so that its
@@ -21,7 +22,8 @@ from bench.core.console import say
 from bench.core.errors import EXIT_CONFIG_ERROR, UserError
 from bench.core.record import Record
 from bench.core.spec import JobInfo, RunSpec, build
-from bench.launch import isolate, locks, oom, progress
+from bench.launch import isolate, locks, oom, progress, serve_all
+from bench.launch.children import stopped_by_sigterm
 
 _started = False  # set once a job's task function runs (see started())
 
@@ -31,17 +33,18 @@ def started() -> bool:
     return _started
 
 
-def run(cfg: DictConfig, here: Callable[[RunSpec], Record]) -> dict:
+def run(cfg: DictConfig, here: Callable[[RunSpec], Record], serving: serve_all.Steps) -> dict:
     """The Hydra task function's body; returns the job's summary row.
 
     A point whose record is completed is skipped (``force=true`` trains it again); a point
     another process is training is skipped too; otherwise the point is claimed for the time
-    its worker runs.
+    its worker runs and, with ``serve=true``, its serve.
 
     Args:
         cfg: The job's composed config.
         here: Runs a spec in this process, for ``isolate=false``; the command hands it in,
             since this room never imports the worker's.
+        serving: The worker room's steps of a serve, handed in by the command too.
 
     Raises:
         SystemExit: with code 2 when the config is wrong.
@@ -67,6 +70,7 @@ def run(cfg: DictConfig, here: Callable[[RunSpec], Record]) -> dict:
             )
             spec = spec.at_batch_size(smaller)
             written = attempt(spec, here)
+        written = served(written, spec, serving)
     return progress.outcome(written, spec, scored=reads_one_number())
 
 
@@ -104,6 +108,27 @@ def attempt(spec: RunSpec, here: Callable[[RunSpec], Record]) -> Record:
     if not spec.cfg.isolate:
         return in_this_process(spec, here)
     return isolate.run(spec, may_share=jobs_one_after_another())
+
+
+def served(written: Record, spec: RunSpec, steps: serve_all.Steps) -> Record:
+    """With ``serve=true``, a completed run's record once its kept model is served, in a
+    process of its own after the worker ended (:func:`bench.launch.serve_all.serve_run`).
+    A serve that fails leaves the run completed; a stop (SIGTERM, Ctrl-C) ends the launch
+    with exit 130, as it ends ``python -m bench.serve``.
+    """
+    kept = written.model.path or written.model.head_weights
+    if not (spec.cfg.serve and written.completed and kept):
+        return written
+    try:
+        with stopped_by_sigterm():
+            ok = serve_all.serve_run(spec.record_path, spec.cfg.serving, steps)
+    except KeyboardInterrupt as stop:
+        say(f"{stop or 'stopped'} while serving run {spec.run_id}; it is completed, and "
+            "python -m bench.serve measures what is left", error=True)  # fmt: skip
+        raise SystemExit(130) from None
+    if not ok:
+        say(f"run {spec.run_id} is completed but not served; python -m bench.serve serves it")
+    return record.read(spec.record_path)
 
 
 def retry_batch(written: Record, spec: RunSpec) -> int | None:

@@ -1,4 +1,5 @@
-"""``python -m bench.serve``'s body: measure what every selected kept model costs to serve.
+"""``python -m bench.serve``'s body, and ``serve=true``'s: measure what every selected kept
+model costs to serve.
 
 For every completed record in ``--runs`` (narrowed by the multirun group, a W&B tag or run
 ids) whose kept model has formats not yet measured (a kept head is first assembled into its
@@ -11,9 +12,11 @@ Formats already measured are skipped, so a second serve measures nothing again.
 The converter uses one core and is most of a serve's time, so with two or more records and
 usable cores the exports are converted first, one record per core at a time, with nothing
 timed, into a folder in the temporary directory ($TMPDIR); then each record is measured
-alone, in a process that does nothing else meanwhile. This room never imports the worker
-room: the command hands in the worker's steps (:class:`Steps`), which run in child
-processes (:class:`bench.launch.children.Recycled`).
+alone, in a process that does nothing else meanwhile. With ``serve=true`` a job serves its
+own record this way once its worker has ended (:func:`serve_run`, called by
+:mod:`bench.launch.job`). This room never imports the worker room: the command hands in
+the worker's steps (:class:`Steps`), which run in child processes
+(:class:`bench.launch.children.Recycled`).
 """
 
 from __future__ import annotations
@@ -53,12 +56,13 @@ class Steps:
             into the staging folder; the names converted.
         measure: ``(record path, settings, staging folder or None)``: measures and writes
             the figures into the record.
-        publish: The served record into its W&B run, in the command's process.
+        publish: The served record into its W&B run, in the command's process; False
+            when the run had no W&B run.
     """
 
     export: Callable[[str, ServingConfig, str], list[str]]
     measure: Callable[[str, ServingConfig, str | None], None]
-    publish: Callable[[records.Record], None]
+    publish: Callable[[records.Record], bool]
 
 
 def main(argv: list[str] | None, steps: Steps) -> int:
@@ -90,20 +94,62 @@ def measure_each(todo: list, settings: ServingConfig, staging: str, steps: Steps
         for number, (path, rec) in enumerate(todo, 1):
             say(f"[{number}/{len(todo)}] {rec.run_id} ({rec.config['backbone']['name']}): "
                 f"{', '.join(pending(rec, settings, path))}")  # fmt: skip
-            converts = bool(unstaged(rec, settings, path, staging))
-            try:
-                worker(steps.measure, str(path), settings, staging)
-                done = records.read(path)
-            except Exception as error:  # noqa: BLE001  (one record's data or model; the rest go on)
-                failed += 1
-                say(f"  not served: {type(error).__name__}: {error}", error=True)
-                continue
-            if converts:  # the converter's memory stays with its process: a fresh one next
-                worker.close()
-            for name, result in done.serving.formats.items():
-                say(f"  {line(name, result)}")
-            steps.publish(done)
+            failed += not measure_one(worker, (path, rec), settings, staging, steps)
     return failed
+
+
+def serve_run(path: Path, settings: ServingConfig, steps: Steps) -> bool:
+    """``serve=true``: the record of a run that just completed, served in a process of its
+    own as ``python -m bench.serve`` serves one (no staging: nothing to convert ahead).
+
+    Returns:
+        Whether it was served; when not, the line says why and the run stays completed.
+    """
+    rec = records.read(path)
+    say(f"serving {rec.run_id}: {', '.join(pending(rec, settings, path))}")
+    with Recycled(1) as worker:
+        return measure_one(worker, (path, rec), settings, None, steps)
+
+
+def measure_one(
+    worker: Recycled, found: tuple, settings: ServingConfig, staging: str | None, steps: Steps
+) -> bool:
+    """Measures one record in ``worker``, prints its figures and publishes them to W&B.
+
+    Args:
+        worker: The process to measure in.
+        found: The record's path, and the record.
+        settings: What to measure and how.
+        staging: Where :func:`stage` converted ahead, or None.
+        steps: The worker room's part.
+
+    Returns:
+        Whether it was served (a failure is said, and the next record goes on).
+    """
+    path, rec = found
+    converts = staging is None or bool(unstaged(rec, settings, path, staging))
+    try:
+        worker(steps.measure, str(path), settings, staging)
+        done = records.read(path)
+    except Exception as error:  # noqa: BLE001  (one record's data or model; the rest go on)
+        say(f"  not served: {type(error).__name__}: {error}", error=True)
+        return False
+    if converts:  # the converter's memory stays with its process: a fresh one next
+        worker.close()
+    for name, result in done.serving.formats.items():
+        say(f"  {line(name, result)}")
+    publish(done, steps)
+    return True
+
+
+def publish(done: records.Record, steps: Steps) -> None:
+    """The figures and the model into the run's W&B run, when it had one; a W&B failure is
+    reported and the serve goes on (the record has every figure)."""
+    try:
+        if steps.publish(done):
+            say(f"  W&B run {done.wandb.id} ({done.wandb.mode}): serving figures and model logged")
+    except Exception as error:  # noqa: BLE001  (wandb raises several types)
+        say(f"  W&B run {done.wandb.id} not updated: {type(error).__name__}: {error}", error=True)
 
 
 def stage(todo: list, settings: ServingConfig, staging: str, steps: Steps) -> None:

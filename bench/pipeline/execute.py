@@ -37,14 +37,14 @@ def execute(spec: RunSpec) -> Record:
         done.data = data.load(spec, where.devices.kind == "TPU", checkpoint.scratch / "input")
         stop.check()  # between steps too: a stop can be lost inside a library (stop.py)
         spec.cfg.dataset.num_classes = done.data.num_classes
-        built, on_features, done.feature_cache = features.build_model(spec, done.data, where)
+        built, done.features, done.feature_cache = features.build_model(spec, done.data, where)
         tracker.update_config({"dataset": spec.config_dict()["dataset"]})  # W&B has started
         trainer = train.Trainer(train.Training(built, done.data, spec, where.strategy,
-            spec.plan.phases_at(where.strategy.num_replicas_in_sync), on_features, checkpoint,
+            spec.plan.phases_at(where.strategy.num_replicas_in_sync), done.features, checkpoint,
             tracker.log_epoch, where.compute.jit_compile))  # fmt: skip
         done.result = trainer.result  # the finished epochs, if training raises
         trainer.run()
-        done.kept = keep.keep_model(spec, built, where, on_features and on_features.backbone)
+        done.kept = keep.keep_model(spec, built, where, done.features and done.features.backbone)
     except Exception as exc:  # noqa: BLE001  (a failed run is recorded, not lost)
         done.error = outcome.failure(spec, exc)
     return outcome.finish(spec, started_at, where, done, (tracker, checkpoint))

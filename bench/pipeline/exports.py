@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -132,19 +131,6 @@ def measure(record_path: Path, settings: ServingConfig, staging: Path | None = N
         records.write(rec, record_path.parent)
         log.info("served %s as %s: %s", rec.run_id, name, result.status)
     return rec
-
-
-def measure_kept(written: Record, path: Path, spec: RunSpec) -> Record:
-    """With ``serve=true``, the completed record with its kept model's serving figures. A
-    serve that fails or is stopped leaves the run completed, with what it measured."""
-    if not (spec.cfg.serve and (written.model.path or written.model.head_weights)):
-        return written
-    try:
-        return measure(path, spec.cfg.serving)
-    except Exception:  # noqa: BLE001  (the run is done: its serving can be measured later)
-        log.error("serving %s failed (python -m bench.serve measures it again):\n%s",
-                  spec.run_id, traceback.format_exc())  # fmt: skip
-        return records.read(path)
 
 
 def evaluation(found: pipeline.Data, batch: int) -> tuple[str, tf.data.Dataset]:

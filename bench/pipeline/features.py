@@ -7,7 +7,9 @@ features. They are computed once under the run's strategy (backbone in inference
 in ``feature_cache_dir``, and read back by every later run with the same key. The key
 covers everything that changes the features (:func:`components`). Writes go to a private
 temporary file renamed into place, so two runs filling one entry at once both succeed and
-the entry is whole; a damaged entry is computed again (:mod:`bench.pipeline.store`).
+the entry is whole; a damaged entry is computed again (:mod:`bench.pipeline.store`). A run
+that fills an entry trains on the arrays it holds, and stores them at its end, with its
+record (:func:`bench.pipeline.outcome.finish`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from bench.pipeline.data import AUTOTUNE, Data, from_epoch, sharded, shuffled
 from bench.pipeline.keep import multiply_adds
 from bench.pipeline.model import Built, StoredBackbone
 from bench.pipeline.place import Place
-from bench.pipeline.store import read, write
+from bench.pipeline.store import read
 
 SPLITS = ("train", "val", "test")
 
@@ -45,6 +47,7 @@ class FeatureData:
     test: tf.data.Dataset | None
     epochs: Callable[[int, int], tf.data.Dataset] | None = None  # as Data.epochs
     backbone: StoredBackbone | None = None  # what computed them (None: an entry too old)
+    filled: Entry | None = None  # computed by this run (the chief): outcome.finish stores it
 
 
 @dataclass
@@ -126,11 +129,12 @@ def prepare(
         start = time.perf_counter()
         arrays = compute(data, built.features)
         arrays.update(backbone_facts(built, spec.cfg.image_size))
-        if spec.site.role.chief:  # in a multi-worker run all compute, the chief stores
-            write(entry.path, arrays, entry.parts)
         status, fill_s = "filled", time.perf_counter() - start
     info = FeatureCacheInfo(status=status, key=entry.key, path=str(entry.path), fill_time_s=fill_s)
-    return pipelines(arrays, spec, data.drop_remainder), info
+    found = pipelines(arrays, spec, data.drop_remainder)
+    if status == "filled" and spec.site.role.chief:  # in a multi-worker run the chief stores
+        found.filled = Entry(entry.key, entry.path, entry.parts, arrays)
+    return found, info
 
 
 def cache_dir(spec: RunSpec) -> Path:

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,6 @@ import tensorflow as tf
 import tf_keras as keras
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from bench.core import atomic
 from bench.core import record as records
 from bench.core.errors import Interrupted
 from bench.core.pending import HEAD_WEIGHTS, SAVED_MODEL, kept_head, kept_model
@@ -37,6 +37,21 @@ INPUT = (
 SIGNATURE = "serving_default"
 
 log = logging.getLogger("bench")
+
+
+@dataclass
+class Kept:
+    """What keeping the model produced.
+
+    Attributes:
+        info: What the record says of the kept model (empty when nothing was kept).
+        head_weights: A head kept alone, its weights by position as Keras lists them; they
+            are written to ``info.head_weights`` with the record
+            (:func:`bench.pipeline.outcome.finish`).
+    """
+
+    info: ModelInfo = field(default_factory=ModelInfo)
+    head_weights: dict[str, np.ndarray] | None = None
 
 
 class RawImageModel(tf.Module):
@@ -60,7 +75,7 @@ class RawImageModel(tf.Module):
 
 def keep_model(
     spec: RunSpec, built: models.Built, where: Place, features_from: StoredBackbone | None = None
-) -> ModelInfo:
+) -> Kept:
     """The kept model (``keep_model``); a model that cannot be saved leaves the trained run
     completed, without one (the record's ``model`` stays empty, the log says why).
 
@@ -76,10 +91,10 @@ def keep_model(
             on, as the entry describes it; None when it trained on images.
 
     Returns:
-        What the record says of the kept model (empty when nothing was kept).
+        The kept model (empty when nothing was kept).
     """
     if not spec.cfg.keep_model:
-        return ModelInfo()
+        return Kept()
     head_only = features_from is not None and spec.plan.head_only(where.compute.workers)
     try:
         return save_on_chief(spec, built, where, features_from if head_only else None)
@@ -87,12 +102,12 @@ def keep_model(
         raise
     except Exception:  # noqa: BLE001  (a save that fails is the model's loss, not the run's)
         log.error("the model of %s was not kept:\n%s", spec.run_id, traceback.format_exc())
-        return ModelInfo()
+        return Kept()
 
 
 def save_on_chief(
     spec: RunSpec, built: models.Built, where: Place, stored: StoredBackbone | None
-) -> ModelInfo:
+) -> Kept:
     """The run's kept model: one per run, the chief's. Every worker of a multi-worker run
     saves, each into its own ``results_dir``, because reading the replicas' variables is a
     collective op all workers must join; the other workers then delete their copies.
@@ -107,16 +122,16 @@ def save_on_chief(
     classes = spec.cfg.dataset.num_classes
     with where.strategy.scope():
         if stored is None:
-            info = save(spec, built, classes, where.compute.precision)
+            kept = Kept(keep_whole(spec, built, classes, where.compute.precision))
         else:
-            info = save_head(spec, built, classes, stored)
+            kept = keep_head(spec, built, classes, stored)
     if spec.site.role.chief:
-        return info
-    shutil.rmtree(Path(info.path or info.head_weights).parent, ignore_errors=True)
-    return ModelInfo()
+        return kept
+    shutil.rmtree(Path(kept.info.path or kept.info.head_weights).parent, ignore_errors=True)
+    return Kept()
 
 
-def save(spec: RunSpec, built: models.Built, num_classes: int, policy: str) -> ModelInfo:
+def keep_whole(spec: RunSpec, built: models.Built, num_classes: int, policy: str) -> ModelInfo:
     """Writes the run's final model as a SavedModel and says where and what it is.
 
     The kept model computes in float32 (the LiteRT exports start from it, and CPUs serve
@@ -130,13 +145,11 @@ def save(spec: RunSpec, built: models.Built, num_classes: int, policy: str) -> M
     return write_saved_model(spec, full, spec.site.model_dir)
 
 
-def save_head(
-    spec: RunSpec, built: models.Built, num_classes: int, stored: StoredBackbone
-) -> ModelInfo:
-    """Keeps a head trained on cached features: its weights (kilobytes, written in
-    milliseconds), and the whole model's size and multiply-adds, the backbone's as its
-    cache entry states them. Building the backbone, saving the SavedModel and profiling
-    its graph would cost a run that trains in seconds several seconds more, so they wait
+def keep_head(spec: RunSpec, built: models.Built, num_classes: int, stored: StoredBackbone) -> Kept:
+    """Keeps a head trained on cached features: its weights (kilobytes, written with the
+    record), and the whole model's size and multiply-adds, the backbone's as its cache
+    entry states them. Building the backbone, saving the SavedModel and profiling its
+    graph would cost a run that trains in seconds several seconds more, so they wait
     until a serve asks (:func:`assemble`).
 
     Args:
@@ -146,21 +159,20 @@ def save_head(
         stored: The backbone behind the features, as its cache entry describes it.
     """
     target = spec.site.model_dir.parent / HEAD_WEIGHTS
-    target.parent.mkdir(parents=True, exist_ok=True)
     # By position, as Keras lists them: the head built again beside a backbone has the same
     # layers under other names.
     arrays = {f"w{i:03d}": w for i, w in enumerate(built.head.get_weights())}
-    atomic.write(target, lambda handle: np.savez(handle, **arrays), binary=True)
     size = spec.cfg.image_size
     head_macs = multiply_adds(lambda x: built.head(x, training=False), built.head.input_shape[1:])
     known = stored.macs_per_image is not None and head_macs is not None
     head_params = int(built.head.count_params())
-    return ModelInfo(
+    info = ModelInfo(
         head_weights=str(target),
         input=INPUT.format(size=size, classes=num_classes),
         params=stored.params + head_params,
         macs_per_image=stored.macs_per_image + head_macs if known else None,
     )
+    return Kept(info, arrays)
 
 
 def assemble(record_path: Path) -> Record:

@@ -1,9 +1,11 @@
 """What a run produced, and its record: the last step of a run (bench.pipeline.execute).
 
 A run that raises after its place was chosen still ends here: its error becomes a
-``failed`` record with the epochs that did finish. A completed run's checkpoint is
-cleared, its kept model measured for serving when asked, and its W&B run closed with
-the record attached.
+``failed`` record with the epochs that did finish. The files the run holds in memory (a
+feature-cache entry it filled, a kept head's weights) are written here, before the record
+that points at them. A completed run's checkpoint is cleared, and its W&B run closed with
+the record attached. (With ``serve=true`` the launcher serves the record once the worker
+has ended: bench.launch.serve_all.)
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import tensorflow as tf
 
@@ -20,14 +23,14 @@ from bench.core.record import (
     ErrorInfo,
     FeatureCacheInfo,
     Metrics,
-    ModelInfo,
     Record,
     SkippedFiles,
     Status,
 )
 from bench.core.spec import RunSpec
-from bench.pipeline import exports, measure, stop, strategy, train
+from bench.pipeline import keep, measure, stop, store, strategy, train
 from bench.pipeline.data import Data
+from bench.pipeline.features import FeatureData
 from bench.pipeline.place import Place
 
 log = logging.getLogger("bench")
@@ -39,8 +42,9 @@ class Outcome:
 
     result: train.TrainResult = field(default_factory=train.TrainResult)
     data: Data | None = None
+    features: FeatureData | None = None  # the cached features it trains on
     feature_cache: FeatureCacheInfo = field(default_factory=FeatureCacheInfo)
-    kept: ModelInfo = field(default_factory=ModelInfo)
+    kept: keep.Kept = field(default_factory=keep.Kept)
     resumes: int = 0
     error: BaseException | None = None
 
@@ -62,12 +66,13 @@ def failure(spec: RunSpec, exc: Exception) -> BaseException:
 
 
 def finish(spec: RunSpec, started_at: str, where: Place, outcome: Outcome, trackers) -> Record:
-    """Writes the record (a failed attempt never replaces a completed one), clears the
-    checkpoint of a completed run, serves it when asked, and closes its W&B run."""
+    """Writes the run's files and its record (a failed attempt never replaces a completed
+    one), clears the checkpoint of a completed run, and closes its W&B run."""
     tracker, checkpoint = trackers
     loaded, error = outcome.data, outcome.error
-    if outcome.kept.path:  # a kept head gets its artifact when served
-        outcome.kept.artifact = tracker.artifact_name("model")
+    write_files(outcome)
+    if outcome.kept.info.path:  # a kept head gets its artifact when served
+        outcome.kept.info.artifact = tracker.artifact_name("model")
     written = Record(
         run_id=spec.run_id,
         status=Status.failed if error else Status.completed,
@@ -91,15 +96,36 @@ def finish(spec: RunSpec, started_at: str, where: Place, outcome: Outcome, track
         skipped_files=SkippedFiles.of(loaded.skipped_files if loaded else []),
         effective_batch_size=spec.batch_size,
         feature_cache=outcome.feature_cache,
-        model=outcome.kept,
+        model=outcome.kept.info,
         splits=loaded.splits if loaded else {},
     )
     path = record.save(written, spec.cfg.results_dir)
     if written.completed:
         checkpoint.clear()
-        written = exports.measure_kept(written, path, spec)
     tracker.finish(written, path)
     return written
+
+
+def write_files(outcome: Outcome) -> None:
+    """Writes what the run holds in memory, before the record that points at it: the
+    feature-cache entry it filled and a kept head's weights (a SavedModel is written by
+    :mod:`bench.pipeline.keep`). Neither fails the run: an entry that cannot be stored is
+    said in the record's ``feature_cache.reason`` (a later run fills it again); a head
+    that cannot be written is not kept, as when saving a model fails."""
+    filled = outcome.features.filled if outcome.features else None
+    if filled is not None:
+        try:
+            store.write(filled.path, filled.arrays, filled.parts)
+        except OSError as exc:
+            log.error("the feature-cache entry was not stored:\n%s", traceback.format_exc())
+            outcome.feature_cache.reason = f"not stored: {type(exc).__name__}: {exc}"
+    head = outcome.kept.head_weights
+    if head is not None:
+        try:
+            store.write_arrays(Path(outcome.kept.info.head_weights), head)
+        except OSError:
+            log.error("the kept head was not written:\n%s", traceback.format_exc())
+            outcome.kept = keep.Kept()
 
 
 def _cached(loaded: Data | None) -> dict:

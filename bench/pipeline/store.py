@@ -1,4 +1,5 @@
-"""The feature cache's entries on disk: one ``.npz`` per key and a ``.json`` describing it.
+"""Arrays on disk: the feature cache's entries (one ``.npz`` per key and a ``.json``
+describing it) and a kept head's weights (one ``.npz``), each written whole or not at all.
 
 Kept apart from :mod:`bench.pipeline.features` because reading and writing an entry needs
 numpy only: a process that just stores or inspects entries does not load TensorFlow.
@@ -26,8 +27,13 @@ def read(path: Path) -> dict[str, np.ndarray] | None:
 
 def write(path: Path, arrays: dict[str, np.ndarray], parts: dict) -> None:
     """Stores an entry atomically; a concurrent writer of the same key is harmless."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic.write(path, lambda handle: np.savez(handle, **arrays), binary=True)
+    write_arrays(path, arrays)
     shapes = {name: list(a.shape) for name, a in arrays.items()}
     description = json.dumps({**parts, "shapes": shapes}, indent=2)
     atomic.write(path.with_suffix(".json"), lambda handle: handle.write(description))
+
+
+def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Stores ``arrays`` as one ``.npz`` atomically, making its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write(path, lambda handle: np.savez(handle, **arrays), binary=True)
