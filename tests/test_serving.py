@@ -634,8 +634,8 @@ def test_a_moved_record_is_served_from_beside_it_and_a_failed_format_is_tried_ag
 def test_a_stop_during_a_conversion_stops_the_serve_and_keeps_what_it_measured(
     served, tmp_path, monkeypatch
 ):
-    """SIGTERM while the converter runs (``serve=true`` in a worker that is being
-    stopped): not an ``unsupported`` verdict, but a stop; the SavedModel's figures stay."""
+    """SIGTERM while the converter runs (a serve's process that is being stopped): not an
+    ``unsupported`` verdict, but a stop; the SavedModel's figures stay."""
     from bench.core.errors import Interrupted
     from bench.core.schema import ServingConfig
     from bench.pipeline import exports, litert
