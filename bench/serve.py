@@ -35,10 +35,10 @@ def _measure(path: str, settings, staging: str | None) -> None:
     exports.measure(Path(path), settings, Path(staging) if staging else None)
 
 
-def _publish(done) -> bool:
+def _publish(path: str, done) -> bool:
     from bench.pipeline import tracker
 
-    return tracker.publish_serving(done)
+    return tracker.publish_serving(done, Path(path))
 
 
 if __name__ == "__main__":

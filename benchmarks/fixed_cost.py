@@ -42,6 +42,7 @@ TIMED = [
     ("bench.pipeline.keep", "save_on_chief", "keep the model (save, multiply-adds)"),
     ("bench.pipeline.keep", "multiply_adds", "  of which: count multiply-adds"),
     ("tensorflow.saved_model", "save", "  of which: tf.saved_model.save"),
+    ("bench.pipeline.outcome", "write_files", "write the cache entry and a kept head (f69cdd5)"),
     ("bench.core.record", "save", "write the record"),
 ]
 

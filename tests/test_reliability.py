@@ -649,6 +649,16 @@ def test_sigterm_mid_epoch_with_both_cores_busy_ends_the_worker_with_an_interrup
 HEADS = ["freeze=frozen", "head=linear", "wandb.mode=disabled"]
 
 
+def test_a_job_that_serves_gets_a_fresh_worker_not_the_shared_one(tiny):
+    """Its serve runs beside the worker, after it: an idle shared worker would hold what
+    its earlier jobs left meanwhile."""
+    from bench.launch import isolate
+
+    assert isolate.shares(make_spec(*tiny, *HEADS))
+    assert not isolate.shares(make_spec(*tiny, *HEADS, "keep_model=true", "serve=true"))
+    assert not isolate.shares(make_spec(*tiny, *HEADS, "shared_worker=false"))
+
+
 @pytest.mark.slow
 def test_runs_on_cached_features_share_one_worker_with_the_numbers_of_fresh_ones(
     tmp_path, tfds_dir, tiny

@@ -233,7 +233,8 @@ def test_every_export_agrees_with_the_savedmodel_and_its_accuracy_is_its_own(ser
 @pytest.mark.slow
 def test_wandb_gets_the_serving_figures_and_the_model_artifact(served):
     """The launcher serves after the worker has closed the run's W&B run, so it resumes the
-    run by id, as ``bench.serve`` does (offline: a second folder, merged by ``wandb sync``)."""
+    run by id, as ``bench.serve`` does (offline: a second folder, merged by ``wandb sync``,
+    whose command it prints), with the served record as a new version of its artifact."""
     from bench.core.record import serving_from_dict
 
     record = served.record
@@ -242,6 +243,7 @@ def test_wandb_gets_the_serving_figures_and_the_model_artifact(served):
     )
     (resumed,) = [d for d in served.root.glob("wandb/offline-run-*")
                   if d != Path(record["wandb"]["dir"])]  # fmt: skip
+    assert f"upload them with: wandb sync {resumed}" in served.printed
     run = read_run(resumed)
     assert run["run"].run_id == record["run_id"]
     expected = serving_from_dict(record["serving"]).figures()
@@ -255,6 +257,18 @@ def test_wandb_gets_the_serving_figures_and_the_model_artifact(served):
     files = {entry.path for entry in model.manifest.contents}
     assert "saved_model/saved_model.pb" in files
     assert {f"{name}.tflite" for name in EXPORTS} <= files
+    (served_record,) = [a for a in found if a.type == "result-record"]
+    assert served_record.name == f"record-{record['run_id']}"
+    (entry,) = served_record.manifest.contents
+    assert entry.path == "record.json" and entry.digest == _md5(served.record_path)
+
+
+def _md5(path: Path) -> str:
+    """A file's MD5 as W&B's manifests hold it (base64)."""
+    import base64
+    import hashlib
+
+    return base64.b64encode(hashlib.md5(path.read_bytes()).digest()).decode()
 
 
 @pytest.mark.slow
@@ -453,7 +467,7 @@ def test_a_serve_that_fails_leaves_the_run_completed_and_says_how_to_serve_it(tm
     assert rec.completed
     records.write(rec, tmp_path)
     published = []
-    steps = serve_all.Steps(_fails, _fails, lambda done: published.append(done) or True)
+    steps = serve_all.Steps(_fails, _fails, lambda path, done: published.append(done) or True)
     after = job.served(rec, spec, steps)
     assert after.completed and after.serving is None and not published
     printed = capsys.readouterr()

@@ -15,8 +15,8 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from bench.core import splits
-from bench.core.errors import ConfigError
+from bench.core import record, splits
+from bench.core.errors import ConfigError, Interrupted
 from bench.core.plan import feature_cache_off
 from bench.pipeline import compute, data, features, folder, model, optim, store, train
 from bench.pipeline.compute import Devices
@@ -83,7 +83,6 @@ def test_a_frozen_run_fills_the_cache_then_hits_it_with_the_same_numbers(
 def _assembled_when_served(hit, whole, results_dir: Path, monkeypatch) -> None:
     """The kept head becomes a SavedModel on first use, and predicts as the run whose
     backbone was built and kept whole (same seed, weights and batches)."""
-    from bench.core import record
     from bench.pipeline import keep
 
     assembled = keep.assemble(record.path_for(results_dir, hit.run_id))
@@ -121,28 +120,32 @@ def test_the_entry_a_run_fills_is_stored_with_its_record_even_when_training_fail
     assert stored is not None and stored["train_x"].shape[0] == stored["train_y"].shape[0] > 0
 
 
-@pytest.mark.parametrize("unwritable", ["entry", "head"])
+@pytest.mark.parametrize(
+    ("unwritable", "error"),
+    [("entry", OSError(28, "No space left on device")), ("head", OSError(28, "No space left")),
+     ("entry", Interrupted("stopped by SIGTERM"))],  # a stop while the entry is written
+)  # fmt: skip
 def test_a_file_the_run_cannot_write_does_not_fail_it(
-    tmp_path, hub_dir, tfds_dir, monkeypatch, unwritable
+    tmp_path, hub_dir, tfds_dir, monkeypatch, unwritable, error
 ):
-    """A filled entry that cannot be stored is said in the record; a kept head that cannot
-    be written is not kept. The trained run is completed either way."""
+    """A filled entry that is not stored is said in the record; a kept head that is not
+    written is not kept. The trained run is completed either way, and its record written."""
     from bench.core.pending import HEAD_WEIGHTS
 
     write_arrays = store.write_arrays
 
-    def full_disk(path: Path, arrays) -> None:
+    def failing(path: Path, arrays) -> None:
         if (path.name == HEAD_WEIGHTS) == (unwritable == "head"):
-            raise OSError(28, "No space left on device")  # ENOSPC
+            raise error
         write_arrays(path, arrays)
 
-    monkeypatch.setattr(store, "write_arrays", full_disk)
+    monkeypatch.setattr(store, "write_arrays", failing)
     done = execute(_frozen(tmp_path, hub_dir, tfds_dir, "keep_model=true"))
     assert done.completed and done.feature_cache.status == "filled"
+    assert record.path_for(tmp_path, done.run_id).is_file()
     entry, head = Path(done.feature_cache.path), tmp_path / "models" / done.run_id / HEAD_WEIGHTS
     if unwritable == "entry":
-        full = OSError(28, "No space left on device")
-        assert done.feature_cache.reason == f"not stored: OSError: {full}"
+        assert done.feature_cache.reason == f"not stored: {type(error).__name__}: {error}"
         assert not entry.exists() and done.model.head_weights == str(head) and head.is_file()
     else:
         assert done.feature_cache.reason is None and entry.is_file()
@@ -157,8 +160,6 @@ def test_a_kept_head_on_random_weights_is_assembled_on_the_backbone_its_features
     the entry keeps its head alone; the SavedModel assembled for it later, in a process of
     its own as ``bench.serve`` does, holds the weights of the same run trained without the
     cache and kept whole (its random features are too small to tell backbones apart)."""
-    from bench.core import record
-
     # B0: its blocks' Dropout layers draw seeds as they are built, in Keras' generator mode.
     args = [*BASE_KEY, "backbone=b0", "epochs=1", "head.dropout=0", "wandb.mode=disabled",
             "seed=3", "dataset.train_split='train[:64]'", "dataset.val_split='validation[:32]'",

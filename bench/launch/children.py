@@ -187,13 +187,21 @@ class Shared:
 _LEFT = 256  # not an exit code: a shared worker that ended without taking the job it was sent
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM, raised as Ctrl-C's KeyboardInterrupt is, naming its signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
 @contextlib.contextmanager
 def stopped_by_sigterm() -> Iterator[None]:
     """SIGTERM ends the command as Ctrl-C does (its processes end with it and its
     temporary folders are removed), instead of at once with orphans left behind."""
 
     def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+        raise Stopped(signum)
 
     try:
         previous = signal.signal(signal.SIGTERM, interrupt)

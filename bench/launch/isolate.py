@@ -78,7 +78,8 @@ def _worker(spec: RunSpec, spec_file: str, may_share: bool) -> tuple[int, list[i
 
 def shares(spec: RunSpec) -> bool:
     """Whether the job goes to the shared worker: it trains only a head on cached features
-    (a serve, with ``serve=true``, runs after the worker, in a process of its own).
+    and serves nothing (the serve runs beside the worker, which would sit idle holding
+    what its earlier jobs left, until its next job frees it).
 
     Args:
         spec: The job's run.
@@ -87,7 +88,7 @@ def shares(spec: RunSpec) -> bool:
         True when ``shared_worker`` is on and the run is such a job.
     """
     head_only = spec.plan.head_only(spec.site.role.workers)
-    return spec.cfg.shared_worker and head_only
+    return spec.cfg.shared_worker and head_only and not spec.cfg.serve
 
 
 def _settings(spec: RunSpec) -> tuple:

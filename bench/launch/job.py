@@ -9,6 +9,7 @@ features, one they share (bench.launch.isolate).
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -113,8 +114,8 @@ def attempt(spec: RunSpec, here: Callable[[RunSpec], Record]) -> Record:
 def served(written: Record, spec: RunSpec, steps: serve_all.Steps) -> Record:
     """With ``serve=true``, a completed run's record once its kept model is served, in a
     process of its own after the worker ended (:func:`bench.launch.serve_all.serve_run`).
-    A serve that fails leaves the run completed; a stop (SIGTERM, Ctrl-C) ends the launch
-    with exit 130, as it ends ``python -m bench.serve``.
+    A serve that fails leaves the run completed; a stop ends the launch with 128 plus its
+    signal's number, as a stop during training does.
     """
     kept = written.model.path or written.model.head_weights
     if not (spec.cfg.serve and written.completed and kept):
@@ -122,10 +123,10 @@ def served(written: Record, spec: RunSpec, steps: serve_all.Steps) -> Record:
     try:
         with stopped_by_sigterm():
             ok = serve_all.serve_run(spec.record_path, spec.cfg.serving, steps)
-    except KeyboardInterrupt as stop:
-        say(f"{stop or 'stopped'} while serving run {spec.run_id}; it is completed, and "
-            "python -m bench.serve measures what is left", error=True)  # fmt: skip
-        raise SystemExit(130) from None
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM as children.Stopped
+        say(f"{stop or 'stopped by SIGINT'} while serving run {spec.run_id}; it is completed, "
+            "and python -m bench.serve measures what is left", error=True)  # fmt: skip
+        raise SystemExit(128 + getattr(stop, "signum", signal.SIGINT)) from None
     if not ok:
         say(f"run {spec.run_id} is completed but not served; python -m bench.serve serves it")
     return record.read(spec.record_path)

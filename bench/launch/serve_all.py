@@ -56,13 +56,13 @@ class Steps:
             into the staging folder; the names converted.
         measure: ``(record path, settings, staging folder or None)``: measures and writes
             the figures into the record.
-        publish: The served record into its W&B run, in the command's process; False
-            when the run had no W&B run.
+        publish: ``(record path, the served record)``: its figures into its W&B run, in
+            the command's process; False when the run had no W&B run.
     """
 
     export: Callable[[str, ServingConfig, str], list[str]]
     measure: Callable[[str, ServingConfig, str | None], None]
-    publish: Callable[[records.Record], bool]
+    publish: Callable[[str, records.Record], bool]
 
 
 def main(argv: list[str] | None, steps: Steps) -> int:
@@ -105,8 +105,12 @@ def serve_run(path: Path, settings: ServingConfig, steps: Steps) -> bool:
     Returns:
         Whether it was served; when not, the line says why and the run stays completed.
     """
-    rec = records.read(path)
-    say(f"serving {rec.run_id}: {', '.join(pending(rec, settings, path))}")
+    try:
+        rec = records.read(path)
+        say(f"serving {rec.run_id}: {', '.join(pending(rec, settings, path))}")
+    except (OSError, ValueError) as error:  # the record moved or was damaged meanwhile
+        say(f"  not served: {type(error).__name__}: {error}", error=True)
+        return False
     with Recycled(1) as worker:
         return measure_one(worker, (path, rec), settings, None, steps)
 
@@ -138,15 +142,15 @@ def measure_one(
         worker.close()
     for name, result in done.serving.formats.items():
         say(f"  {line(name, result)}")
-    publish(done, steps)
+    publish(path, done, steps)
     return True
 
 
-def publish(done: records.Record, steps: Steps) -> None:
+def publish(path: Path, done: records.Record, steps: Steps) -> None:
     """The figures and the model into the run's W&B run, when it had one; a W&B failure is
     reported and the serve goes on (the record has every figure)."""
     try:
-        if steps.publish(done):
+        if steps.publish(str(path), done):
             say(f"  W&B run {done.wandb.id} ({done.wandb.mode}): serving figures and model logged")
     except Exception as error:  # noqa: BLE001  (wandb raises several types)
         say(f"  W&B run {done.wandb.id} not updated: {type(error).__name__}: {error}", error=True)

@@ -109,21 +109,22 @@ def finish(spec: RunSpec, started_at: str, where: Place, outcome: Outcome, track
 def write_files(outcome: Outcome) -> None:
     """Writes what the run holds in memory, before the record that points at it: the
     feature-cache entry it filled and a kept head's weights (a SavedModel is written by
-    :mod:`bench.pipeline.keep`). Neither fails the run: an entry that cannot be stored is
-    said in the record's ``feature_cache.reason`` (a later run fills it again); a head
-    that cannot be written is not kept, as when saving a model fails."""
+    :mod:`bench.pipeline.keep`). Neither fails the run, nor a stop that lands meanwhile
+    (the record must still be written): an entry that is not stored is said in the
+    record's ``feature_cache.reason`` (a later run fills it again); a head that is not
+    written is not kept, as when saving a model fails."""
     filled = outcome.features.filled if outcome.features else None
     if filled is not None:
         try:
             store.write(filled.path, filled.arrays, filled.parts)
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001  (a full disk, or a stop: the record comes first)
             log.error("the feature-cache entry was not stored:\n%s", traceback.format_exc())
             outcome.feature_cache.reason = f"not stored: {type(exc).__name__}: {exc}"
     head = outcome.kept.head_weights
     if head is not None:
         try:
             store.write_arrays(Path(outcome.kept.info.head_weights), head)
-        except OSError:
+        except Exception:  # noqa: BLE001  (as above)
             log.error("the kept head was not written:\n%s", traceback.format_exc())
             outcome.kept = keep.Kept()
 

@@ -188,9 +188,7 @@ class Tracker:
         self.run.config.update(
             {"env": dataclasses.asdict(record.env), "splits": splits}, allow_val_change=True
         )
-        artifact = wandb.Artifact(f"record-{record.run_id}", type="result-record")
-        artifact.add_file(str(record_path), name="record.json")
-        self.run.log_artifact(artifact)
+        self.run.log_artifact(record_artifact(record, record_path))
         if record.model.path and record.model.artifact:
             self.run.log_artifact(model_artifact(record))
         run_dir = os.path.dirname(self.run.dir)
@@ -201,9 +199,10 @@ class Tracker:
             say(f"W&B run saved offline; upload it with: wandb sync {run_dir}")
 
 
-def publish_serving(record: Record) -> bool:
-    """Adds a later serve's figures and the ``model`` artifact (SavedModel and exports) to
-    the record's W&B run, resumed by its id in the mode it ran in.
+def publish_serving(record: Record, record_path: Path) -> bool:
+    """Adds a later serve's figures, the ``model`` artifact (SavedModel and exports) and the
+    served record to the record's W&B run, resumed by its id in the mode it ran in (each
+    artifact gets a new version).
 
     Returns:
         False when the run had no W&B run (``wandb.mode=disabled``).
@@ -213,20 +212,31 @@ def publish_serving(record: Record) -> bool:
         return False
     record.model.artifact = record.model.artifact or f"model-{record.run_id}"
     try:
-        _publish(record, settings, info)
+        _publish(record, record_path, settings, info)
     finally:
         wandb.teardown()  # W&B reads its environment once per session: end it, as finish does
     return True
 
 
-def _publish(record: Record, settings: dict, info: WandbInfo) -> None:
+def _publish(record: Record, record_path: Path, settings: dict, info: WandbInfo) -> None:
     with wandb.init(
         project=settings.get("project"), entity=settings.get("entity"), mode=info.mode,
         id=info.id, resume="allow", reinit="finish_previous", job_type="train",
     ) as run:  # fmt: skip
         run.summary.update({**record.serving.figures(), **_model_figures(record)})
+        run.log_artifact(record_artifact(record, record_path))
         if record.model.path:
             run.log_artifact(model_artifact(record))
+        run_dir = os.path.dirname(run.dir)
+    if info.mode == "offline":  # a second folder of the same run: sync uploads it too
+        say(f"W&B serving figures saved offline; upload them with: wandb sync {run_dir}")
+
+
+def record_artifact(record: Record, record_path: Path) -> wandb.Artifact:
+    """The record file as the ``record-<run_id>`` artifact."""
+    artifact = wandb.Artifact(f"record-{record.run_id}", type="result-record")
+    artifact.add_file(str(record_path), name="record.json")
+    return artifact
 
 
 def _model_figures(record: Record) -> dict:
