@@ -123,13 +123,15 @@ def test_the_entry_a_run_fills_is_stored_with_its_record_even_when_training_fail
 @pytest.mark.parametrize(
     ("unwritable", "error"),
     [("entry", OSError(28, "No space left on device")), ("head", OSError(28, "No space left")),
-     ("entry", Interrupted("stopped by SIGTERM"))],  # a stop while the entry is written
+     ("entry", Interrupted("stopped by SIGTERM")), ("head", Interrupted("stopped by SIGTERM"))],
 )  # fmt: skip
-def test_a_file_the_run_cannot_write_does_not_fail_it(
+def test_a_file_the_run_cannot_write_still_leaves_its_record(
     tmp_path, hub_dir, tfds_dir, monkeypatch, unwritable, error
 ):
-    """A filled entry that is not stored is said in the record; a kept head that is not
-    written is not kept. The trained run is completed either way, and its record written."""
+    """A filled entry that is not stored (a full disk, a stop) is said in the record and
+    the trained run is completed. A kept head that is not written is not kept: after a
+    full disk the run is completed; after a stop it is Interrupted, so a relaunch resumes
+    it and keeps the head, as a stop while keeping a whole model does."""
     from bench.core.pending import HEAD_WEIGHTS
 
     write_arrays = store.write_arrays
@@ -141,15 +143,18 @@ def test_a_file_the_run_cannot_write_does_not_fail_it(
 
     monkeypatch.setattr(store, "write_arrays", failing)
     done = execute(_frozen(tmp_path, hub_dir, tfds_dir, "keep_model=true"))
-    assert done.completed and done.feature_cache.status == "filled"
     assert record.path_for(tmp_path, done.run_id).is_file()
+    assert done.feature_cache.status == "filled"
     entry, head = Path(done.feature_cache.path), tmp_path / "models" / done.run_id / HEAD_WEIGHTS
+    stopped = isinstance(error, Interrupted)
     if unwritable == "entry":
-        assert done.feature_cache.reason == f"not stored: {type(error).__name__}: {error}"
+        why = "the run was stopped" if stopped else f"OSError: {error}"
+        assert done.completed and done.feature_cache.reason == f"not stored: {why}"
         assert not entry.exists() and done.model.head_weights == str(head) and head.is_file()
     else:
         assert done.feature_cache.reason is None and entry.is_file()
         assert done.model.head_weights is None and not head.exists()
+        assert done.error.type == "Interrupted" if stopped else done.completed
 
 
 @pytest.mark.slow

@@ -194,6 +194,9 @@ class Stopped(KeyboardInterrupt):
         super().__init__(f"stopped by {signal.Signals(signum).name}")
         self.signum = signum
 
+    def __reduce__(self):  # copied or pickled whole, with its signal
+        return (type(self), (self.signum,))
+
 
 @contextlib.contextmanager
 def stopped_by_sigterm() -> Iterator[None]:

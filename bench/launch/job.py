@@ -129,7 +129,10 @@ def served(written: Record, spec: RunSpec, steps: serve_all.Steps) -> Record:
         raise SystemExit(128 + getattr(stop, "signum", signal.SIGINT)) from None
     if not ok:
         say(f"run {spec.run_id} is completed but not served; python -m bench.serve serves it")
-    return record.read(spec.record_path)
+    try:
+        return record.read(spec.record_path)
+    except (OSError, ValueError):  # said by serve_run; the job's row is the worker's record
+        return written
 
 
 def retry_batch(written: Record, spec: RunSpec) -> int | None:

@@ -109,7 +109,7 @@ def serve_run(path: Path, settings: ServingConfig, steps: Steps) -> bool:
         rec = records.read(path)
         say(f"serving {rec.run_id}: {', '.join(pending(rec, settings, path))}")
     except (OSError, ValueError) as error:  # the record moved or was damaged meanwhile
-        say(f"  not served: {type(error).__name__}: {error}", error=True)
+        say(f"  {path} not served: {type(error).__name__}: {error}", error=True)
         return False
     with Recycled(1) as worker:
         return measure_one(worker, (path, rec), settings, None, steps)

@@ -7,5 +7,7 @@ input range), ``features`` (the feature cache) and ``model`` (registry backbone 
 ``heads``), ``freeze`` (which weights train), ``optim`` (optimizers, schedules), ``train``
 (phases), ``keep`` (the kept model), ``outcome`` (the record), ``measure`` (time,
 throughput, memory, parameters) and ``tracker`` (the run's W&B run). Only
-``python -m bench.worker`` (or ``isolate=false``) imports this room.
+``python -m bench.worker`` (or ``isolate=false``) imports this room to run; the serve's
+steps (``exports``) run in its child processes, and to publish a serve to W&B the
+launcher imports ``tracker``, which loads no TensorFlow.
 """

@@ -18,7 +18,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from bench.core import environment, record
-from bench.core.errors import OutOfMemory
+from bench.core.errors import Interrupted, OutOfMemory
 from bench.core.record import (
     ErrorInfo,
     FeatureCacheInfo,
@@ -69,8 +69,8 @@ def finish(spec: RunSpec, started_at: str, where: Place, outcome: Outcome, track
     """Writes the run's files and its record (a failed attempt never replaces a completed
     one), clears the checkpoint of a completed run, and closes its W&B run."""
     tracker, checkpoint = trackers
+    write_files(outcome)  # a stop while it writes the head is the run's error
     loaded, error = outcome.data, outcome.error
-    write_files(outcome)
     if outcome.kept.info.path:  # a kept head gets its artifact when served
         outcome.kept.info.artifact = tracker.artifact_name("model")
     written = Record(
@@ -109,24 +109,29 @@ def finish(spec: RunSpec, started_at: str, where: Place, outcome: Outcome, track
 def write_files(outcome: Outcome) -> None:
     """Writes what the run holds in memory, before the record that points at it: the
     feature-cache entry it filled and a kept head's weights (a SavedModel is written by
-    :mod:`bench.pipeline.keep`). Neither fails the run, nor a stop that lands meanwhile
-    (the record must still be written): an entry that is not stored is said in the
-    record's ``feature_cache.reason`` (a later run fills it again); a head that is not
-    written is not kept, as when saving a model fails."""
+    :mod:`bench.pipeline.keep`). Nothing raised here stops the record from being written.
+    An entry that is not stored is said in the record's ``feature_cache.reason``, and a
+    later run fills it again. A head that is not written is not kept: a full disk leaves
+    the run completed, as when saving a model fails; a stop makes the run ``Interrupted``,
+    as a stop while keeping a whole model does, so a relaunch resumes it and keeps it."""
     filled = outcome.features.filled if outcome.features else None
     if filled is not None:
         try:
             store.write(filled.path, filled.arrays, filled.parts)
         except Exception as exc:  # noqa: BLE001  (a full disk, or a stop: the record comes first)
             log.error("the feature-cache entry was not stored:\n%s", traceback.format_exc())
-            outcome.feature_cache.reason = f"not stored: {type(exc).__name__}: {exc}"
+            stopped = isinstance(exc, Interrupted)
+            why = "the run was stopped" if stopped else f"{type(exc).__name__}: {exc}"
+            outcome.feature_cache.reason = f"not stored: {why}"
     head = outcome.kept.head_weights
     if head is not None:
         try:
             store.write_arrays(Path(outcome.kept.info.head_weights), head)
-        except Exception:  # noqa: BLE001  (as above)
+        except Exception as exc:  # noqa: BLE001  (as above)
             log.error("the kept head was not written:\n%s", traceback.format_exc())
             outcome.kept = keep.Kept()
+            if isinstance(exc, Interrupted):
+                outcome.error = outcome.error or exc
 
 
 def _cached(loaded: Data | None) -> dict:
