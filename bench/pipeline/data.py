@@ -207,8 +207,18 @@ def training_epoch(
 
 def from_epoch(one_epoch: Callable[[int], tf.data.Dataset], start: int, end: int):
     """Epochs ``start`` to ``end - 1`` of ``one_epoch(epoch)`` end to end, for
-    ``fit(steps_per_epoch=...)`` (Keras then keeps one iterator across epochs)."""
+    ``fit(steps_per_epoch=...)`` (Keras then keeps one iterator across epochs).
+
+    tf.data's model-based autotuning is off for this input. Its thread, which wakes once
+    per optimisation period (doubling to a minute), sometimes missed the iterator's
+    cancellation when ``fit`` ended, and the iterator's destructor then waited out the
+    period: 17 to 35 s inside ``fit`` in about one run in four (TensorFlow 2.21; found
+    with gdb in ``Model::OptimizeLoop``, docs/performance.md). ``AUTOTUNE`` parallelism
+    then stays where tf.data starts it: the smaller of 16 and the cores' count.
+    """
     found = one_epoch(start)
     for epoch in range(start + 1, end):
         found = found.concatenate(one_epoch(epoch))
-    return sharded(found.prefetch(AUTOTUNE))
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return sharded(found.prefetch(AUTOTUNE)).with_options(options)
