@@ -212,9 +212,10 @@ def from_epoch(one_epoch: Callable[[int], tf.data.Dataset], start: int, end: int
     tf.data's model-based autotuning is off for this input. Its thread, which wakes once
     per optimisation period (doubling to a minute), sometimes missed the iterator's
     cancellation when ``fit`` ended, and the iterator's destructor then waited out the
-    period: 17 to 35 s inside ``fit`` in about one run in four (TensorFlow 2.21; found
-    with gdb in ``Model::OptimizeLoop``, docs/performance.md). ``AUTOTUNE`` parallelism
-    then stays where tf.data starts it: the smaller of 16 and the cores' count.
+    period: 17 to 35 s in a quarter of 10-epoch B0 runs, 5 s in most 5-epoch smoke runs
+    (TensorFlow 2.21; found with gdb in ``Model::OptimizeLoop``, docs/performance.md).
+    ``AUTOTUNE`` parallelism then stays where tf.data starts it: the smaller of 16 and the
+    cores' count.
     """
     found = one_epoch(start)
     for epoch in range(start + 1, end):
