@@ -14,6 +14,7 @@ record (:func:`bench.pipeline.outcome.finish`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -133,7 +134,7 @@ def prepare(
     info = FeatureCacheInfo(status=status, key=entry.key, path=str(entry.path), fill_time_s=fill_s)
     found = pipelines(arrays, spec, data.drop_remainder)
     if status == "filled" and spec.site.role.chief:  # in a multi-worker run the chief stores
-        found.filled = Entry(entry.key, entry.path, entry.parts, arrays)
+        found.filled = dataclasses.replace(entry, arrays=arrays)
     return found, info
 
 
