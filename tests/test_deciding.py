@@ -141,6 +141,85 @@ def test_the_block_ts_degrees_of_freedom_match_its_variance_by_simulation():
     assert simulated == pytest.approx(claimed, rel=0.05)
 
 
+def _ols_cells(cells: list[tuple[int, int, float]], groups: int):
+    """An ordinary least-squares fit of value = group + seed over (group, seed, value)
+    cells, unbalanced, with numpy alone: the design, coefficients and residuals."""
+    seeds = sorted({s for _, s, _ in cells})
+    design = np.array([[float(g == i) for i in range(groups)] + [float(s == t) for t in seeds[1:]]
+                       for g, s, _ in cells])  # fmt: skip
+    y = np.array([v for *_, v in cells])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    return design, coef, y - design @ coef
+
+
+def test_a_group_that_stopped_early_lends_its_seeds_to_the_pooled_block_t():
+    """Two of five groups stopped at 4 and 6 seeds (a race's dropped entrants); the pooled
+    block t of two full groups is the least-squares contrast over every cell, computed
+    here with numpy, on N - rank degrees of freedom."""
+    rng = np.random.default_rng(3)
+    stops = (10, 10, 10, 4, 6)
+    groups = [{s: float(rng.normal(0.5 + 0.01 * g, 0.02)) for s in range(1, n + 1)}
+              for g, n in enumerate(stops)]  # fmt: skip
+    cells = [(g, s, v) for g, group in enumerate(groups) for s, v in group.items()]
+    design, coef, residual = _ols_cells(cells, len(groups))
+    df = len(cells) - np.linalg.matrix_rank(design)
+    cov = float(residual @ residual) / df * np.linalg.pinv(design.T @ design)
+    contrast = np.zeros(design.shape[1])
+    contrast[0], contrast[1] = 1.0, -1.0
+    t = (coef[0] - coef[1]) / np.sqrt(contrast @ cov @ contrast)
+    (found,) = stats.blocks(groups, [(0, 1)], pooled=True)
+    # 40 cells, 14 parameters; the layout of the 4 seeds every group ran would give 12
+    assert found.df == df == 40 - 14
+    assert found.p == pytest.approx(float(2 * scipy_stats.t.sf(abs(t), df)))
+
+
+def test_the_block_t_holds_its_level_when_groups_stopped_early():
+    """Each group's own noise, from a layout whose groups stopped at different seeds and
+    whose seeds share luck: under no difference the two full groups' p-values are uniform
+    (rejections at 5% and 1% within the binomial's 99.9% range of 6,000 layouts), on more
+    degrees of freedom than the pair's own paired t (9)."""
+    rng = np.random.default_rng(11)
+    stops, layouts = (10, 10, 7, 8, 9), 6000
+    ps, dfs = [], []
+    for _ in range(layouts):
+        luck = rng.normal(0, 1.0, 10)  # the seed's shared luck, which blocks take out
+        groups = [{s: float(luck[s - 1] + rng.normal()) for s in range(1, n + 1)}
+                  for n in stops]  # fmt: skip
+        (found,) = stats.blocks(groups, [(0, 1)])
+        ps.append(found.p)
+        dfs.append(found.df)
+    for level in (0.05, 0.01):
+        low, high = scipy_stats.binom.ppf([0.0005, 0.9995], layouts, level) / layouts
+        assert low <= np.mean(np.array(ps) < level) <= high
+    assert np.median(dfs) > 12
+
+
+def _set_partitions(items: list[int]):
+    """Every way to split ``items`` into groups (the first item joins each group of a
+    partition of the rest, or a group of its own)."""
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for partition in _set_partitions(rest):
+        for i in range(len(partition)):
+            yield partition[:i] + [[first, *partition[i]]] + partition[i + 1 :]
+        yield [[first], *partition]
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 5, 6, 7])
+def test_shaffers_counts_of_hypotheses_that_can_be_true_together(k):
+    """Counted here from every set partition of k means (the equal ones grouped): for 4
+    and 5 means, the counts Shaffer (1986) lists, 0-3 and 6; 0-4, 6 and 10."""
+    counts = {sum(len(g) * (len(g) - 1) // 2 for g in p) for p in _set_partitions(list(range(k)))}
+    assert stats.possible_true(k) == counts
+    m = k * (k - 1) // 2
+    for rejected in range(m + 1):
+        assert stats.most_true(k, rejected) == max(t for t in counts if t <= m - rejected)
+    if k in (4, 5):
+        assert sorted(counts) == {4: [0, 1, 2, 3, 6], 5: [0, 1, 2, 3, 4, 6, 10]}[k]
+
+
 def test_two_candidates_get_their_paired_t():
     rows = [("b0", s, v, 10) for s, v in B0.items()]
     rows += [("mobilenet_v2", s, v, 5) for s, v in MOBILENET.items()]

@@ -16,7 +16,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from bench.analysis import report
-from bench.core import record
+from bench.core import racing, record
 from bench.core.errors import ConfigError
 from bench.core.race_settings import Settings
 from bench.core.racing import RaceDocument
@@ -124,15 +124,18 @@ def test_a_clear_loser_is_dropped_on_validation_and_the_race_reads_test_for_what
 
 
 def _pooled_p(rows: list[dict], best: int, other: int) -> float:
-    """The two-way (entrant x seed) least-squares fit's t test of one contrast: the
-    earlier rule's block t, computed here without bench."""
-    x = np.array([[row[s] for s in sorted(row)] for row in rows])
-    k, n = x.shape
-    design = np.array([[float(i == g) for g in range(k)] + [float(j == s) for s in range(1, n)]
-                       for i in range(k) for j in range(n)])  # fmt: skip
-    coef, residual, *_ = np.linalg.lstsq(design, x.ravel(), rcond=None)
-    df = k * n - design.shape[1]
-    cov = float(residual[0]) / df * np.linalg.inv(design.T @ design)
+    """The two-way (entrant x seed) least-squares fit's t test of one contrast, over every
+    (entrant, seed) the rows hold, balanced or not: the pooled block t, computed here
+    without bench."""
+    cells = [(g, s, v) for g, row in enumerate(rows) for s, v in row.items()]
+    seeds = sorted({s for _, s, _ in cells})
+    design = np.array([[float(g == i) for i in range(len(rows))]
+                       + [float(s == t) for t in seeds[1:]] for g, s, _ in cells])  # fmt: skip
+    y = np.array([v for *_, v in cells])
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    residual = y - design @ coef
+    df = len(cells) - design.shape[1]
+    cov = float(residual @ residual) / df * np.linalg.inv(design.T @ design)
     contrast = np.zeros(design.shape[1])
     contrast[best], contrast[other] = 1.0, -1.0
     t = (coef[best] - coef[other]) / np.sqrt(contrast @ cov @ contrast)
@@ -152,6 +155,38 @@ def test_a_drop_one_look_at_the_full_level_would_make_waits_for_the_boundary(tmp
     assert first[CLOSE].p == pytest.approx(_pooled_p(rows, 0, 2))  # the same test...
     assert first[CLOSE].state == "racing"  # ...held to the first of four looks' boundary
     assert found.outcome.dropped[WORSE]["round"] == 1  # a clear loser still goes at once
+
+
+def test_a_dropped_entrant_lends_its_seeds_to_the_noise_of_those_left():
+    # WORSE went at round 1 (3 seeds). At 5 seeds CLOSE is tested against BEST on a layout
+    # that still holds WORSE's three seeds: 13 values, 7 parameters, 6 degrees of freedom,
+    # where the two alone would be a paired t on 4.
+    entrants = [racing.Entrant(label, [], label) for label in (BEST, WORSE, CLOSE)]
+    entrants[1].drop(1, 3, "worse")
+    rows = [{s: VALUES[e.label][s] for s in range(1, e.upto(5) + 1)} for e in entrants]
+    observed = {e.label: racing.Observed(row) for e, row in zip(entrants, rows, strict=True)}
+    decision = racing.decide(entrants, observed, 2, Settings(min_seeds=3, max_seeds=6,
+                                                            test="pooled"), 1)  # fmt: skip
+    (close,) = [c.difference for c in decision.compared if c.entrant == CLOSE]
+    assert (close.test, close.df) == ("pooled block t", 6)
+    assert close.p == pytest.approx(_pooled_p(rows, 0, 2))
+
+
+def test_after_a_first_drop_the_level_freed_counts_the_hypotheses_that_can_still_be_true():
+    """Three entrants, one look, the whole 5%. Once a beats b, a = c and b = c cannot both
+    hold, so at most one hypothesis is left true: c is held to 5% (Shaffer 1986), where
+    Holm's count of two would hold it to 2.5%."""
+    b = {s: A[s] - 0.10 + (0.01 if s % 2 else -0.01) for s in A}
+    wiggle = {1: 0.01, 4: 0.01, 2: -0.01, 5: -0.01}
+    c = {s: A[s] - 0.011 + wiggle.get(s, 0.0) for s in A}
+    rows = [A, b, c]
+    assert _pooled_p(rows, 0, 1) < 0.05 / 3 and 0.05 / 2 < _pooled_p(rows, 0, 2) < 0.05
+    entrants = [racing.Entrant(label, [], label) for label in ("a", "b", "c")]
+    observed = {e.label: racing.Observed(row) for e, row in zip(entrants, rows, strict=True)}
+    settings = Settings(min_seeds=6, max_seeds=6, test="pooled")
+    decision = racing.decide(entrants, observed, 0, settings, 0)
+    assert [(c.entrant, level) for c, level in decision.drops] == [
+        ("b", pytest.approx(0.05 / 3)), ("c", pytest.approx(0.05))]  # fmt: skip
 
 
 def test_validation_decides_even_where_test_disagrees(tmp_path):

@@ -1,16 +1,16 @@
 """The comparisons one dataset's verdict makes, decided as one family.
 
 Candidates are compared at their own best (bench.analysis.select), on the reported metric of
-the configurations validation chose, paired by seed. Three or more candidates that share two
-or more seeds are a block design (bench.core.stats.blocks): each candidate's own noise is
-estimated from the residuals of every candidate's seeds at once, which gives each pair more
-degrees of freedom than its own paired t while a noisier candidate widens only its own
-comparisons; two candidates get their paired t, and sides sharing fewer than two seeds
-Welch's t. Every pair of candidates is tested and all of them are adjusted together by Holm's
-method: the best is chosen from the data, so only a family that holds every pair covers any
-statement about it (Holm over all pairs; Hsu's comparisons with the best would also do). With
-a ``reference`` fixed in advance the family is the reference against each other candidate,
-as Dunnett's is.
+the configurations validation chose, paired by seed. Three or more candidates are a block
+design (bench.core.stats.blocks): each candidate's own noise is estimated from the residuals
+of every candidate's seeds at once (a candidate that missed a seed still lends the others),
+which gives each pair more degrees of freedom than its own paired t while a noisier
+candidate widens only its own comparisons; two candidates get their paired t, and sides
+sharing fewer than two seeds Welch's t. Every pair of candidates is tested and all of them
+are adjusted together by Holm's method: the best is chosen from the data, so only a family
+that holds every pair covers any statement about it (Holm over all pairs; Hsu's comparisons
+with the best would also do). With a ``reference`` fixed in advance the family is the
+reference against each other candidate, as Dunnett's is.
 
 A pair not shown different is called equivalent only when the two one-sided tests put it
 within the declared margin (Holm-adjusted over those pairs); otherwise it is not resolved,

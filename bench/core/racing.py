@@ -14,7 +14,10 @@ configurations. The level holds over the whole race. The family is every pair of
 it), and each pair is tested at every planned look against a group-sequential boundary
 (bench.core.sequential) for its share of the level under Holm's method, as Maurer and Bretz
 (2013) combine the two: after a drop the rest are held to the level the drop freed, at this
-look and the next. A challenger whose best configuration is shown equivalent to the
+look and the next. The share is Shaffer's (1986): the level over the most hypotheses that
+can still be true together (stats.most_true), which frees more than Holm's count once one
+pair is rejected. The noise is measured on every entrant's seeds, dropped ones' too
+(stats.blocks). A challenger whose best configuration is shown equivalent to the
 leader's (two one-sided tests within the margin) needs no more seeds; when every challenger
 is worse or equivalent, the race ends.
 """
@@ -103,11 +106,6 @@ def look_levels(settings: Settings, look: int, alpha: float) -> float:
     return sequential.nominal(fractions, alpha, settings.spending)[look]
 
 
-def family_size(entrants: list[Entrant]) -> int:
-    """Every pair of entrants: the hypotheses a drop may come from."""
-    return len(entrants) * (len(entrants) - 1) // 2
-
-
 def decide(
     entrants: list[Entrant], observed: dict[str, Observed], look: int, settings: Settings,
     rejected: int,
@@ -119,22 +117,23 @@ def decide(
         observed: Each entrant's values this round.
         look: The planned look (0-based) this round is.
         settings: The race's keys.
-        rejected: Comparisons rejected in earlier rounds: Holm's family shrinks by them.
+        rejected: Comparisons rejected in earlier rounds: the hypotheses that can still be
+            true shrink by them (stats.most_true).
     """
     racing = [e for e in entrants if e.racing and observed[e.label].values]
     best = _best(racing, observed)
     leader = max(best, key=lambda c: observed[best[c]].mean) if best else None
     compared = _compare(racing, best, leader, observed, settings)
-    remaining = family_size(entrants) - rejected
-    alpha = 1 - settings.level
+    alpha, size = 1 - settings.level, len(entrants)
     drops = []
     for found in sorted(compared, key=lambda c: c.difference.p if c.difference.tested else 2):
         d = found.difference
+        remaining = stats.most_true(size, rejected + len(drops))
         level = look_levels(settings, look, alpha / max(remaining, 1))
         if not (d.tested and d.value > 0 and d.p is not None and d.p <= level):
             break
         drops.append((found, level))
-        remaining -= 1
+    remaining = stats.most_true(size, rejected + len(drops))
     dropped = {c.entrant for c, _ in drops}
     across = [c for c in compared if c.kind == "across" and c.entrant not in dropped]
     equivalent = _equivalent(across, settings, look)
@@ -165,7 +164,9 @@ def _compare(racing, best, leader, observed, settings: Settings) -> list[Compari
         if candidate != leader:
             wanted.append((best[leader], top, "across"))
     labels = [e.label for e in racing]
-    groups = [observed[label].values for label in labels]
+    # Dropped entrants lend the seeds they ran to the layout that measures the noise.
+    lenders = [label for label, seen in observed.items() if label not in labels and seen.values]
+    groups = [observed[label].values for label in labels + lenders]
     pairs = [(labels.index(a), labels.index(b)) for a, b, _ in wanted]
     level = settings.level
     if settings.test == "pairs":

@@ -13,6 +13,7 @@ difference that is not yet resolved.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -118,46 +119,95 @@ def blocks(
 ) -> list[Difference]:  # fmt: skip
     """``groups[i]`` minus ``groups[j]`` for each ``(i, j)`` wanted, the seeds as blocks.
 
-    The seeds every group ran form a two-way layout (group by seed, additive); its
-    residuals measure each group's own noise, with the seed's shared luck taken out, from
-    all the groups at once. The mean difference of a pair is over the seeds that pair ran.
+    Every value of every group forms a two-way layout (group by seed, additive), fitted by
+    least squares; the seeds need not be balanced. Its residuals measure each group's own
+    noise, with the seed's shared luck taken out, from all the groups at once: a group
+    that stopped early (a race's dropped entrant, up to the seed that dropped it) still
+    lends the seeds it ran, so two entrants left in a race are not reduced to the
+    differences of their own pairs. The mean difference of a pair is over the seeds that
+    pair ran.
 
     - ``pooled=False`` (a race's default, ``blocks``): each group's residual variance
-      ``v_i = RSS_i k / ((n - 1)(k - 1))`` is its own, so a group much noisier than the
-      rest widens only its own comparisons; the difference's variance is ``v_i + v_j`` with
-      Satterthwaite's degrees of freedom, ``(n - 1)(2 - 2/k)^2 / (1 + (1 - 2/k)^2)`` when the
-      two are alike (the exact distribution of ``RSS_i + RSS_j`` under equal noise).
-    - ``pooled=True`` (``pooled``): one variance for every group, ``(k - 1)(n - 1)`` degrees
-      of freedom; the most power, if the noise is alike across groups.
+      ``v_i = RSS_i / sum(1 - h)`` over its cells (h: the fit's leverage; in a balanced
+      layout ``RSS_i k / ((n - 1)(k - 1))``) is its own, so a group much noisier than the
+      rest widens only its own comparisons. The difference's variance is ``v_i + v_j``
+      with Satterthwaite's degrees of freedom, those of ``RSS_i / df_i + RSS_j / df_j``
+      under alike noise (``tr(WM)^2 / tr(WMWM)``, M the residual maker; balanced:
+      ``(n - 1)(2 - 2/k)^2 / (1 + (1 - 2/k)^2)``), scaled down as the two differ.
+    - ``pooled=True`` (``pooled``): one variance for every group, ``N - rank`` degrees
+      of freedom (balanced: ``(k - 1)(n - 1)``); the most power, if the noise is alike.
 
-    Fewer than three groups or two shared seeds: each pair's own :func:`compare`.
+    A layout of fewer than three groups, or a pair with fewer than two shared seeds or no
+    residual degrees of freedom: that pair's own :func:`compare`.
     """
-    shared = sorted(set.intersection(*(set(g) for g in groups))) if groups else []
-    if len(groups) < 3 or len(shared) < 2:
+    if len(groups) < 3:
         return [compare(groups[i], groups[j], level) for i, j in wanted]
-    x = np.array([[g[s] for s in shared] for g in groups], dtype=float)
-    k, n = x.shape
-    residual = x - x.mean(axis=1, keepdims=True) - x.mean(axis=0, keepdims=True) + x.mean()
-    if pooled:
-        variance = np.full(k, float((residual**2).sum()) / ((k - 1) * (n - 1)))
-    else:
-        variance = (residual**2).sum(axis=1) * k / ((n - 1) * (k - 1))
-    return [_block(groups[i], groups[j], (variance[i], variance[j]), (k, n), pooled, level)
-            for i, j in wanted]  # fmt: skip
+    fit = _Layout.of(groups)
+    return [fit.difference(groups, i, j, pooled, level) for i, j in wanted]
 
 
-def _block(a, b, variances: tuple[float, float], layout: tuple[int, int], pooled: bool,
+@dataclass(frozen=True)
+class _Layout:
+    """The least-squares fit of value = group + seed over every cell (group, seed)."""
+
+    who: np.ndarray  # each cell's group
+    design: np.ndarray  # cells x (groups + seeds), one-hot
+    inverse: np.ndarray  # the pseudo-inverse of design' design
+    residual: np.ndarray
+    df: np.ndarray  # each group's residual degrees of freedom, sum(1 - leverage)
+    pooled_df: float
+
+    @classmethod
+    def of(cls, groups: Sequence[Mapping[int, float]]) -> _Layout:
+        cells = [(i, s, v) for i, g in enumerate(groups) for s, v in g.items()]
+        seeds = {s: j for j, s in enumerate(sorted({s for _, s, _ in cells}))}
+        design = np.zeros((len(cells), len(groups) + len(seeds)))
+        for row, (i, s, _) in enumerate(cells):
+            design[row, i] = design[row, len(groups) + seeds[s]] = 1.0
+        inverse = np.linalg.pinv(design.T @ design)
+        y = np.array([v for *_, v in cells], dtype=float)
+        residual = y - design @ (inverse @ (design.T @ y))
+        leverage = np.einsum("ij,jk,ik->i", design, inverse, design)
+        who = np.array([i for i, _, _ in cells])
+        df = np.array([float((1 - leverage[who == i]).sum()) for i in range(len(groups))])
+        rank = float(np.linalg.matrix_rank(design))
+        return cls(who, design, inverse, residual, df, len(cells) - rank)
+
+    def variance(self, i: int, pooled: bool) -> float:
+        if pooled:
+            return float((self.residual**2).sum()) / self.pooled_df
+        return float((self.residual[self.who == i] ** 2).sum()) / self.df[i]
+
+    def alike_df(self, i: int, j: int) -> float:
+        """The degrees of freedom of ``v_i + v_j`` under alike noise: 2 E^2 / Var of the
+        quadratic form, from the residual maker restricted to the two groups' cells."""
+        cells = (self.who == i) | (self.who == j)
+        part = self.design[cells]
+        maker = np.eye(len(part)) - part @ self.inverse @ part.T
+        weight = np.where(self.who[cells] == i, 1 / self.df[i], 1 / self.df[j])
+        spread = float((weight[:, None] * weight[None, :] * maker**2).sum())
+        return 4.0 / spread  # tr(WM) is 2: each group's weights sum its df to one
+
+    def difference(self, groups, i: int, j: int, pooled: bool, level: float) -> Difference:
+        shared = set(groups[i]) & set(groups[j])
+        usable = self.pooled_df > 0 if pooled else min(self.df[i], self.df[j]) > 1e-9
+        if len(shared) < 2 or not usable:
+            return compare(groups[i], groups[j], level)
+        variances = (self.variance(i, pooled), self.variance(j, pooled))
+        df = self.pooled_df if pooled else self.alike_df(i, j)
+        return _block(groups[i], groups[j], variances, df, pooled, level)
+
+
+def _block(a, b, variances: tuple[float, float], df: float, pooled: bool,
            level: float) -> Difference:  # fmt: skip
-    """One pair of :func:`blocks`: ``layout`` is the layout's (groups, seeds)."""
-    (var_a, var_b), (k, n) = variances, layout
+    """One pair of :func:`blocks`: ``df`` is the pooled variance's, or that of ``v_a + v_b``
+    under alike noise (scaled here as the two differ)."""
+    var_a, var_b = variances
     seeds = sorted(set(a) & set(b))
     mean_a, mean_b = float(np.mean([a[s] for s in seeds])), float(np.mean([b[s] for s in seeds]))
     d, total = mean_a - mean_b, var_a + var_b
-    if pooled:
-        df = float((k - 1) * (n - 1))
-    else:
-        alike = (n - 1) * (2 - 2 / k) ** 2 / (1 + (1 - 2 / k) ** 2)
-        df = alike * total**2 / (2 * (var_a**2 + var_b**2)) if total else alike
+    if not pooled and total:
+        df = df * total**2 / (2 * (var_a**2 + var_b**2))
     se = math.sqrt(total / len(seeds))
     if se == 0:
         interval, p = (d, d), (0.0 if d else 1.0)
@@ -222,6 +272,31 @@ def holm(found: Sequence[Difference], family: int | None = None) -> list[Differe
         replace(d, p_adjusted=q, family=size) if q is not None else d
         for d, q in zip(found, adjusted, strict=True)
     ]
+
+
+@functools.cache
+def possible_true(k: int) -> frozenset[int]:
+    """How many of the k(k-1)/2 hypotheses "i and j are equal" among ``k`` means can be
+    true together (Shaffer 1986): the means fall into groups of equal ones, and a group of
+    ``g`` makes g(g-1)/2 true. For 5 means: 0, 1, 2, 3, 4, 6 and 10, never 5, 7, 8 or 9."""
+    if k <= 1:
+        return frozenset({0})
+    return frozenset(
+        g * (g - 1) // 2 + rest for g in range(1, k + 1) for rest in possible_true(k - g)
+    )
+
+
+def most_true(k: int, rejected: int) -> int:
+    """Shaffer's (1986) static count: the most hypotheses of all pairs of ``k`` means that
+    can still be true once ``rejected`` of them are rejected. Holm divides the level by
+    ``k(k-1)/2 - rejected``; this divides it by the largest possible number of true
+    hypotheses not above that, which is never more and is often fewer (5 means, one
+    rejected: 6, not 9). Holm's guarantee stands: until a true hypothesis is rejected,
+    every rejection is of a false one, so the true ones are at most this many (their
+    number is one of the possible ones), and each is held to the level over their number
+    or less. Holm's argument, with the impossible counts left out."""
+    left = k * (k - 1) // 2 - rejected
+    return max(t for t in possible_true(k) if t <= left) if left > 0 else 0
 
 
 def holm_p(ps: Sequence[float | None], family: int | None = None) -> list[float | None]:

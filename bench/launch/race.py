@@ -10,10 +10,11 @@ After each round the race reads the records once and decides on validation
 (bench.core.racing): within a candidate, a configuration shown worse than its best is
 dropped; across candidates, a candidate whose best is shown worse than the leading
 candidate's best is dropped whole. Its level holds over every round (group-sequential
-boundaries, Holm over every pair of entrants). The race ends when one candidate is left,
-every challenger is shown equivalent to the leader (within ``margin`` points) or worse,
-``max_seeds`` is reached, or ``budget_hours`` of training is spent; then it reads the test
-accuracy of each surviving candidate's chosen configuration over the seeds it ran.
+boundaries, every pair of entrants in one family under Holm and Shaffer). The race ends
+when one candidate is left, every challenger is shown equivalent to the leader (within
+``margin`` points) or worse, ``max_seeds`` is reached, or ``budget_hours`` of training is
+spent; then it reads the test accuracy of each surviving candidate's chosen configuration
+over the seeds it ran.
 
 A diverged run counts at chance (one over the classes); any other failed run is a missing
 seed; an entrant whose every seed failed is dropped with the reason. Decisions come from the
@@ -66,7 +67,7 @@ class Race:
         self.settings, self.common, self.entrants = settings, common, entrants
         self.spec_for, self.launch, self.outputs = spec_for, launch, outputs
         self.rounds: list[racing.Round] = []
-        self.rejected = 0  # comparisons rejected so far: Holm's family shrinks by them
+        self.rejected = 0  # comparisons rejected so far: fewer hypotheses can still be true
         self.hours = 0.0
 
     def run(self) -> racing.RaceDocument:
