@@ -7,10 +7,12 @@ of every candidate's seeds at once (a candidate that missed a seed still lends t
 which gives each pair more degrees of freedom than its own paired t while a noisier
 candidate widens only its own comparisons; two candidates get their paired t, and sides
 sharing fewer than two seeds Welch's t. Every pair of candidates is tested and all of them
-are adjusted together by Holm's method: the best is chosen from the data, so only a family
-that holds every pair covers any statement about it (Holm over all pairs; Hsu's comparisons
-with the best would also do). With a ``reference`` fixed in advance the family is the
-reference against each other candidate, as Dunnett's is.
+are adjusted together: the best is chosen from the data, so only a family that holds every
+pair covers any statement about it (Hsu's comparisons with the best would also do). The
+adjustment is Holm's step-down with Shaffer's (1986) count of the hypotheses that can still
+be true (bench.core.stats.shaffer), as the race's drops are. With a ``reference`` fixed in
+advance the family is the reference against each other candidate, as Dunnett's is, and
+Holm's own count applies: any of those hypotheses can be true together.
 
 A pair not shown different is called equivalent only when the two one-sided tests put it
 within the declared margin (Holm-adjusted over those pairs); otherwise it is not resolved,
@@ -41,13 +43,13 @@ class Pair:
     difference: stats.Difference
     improvement: stats.Improvement | None = None
     equivalence_p: float | None = None  # Holm-adjusted over the pairs not shown different
-    alpha: float = 1 - stats.LEVEL  # Holm's strictest step of the family
+    alpha: float = 1 - stats.LEVEL  # the family's strictest step (its first)
     margin: float = stats.MARGIN
 
     @property
     def seeds_needed(self) -> int | None:
         """Seeds per side that would tell a difference of ``margin`` apart at this pair's
-        spread, at Holm's strictest step; None when resolved or beyond 50 (computed when
+        spread, at the family's strictest step; None when resolved or beyond 50 (computed when
         asked: the calibration benchmark decides thousands of families without it)."""
         d = self.difference
         if not d.tested or d.significant:
@@ -105,9 +107,10 @@ def family(
         wanted = list(itertools.combinations(labels, 2))
     groups = [found.scores(label) for label in labels]
     index = [(labels.index(a), labels.index(b)) for a, b in wanted]
-    tested = stats.holm(stats.blocks(groups, index, level))
+    raw = stats.blocks(groups, index, level)
+    tested = stats.holm(raw) if reference is not None else stats.shaffer(raw, len(labels))
     size = max([d.family for d in tested if d.tested], default=1)
-    alpha = (1 - level) / size  # Holm's strictest step: the seeds needed at the worst
+    alpha = (1 - level) / size  # the strictest step: the seeds needed at the worst
     open_p = [
         stats.equivalence(d, margin) if d.tested and not d.significant else None for d in tested
     ]
@@ -143,7 +146,7 @@ def frame(pairs: list[Pair], metric: str) -> pd.DataFrame:
             "means": f"{d.a:.3f} vs {d.b:.3f}",
             "difference (points)": f"{d.value * 100:+.1f}",
             "95% CI (points)": points_range(d.interval),
-            "Holm p": "-" if d.p_adjusted is None else f"{d.p_adjusted:.3f}",
+            "adjusted p": "-" if d.p_adjusted is None else f"{d.p_adjusted:.3f}",
             "P(A > B)": "-" if better is None else f"{better.probability:.2f}",
             "outcome": describe(pair),
         })  # fmt: skip

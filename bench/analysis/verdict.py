@@ -3,9 +3,9 @@ with a row per candidate, and the footing in a few lines under it.
 
 Candidates are compared at their own best (bench.analysis.select): validation chooses each
 one's configuration and names the leader; the test split reports. Every pair is one family
-under Holm's method (bench.analysis.pairs); a pair not shown different is "equivalent" only
-when two one-sided tests put it within the margin, and otherwise "not resolved", with about
-how many seeds would tell a difference of the margin apart.
+under Holm's method with Shaffer's count (bench.analysis.pairs); a pair not shown different
+is "equivalent" only when two one-sided tests put it within the margin, and otherwise "not
+resolved", with about how many seeds would tell a difference of the margin apart.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def decide(
     return Verdict(
         headline(found, head, rows, margin, reference is not None),
         glance(found, head, rows),
-        notes(found, stated, level, margin),
+        notes(found, stated, level, margin, reference is not None),
         stated,
         head,
     )
@@ -126,7 +126,7 @@ def glance(found: Study, head: str, rows: dict[str, Pair]) -> pd.DataFrame:
             "configuration": _configuration(choice),
             metric_name(found).split(" (")[0]: _interval(found.scores(choice.label)),
             f"vs {head} (points)": _versus(pair),
-            "Holm p": "-" if pair is None or pair.difference.p_adjusted is None
+            "adjusted p": "-" if pair is None or pair.difference.p_adjusted is None
             else f"{pair.difference.p_adjusted:.3f}",
             f"P({head} > it)": "-" if pair is None or pair.improvement is None
             else f"{pair.improvement.probability:.2f}",
@@ -195,7 +195,8 @@ def test_noise(found: Study) -> float | None:
     return math.sqrt(p * (1 - p) / found.test_examples)
 
 
-def notes(found: Study, stated: list[Pair], level: float, margin: float) -> list[str]:
+def notes(found: Study, stated: list[Pair], level: float, margin: float,
+          fixed: bool = False) -> list[str]:  # fmt: skip
     """The footing: how configurations were chosen, budgets, the family, the test set's
     noise, and what a single seed cannot say."""
     found_notes = [_tuning(found)] if found.tuned else []
@@ -203,11 +204,12 @@ def notes(found: Study, stated: list[Pair], level: float, margin: float) -> list
     curve = budget.leads(budget.curves(found)) if found.tuned else None
     found_notes += [curve] if curve else []
     size = max([p.difference.family for p in stated if p.difference.tested], default=0)
+    method = "Holm's method" if fixed else "Holm's method with Shaffer's count"
     if size:
         found_notes.append(
-            f"Compared on {metric_name(found)}, paired by seed; Holm-adjusted over {size} "
-            f"comparison{'s' * (size > 1)} at {level:.0%}; equivalence by two one-sided tests "
-            f"within ±{margin * 100:.1f} points."
+            f"Compared on {metric_name(found)}, paired by seed; adjusted over {size} "
+            f"comparison{'s' * (size > 1)} at {level:.0%} by {method}; equivalence by two "
+            f"one-sided tests within ±{margin * 100:.1f} points."
         )
     noise = test_noise(found)
     if noise:

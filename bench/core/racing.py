@@ -96,7 +96,7 @@ class Decision:
     drops: list[tuple[Comparison, float]]  # and the nominal level each was held to
     equivalent: list[str]  # challenger candidates shown within the margin of the leader
     open: list[str]  # challenger candidates neither worse nor equivalent yet
-    strictest: float = 0.05  # Holm's strictest share of the level left after this round
+    strictest: float = 0.05  # the strictest share of the level left after this round
 
 
 def look_levels(settings: Settings, look: int, alpha: float) -> float:

@@ -299,6 +299,21 @@ def most_true(k: int, rejected: int) -> int:
     return max(t for t in possible_true(k) if t <= left) if left > 0 else 0
 
 
+def shaffer(found: Sequence[Difference], means: int) -> list[Difference]:
+    """The comparisons with p-values adjusted over every pair of ``means`` means by Holm's
+    step-down with Shaffer's (1986) count (:func:`most_true`): the i-th smallest p-value is
+    multiplied by the most hypotheses that can still be true once the i - 1 before it are
+    rejected, not by m - i + 1; each adjusted value is at least the one before it. Pairs
+    not tested still count among the hypotheses."""
+    order = sorted((i for i, d in enumerate(found) if d.tested), key=lambda i: found[i].p)
+    size = means * (means - 1) // 2
+    out, running = list(found), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, most_true(means, rank) * found[i].p))
+        out[i] = replace(found[i], p_adjusted=running, family=size)
+    return out
+
+
 def holm_p(ps: Sequence[float | None], family: int | None = None) -> list[float | None]:
     """Holm's step-down adjusted p-values (None stays None).
 
