@@ -11,7 +11,12 @@ bench.launch.race runs them, with the records replaced by the simulated values).
 - seeds: the verdict at 3, 5 and 10; the race from ``min_seeds=3`` to ``max_seeds=10``;
 - noise: Gaussian, heavy-tailed (t with 3 degrees of freedom, scaled to the same sd), and
   Gaussian with one candidate three times noisier than the rest;
-- effect: none, or one candidate ahead by 1 or 2 sd.
+- effect: none, or one candidate ahead by 1 or 2 sd;
+- and partial no-effect cells ("two tied"): the two best candidates equal, the others 1.5 or
+  3 sd behind, 10 seeds, Gaussian noise. Drops of the clear losers free level for later
+  comparisons (Holm's and Shaffer's steps) and lend their seeds to a race's noise layout, so
+  these cells test the steps after the first, where every claim between the two best is
+  false.
 
 For every cell it prints the false-claim rate (any claim that is wrong: a difference in the
 wrong direction or where there is none, an equivalence where the truth is beyond the
@@ -36,10 +41,12 @@ from scipy import stats as scipy_stats
 from bench.analysis import pairs
 from bench.analysis.select import Choice, Setting, Study
 from bench.core import racing, stats
-from bench.core.race_settings import Settings
+from bench.core.race_settings import TESTS, Settings
 
 NOISES = ("gaussian", "t3", "one noisier")
 EFFECTS = (0.0, 1.0, 2.0)  # the leader's lead, in seed sd
+TIED, GAPS = "two tied", (1.5, 3.0)  # the partial no-effect cells: the two best's lead
+RACE = {"min_seeds": 3}  # the race's keys beyond its defaults (--race-test, --min-seeds)
 
 
 def draws(rng, k: int, n: int, noise: str, sd: float) -> np.ndarray:
@@ -52,9 +59,11 @@ def draws(rng, k: int, n: int, noise: str, sd: float) -> np.ndarray:
     return found
 
 
-def truth(k: int, effect: float, sd: float) -> np.ndarray:
+def truth(k: int, effect: float, sd: float, shape: str = "lead") -> np.ndarray:
+    """The true means: candidate 0 ``effect`` sd ahead (``lead``), or candidates 0 and 1
+    equal and ``effect`` sd ahead of the rest (``two tied``)."""
     means = np.full(k, 0.5)
-    means[0] += effect * sd
+    means[: 2 if shape == TIED else 1] += effect * sd
     return means
 
 
@@ -112,11 +121,12 @@ def race_once(x: np.ndarray, settings: Settings) -> tuple[list, int, bool]:
 
 
 def _cell(task: tuple) -> dict:
-    kind, k, n, noise, effect, studies, sd, margin, seed = task
+    kind, k, n, noise, effect, studies, sd, margin, seed, *rest = task
+    shape = rest[0] if rest else "lead"
     rng = np.random.default_rng(seed)
-    means = truth(k, effect, sd)
+    means = truth(k, effect, sd, shape)
     false = power = spent = 0
-    settings = Settings(min_seeds=3, max_seeds=n, margin=margin * 100)
+    settings = Settings(**{**RACE, "max_seeds": n, "margin": margin * 100})
     for _ in range(studies):
         x = means[:, None] + draws(rng, k, n, noise, sd)
         if kind == "verdict":
@@ -128,8 +138,8 @@ def _cell(task: tuple) -> dict:
         false += wrong(claims, means, margin)
         power += won
     found = {"kind": kind, "k": k, "seeds": n, "noise": noise, "lead_sd": effect,
-             "studies": studies, "false_claims": _rate(false, studies)}  # fmt: skip
-    if effect:
+             "shape": shape, "studies": studies, "false_claims": _rate(false, studies)}  # fmt: skip
+    if effect and shape != TIED:
         found["power"] = _rate(power, studies)
     if kind == "race":
         found["seeds_per_candidate"] = round(spent / studies / k, 2)
@@ -163,7 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("verdict", "race"), default=None)
     parser.add_argument("--bootstrap", action="store_true")
     parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--race-test", choices=TESTS, default="blocks", help="the race's test")
+    parser.add_argument("--min-seeds", type=int, default=3, help="the race's first look")
     args = parser.parse_args(argv)
+    RACE.update(test=args.race_test, min_seeds=args.min_seeds)  # the pool's forks inherit it
     sd, margin = args.sd / 100, args.margin / 100
     tasks = []
     for kind in ("verdict", "race"):
@@ -172,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         seeds = (3, 5, 10) if kind == "verdict" else (10,)
         for k, n, noise, effect in itertools.product((2, 5, 8), seeds, NOISES, EFFECTS):
             tasks.append((kind, k, n, noise, effect, args.studies, sd, margin, len(tasks)))
+        for k, gap in itertools.product((5, 8), GAPS):
+            tasks.append((kind, k, 10, "gaussian", gap, args.studies, sd, margin, len(tasks),
+                          TIED))  # fmt: skip
     start = time.perf_counter()
     with multiprocessing.Pool(args.processes) as pool:
         cells = pool.map(_cell, tasks)

@@ -142,6 +142,20 @@ def test_every_pair_is_one_family_because_the_best_is_chosen_from_the_data():
     assert {p.difference.test for p in found} == {stats.BLOCKS}
 
 
+def test_a_candidate_with_a_single_run_is_in_no_claim_and_not_in_the_family():
+    # b3 ran one seed: its pairs are not tested, so the family is the 3 pairs of the other
+    # three candidates, where Shaffer's count after a first rejection is 1.
+    rows = [r for r in _holm_rows() if r[0] != "b2" and (r[0] != "b3" or r[1] == 1)]
+    found = pairs.family(_study(rows))
+    tested = [p for p in found if p.difference.tested]
+    assert {x for p in tested for x in (p.a, p.b)} == {"mobilenet_v2", "b0", "b1"}
+    names = ["b0", "b1", "mobilenet_v2"]
+    # b3's single run has a leverage of 1: the layout is the other three's, balanced
+    raw = [_block_p({n: HOLM[n] for n in names}, p.a, p.b) for p in tested]
+    assert [p.difference.p_adjusted for p in tested] == pytest.approx(_shaffer_p(raw, 3))
+    assert {p.difference.family for p in tested} == {3}
+
+
 def test_the_block_ts_degrees_of_freedom_match_its_variance_by_simulation():
     """Under alike noise, v_i + v_j is a scaled chi-square whose degrees of freedom,
     2 E^2 / Var, are the ones bench claims: here from 20,000 simulated layouts."""

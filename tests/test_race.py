@@ -172,6 +172,41 @@ def test_a_dropped_entrant_lends_its_seeds_to_the_noise_of_those_left():
     assert close.p == pytest.approx(_pooled_p(rows, 0, 2))
 
 
+def test_a_dropped_entrants_diverged_run_lends_nothing():
+    # WORSE dropped at 3 seeds, one of them diverged (at chance): the layout that measures
+    # CLOSE against BEST holds WORSE's two other seeds only.
+    entrants = [racing.Entrant(label, [], label) for label in (BEST, WORSE, CLOSE)]
+    entrants[1].drop(1, 3, "worse")
+    rows = [{s: VALUES[e.label][s] for s in range(1, e.upto(5) + 1)} for e in entrants]
+    settings = Settings(min_seeds=3, max_seeds=6, test="pooled")
+
+    def close_p(worse: racing.Observed) -> float:
+        observed = {BEST: racing.Observed(rows[0]), WORSE: worse, CLOSE: racing.Observed(rows[2])}
+        decision = racing.decide(entrants, observed, 2, settings, 1)
+        return next(c.difference.p for c in decision.compared if c.entrant == CLOSE)
+
+    diverged = racing.Observed({**rows[1], 2: 0.25}, diverged=frozenset({2}))
+    without = {s: v for s, v in rows[1].items() if s != 2}
+    assert close_p(diverged) == pytest.approx(_pooled_p([rows[0], without, rows[2]], 0, 2))
+    assert close_p(diverged) != pytest.approx(close_p(racing.Observed({**rows[1], 2: 0.25})))
+
+
+def test_the_level_a_race_freed_in_earlier_rounds_is_carried_to_the_next():
+    """Four entrants, one pair rejected in an earlier round (x, dropped): of the other five
+    pairs at most three can still be true (Holm would count five), so the next drop is
+    held to 5% / 3 at a single look."""
+    b = {s: A[s] - 0.10 + (0.01 if s % 2 else -0.01) for s in A}
+    entrants = [racing.Entrant(label, [], label) for label in ("a", "b", "c", "x")]
+    entrants[3].drop(1, 3, "worse")
+    c = {s: A[s] - 0.001 * (s % 3) for s in A}
+    rows = {"a": A, "b": b, "c": c, "x": {s: A[s] - 0.2 for s in (1, 2, 3)}}
+    observed = {label: racing.Observed(row) for label, row in rows.items()}
+    decision = racing.decide(entrants, observed, 0, Settings(min_seeds=6, max_seeds=6), 1)
+    assert [(c.entrant, level) for c, level in decision.drops][:1] == [
+        ("b", pytest.approx(0.05 / 3))
+    ]
+
+
 def test_after_a_first_drop_the_level_freed_counts_the_hypotheses_that_can_still_be_true():
     """Three entrants, one look, the whole 5%. Once a beats b, a = c and b = c cannot both
     hold, so at most one hypothesis is left true: c is held to 5% (Shaffer 1986), where

@@ -5,7 +5,7 @@ the configurations validation chose, paired by seed. Three or more candidates ar
 design (bench.core.stats.blocks): each candidate's own noise is estimated from the residuals
 of every candidate's seeds at once (a candidate that missed a seed still lends the others),
 which gives each pair more degrees of freedom than its own paired t while a noisier
-candidate widens only its own comparisons; two candidates get their paired t, and sides
+candidate widens mostly its own comparisons; two candidates get their paired t, and sides
 sharing fewer than two seeds Welch's t. Every pair of candidates is tested and all of them
 are adjusted together: the best is chosen from the data, so only a family that holds every
 pair covers any statement about it (Hsu's comparisons with the best would also do). The
@@ -108,7 +108,7 @@ def family(
     groups = [found.scores(label) for label in labels]
     index = [(labels.index(a), labels.index(b)) for a, b in wanted]
     raw = stats.blocks(groups, index, level)
-    tested = stats.holm(raw) if reference is not None else stats.shaffer(raw, len(labels))
+    tested = stats.holm(raw) if reference is not None else stats.shaffer(raw, index)
     size = max([d.family for d in tested if d.tested], default=1)
     alpha = (1 - level) / size  # the strictest step: the seeds needed at the worst
     open_p = [

@@ -164,9 +164,13 @@ def _compare(racing, best, leader, observed, settings: Settings) -> list[Compari
         if candidate != leader:
             wanted.append((best[leader], top, "across"))
     labels = [e.label for e in racing]
-    # Dropped entrants lend the seeds they ran to the layout that measures the noise.
-    lenders = [label for label, seen in observed.items() if label not in labels and seen.values]
-    groups = [observed[label].values for label in labels + lenders]
+    # Dropped entrants lend the seeds they ran to the layout that measures the noise; not
+    # their diverged runs: a value at chance is a result, not a draw of the seed's noise.
+    lent = [
+        {s: v for s, v in seen.values.items() if s not in seen.diverged}
+        for label, seen in observed.items() if label not in labels
+    ]  # fmt: skip
+    groups = [observed[label].values for label in labels] + [g for g in lent if g]
     pairs = [(labels.index(a), labels.index(b)) for a, b, _ in wanted]
     level = settings.level
     if settings.test == "pairs":

@@ -4,11 +4,12 @@ and the race both decide with it).
 Two groups of runs that share seeds share their luck (shuffle order, augmentation, the
 head's initial weights), so their seed-matched differences are the sharpest evidence: the
 paired t interval of the mean difference, with five or more pairs also a bootstrap one.
-Groups without two shared seeds fall back to Welch's t on all their runs. The statements
-one verdict (or one race round) makes at once are a family: Holm's method controls the
-chance that any of them is wrong. P(A > B) over the pairs is a second reading (rliable,
-Agarwal et al. 2021), and :func:`seeds_needed` says how many seeds would settle a
-difference that is not yet resolved.
+Three or more groups are one layout of groups by seeds (:func:`blocks`). Groups without two
+shared seeds fall back to Welch's t on all their runs. The statements one verdict (or one
+race round) makes at once are a family: Holm's method, with Shaffer's count when the family
+is every pair (:func:`shaffer`), controls the chance that any of them is wrong. P(A > B)
+over the pairs is a second reading (rliable, Agarwal et al. 2021), and :func:`seeds_needed`
+says how many seeds would settle a difference that is not yet resolved.
 """
 
 from __future__ import annotations
@@ -53,9 +54,10 @@ class Difference:
     """``a`` minus ``b`` on one metric, and how sure it is.
 
     ``test`` is ``paired t`` (over ``pairs`` seeds both sides ran), ``Welch's t`` (on all
-    ``n_a`` and ``n_b`` runs) or None (a side with a single run: not tested). ``p`` is the
-    two-sided p-value of the test, ``p_adjusted`` the same after Holm's method over the
-    ``family`` of comparisons made together (1 until :func:`holm` adjusts it).
+    ``n_a`` and ``n_b`` runs), a block t of :func:`blocks`, or None (a side with a single
+    run: not tested). ``p`` is the two-sided p-value of the test, ``p_adjusted`` the same
+    adjusted over the ``family`` of comparisons made together (None until :func:`holm` or
+    :func:`shaffer` adjusts it).
     """
 
     a: float  # each side's mean over the values the test used (paired: the shared seeds)
@@ -85,7 +87,7 @@ class Difference:
 
     @property
     def significant(self) -> bool:
-        """Resolved: the (Holm-adjusted) p-value is below 1 - level."""
+        """Resolved: the (adjusted) p-value is below 1 - level."""
         p = self.p_adjusted if self.p_adjusted is not None else self.p
         return self.tested and p is not None and p < 1 - self.level
 
@@ -130,10 +132,12 @@ def blocks(
     - ``pooled=False`` (a race's default, ``blocks``): each group's residual variance
       ``v_i = RSS_i / sum(1 - h)`` over its cells (h: the fit's leverage; in a balanced
       layout ``RSS_i k / ((n - 1)(k - 1))``) is its own, so a group much noisier than the
-      rest widens only its own comparisons. The difference's variance is ``v_i + v_j``
-      with Satterthwaite's degrees of freedom, those of ``RSS_i / df_i + RSS_j / df_j``
-      under alike noise (``tr(WM)^2 / tr(WMWM)``, M the residual maker; balanced:
-      ``(n - 1)(2 - 2/k)^2 / (1 + (1 - 2/k)^2)``), scaled down as the two differ.
+      rest widens mostly its own comparisons (the seed effects carry about 1/k^2 of it to
+      the others). The difference's variance is ``v_i + v_j`` with Satterthwaite's degrees
+      of freedom for ``RSS_i / df_i + RSS_j / df_j``, each group's part weighted by its own
+      variance (M the residual maker; balanced and alike:
+      ``(n - 1)(2 - 2/k)^2 / (1 + (1 - 2/k)^2)``, scaled by
+      ``(v_i + v_j)^2 / (2 (v_i^2 + v_j^2))`` as the two differ).
     - ``pooled=True`` (``pooled``): one variance for every group, ``N - rank`` degrees
       of freedom (balanced: ``(k - 1)(n - 1)``); the most power, if the noise is alike.
 
@@ -178,15 +182,27 @@ class _Layout:
             return float((self.residual**2).sum()) / self.pooled_df
         return float((self.residual[self.who == i] ** 2).sum()) / self.df[i]
 
-    def alike_df(self, i: int, j: int) -> float:
-        """The degrees of freedom of ``v_i + v_j`` under alike noise: 2 E^2 / Var of the
-        quadratic form, from the residual maker restricted to the two groups' cells."""
+    def pair_df(self, i: int, j: int, variances: tuple[float, float]) -> float:
+        """Satterthwaite's degrees of freedom of ``v_i + v_j``: 2 E^2 / Var of the quadratic
+        form in the residuals, from the residual maker restricted to the two groups' cells.
+        Each group's share of the variance is weighted by its own estimate, so a noisy
+        group with few seeds brings its own few degrees of freedom. With alike noise this
+        is ``tr(WM)^2 / tr(WMWM)``; balanced, the formula in :func:`blocks`."""
         cells = (self.who == i) | (self.who == j)
-        part = self.design[cells]
+        part, mine = self.design[cells], self.who[cells] == i
         maker = np.eye(len(part)) - part @ self.inverse @ part.T
-        weight = np.where(self.who[cells] == i, 1 / self.df[i], 1 / self.df[j])
-        spread = float((weight[:, None] * weight[None, :] * maker**2).sum())
-        return 4.0 / spread  # tr(WM) is 2: each group's weights sum its df to one
+        weight = np.where(mine, 1 / self.df[i], 1 / self.df[j])
+        spread = weight[:, None] * weight[None, :] * maker**2
+        own_i, own_j = (
+            float(spread[np.ix_(mine, mine)].sum()),
+            float(spread[np.ix_(~mine, ~mine)].sum()),
+        )
+        across = float(spread[np.ix_(mine, ~mine)].sum())
+        var_i, var_j = variances
+        denominator = var_i**2 * (own_i + across) + var_j**2 * (own_j + across)
+        if denominator == 0:  # no spread at all: the alike-noise value
+            return 4.0 / float(spread.sum())  # tr(WM) is 2: each group's weights sum to one
+        return (var_i + var_j) ** 2 / denominator
 
     def difference(self, groups, i: int, j: int, pooled: bool, level: float) -> Difference:
         shared = set(groups[i]) & set(groups[j])
@@ -194,20 +210,17 @@ class _Layout:
         if len(shared) < 2 or not usable:
             return compare(groups[i], groups[j], level)
         variances = (self.variance(i, pooled), self.variance(j, pooled))
-        df = self.pooled_df if pooled else self.alike_df(i, j)
+        df = self.pooled_df if pooled else self.pair_df(i, j, variances)
         return _block(groups[i], groups[j], variances, df, pooled, level)
 
 
 def _block(a, b, variances: tuple[float, float], df: float, pooled: bool,
            level: float) -> Difference:  # fmt: skip
-    """One pair of :func:`blocks`: ``df`` is the pooled variance's, or that of ``v_a + v_b``
-    under alike noise (scaled here as the two differ)."""
+    """One pair of :func:`blocks`: ``df`` is the pooled variance's, or that of ``v_a + v_b``."""
     var_a, var_b = variances
     seeds = sorted(set(a) & set(b))
     mean_a, mean_b = float(np.mean([a[s] for s in seeds])), float(np.mean([b[s] for s in seeds]))
     d, total = mean_a - mean_b, var_a + var_b
-    if not pooled and total:
-        df = df * total**2 / (2 * (var_a**2 + var_b**2))
     se = math.sqrt(total / len(seeds))
     if se == 0:
         interval, p = (d, d), (0.0 if d else 1.0)
@@ -299,18 +312,19 @@ def most_true(k: int, rejected: int) -> int:
     return max(t for t in possible_true(k) if t <= left) if left > 0 else 0
 
 
-def shaffer(found: Sequence[Difference], means: int) -> list[Difference]:
-    """The comparisons with p-values adjusted over every pair of ``means`` means by Holm's
-    step-down with Shaffer's (1986) count (:func:`most_true`): the i-th smallest p-value is
-    multiplied by the most hypotheses that can still be true once the i - 1 before it are
-    rejected, not by m - i + 1; each adjusted value is at least the one before it. Pairs
-    not tested still count among the hypotheses."""
+def shaffer(found: Sequence[Difference], pairs: Sequence[tuple[int, int]]) -> list[Difference]:
+    """The comparisons with p-values adjusted over every pair of the means they compare by
+    Holm's step-down with Shaffer's (1986) count (:func:`most_true`): the i-th smallest
+    p-value is multiplied by the most hypotheses that can still be true once the i - 1
+    before it are rejected, not by m - i + 1; each adjusted value is at least the one
+    before it. ``pairs[n]`` names the two means ``found[n]`` compares; a mean in no tested
+    pair (a single run) is in no claim, and so not in the family."""
     order = sorted((i for i, d in enumerate(found) if d.tested), key=lambda i: found[i].p)
-    size = means * (means - 1) // 2
+    means = len({m for n in order for m in pairs[n]})
     out, running = list(found), 0.0
     for rank, i in enumerate(order):
         running = max(running, min(1.0, most_true(means, rank) * found[i].p))
-        out[i] = replace(found[i], p_adjusted=running, family=size)
+        out[i] = replace(found[i], p_adjusted=running, family=means * (means - 1) // 2)
     return out
 
 
