@@ -269,6 +269,8 @@ def test_a_reference_fixed_in_advance_is_compared_with_each_other_candidate_alon
     assert [p.difference.p_adjusted for p in found] == pytest.approx(
         list(multipletests(raw, method="holm")[1])
     )
+    notes = " ".join(_decide(_holm_rows(), reference="b0").notes)
+    assert "adjusted over 4 comparisons at 95% by Holm's method;" in notes  # not Shaffer's
 
 
 def test_the_verdict_names_validations_leader_and_decides_each_candidate_against_it():

@@ -57,7 +57,7 @@ def decide(
     return Verdict(
         headline(found, head, rows, margin, reference is not None),
         glance(found, head, rows),
-        notes(found, stated, level, margin, reference is not None),
+        notes(found, stated, level, margin),
         stated,
         head,
     )
@@ -195,21 +195,20 @@ def test_noise(found: Study) -> float | None:
     return math.sqrt(p * (1 - p) / found.test_examples)
 
 
-def notes(found: Study, stated: list[Pair], level: float, margin: float,
-          fixed: bool = False) -> list[str]:  # fmt: skip
+def notes(found: Study, stated: list[Pair], level: float, margin: float) -> list[str]:
     """The footing: how configurations were chosen, budgets, the family, the test set's
     noise, and what a single seed cannot say."""
     found_notes = [_tuning(found)] if found.tuned else []
     found_notes += _budgets(found, level, margin)
     curve = budget.leads(budget.curves(found)) if found.tuned else None
     found_notes += [curve] if curve else []
-    size = max([p.difference.family for p in stated if p.difference.tested], default=0)
-    method = "Holm's method" if fixed else "Holm's method with Shaffer's count"
+    tested = [p.difference for p in stated if p.difference.tested]
+    size = max([d.family for d in tested], default=0)
     if size:
         found_notes.append(
             f"Compared on {metric_name(found)}, paired by seed; adjusted over {size} "
-            f"comparison{'s' * (size > 1)} at {level:.0%} by {method}; equivalence by two "
-            f"one-sided tests within ±{margin * 100:.1f} points."
+            f"comparison{'s' * (size > 1)} at {level:.0%} by {tested[0].adjusted_by}; "
+            f"equivalence by two one-sided tests within ±{margin * 100:.1f} points."
         )
     noise = test_noise(found)
     if noise:

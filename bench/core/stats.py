@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -39,6 +39,8 @@ PAIRED = "paired t"
 WELCH = "Welch's t"
 BLOCKS = "block t"  # seeds as blocks, each group's own noise (a race's default)
 POOLED = "pooled block t"  # seeds as blocks, one noise pooled over every group
+HOLM = "Holm's method"  # how a family's p-values were adjusted (Difference.adjusted_by)
+SHAFFER = "Holm's method with Shaffer's count"
 
 
 def mean_interval(mean: float, std: float, count: int, level: float = LEVEL):
@@ -73,6 +75,7 @@ class Difference:
     spread: float | None = None  # the sd of the paired differences, or Welch's pooled sd
     p_adjusted: float | None = None
     family: int = 1
+    adjusted_by: str | None = None  # HOLM or SHAFFER, once adjusted
     level: float = LEVEL
     se: float | None = None  # the standard error of ``estimate`` the test used
     df: float | None = None  # and its degrees of freedom
@@ -174,8 +177,8 @@ class _Layout:
         leverage = np.einsum("ij,jk,ik->i", design, inverse, design)
         who = np.array([i for i, _, _ in cells])
         df = np.array([float((1 - leverage[who == i]).sum()) for i in range(len(groups))])
-        rank = float(np.linalg.matrix_rank(design))
-        return cls(who, design, inverse, residual, df, len(cells) - rank)
+        rank = round(float(leverage.sum()))  # the hat matrix's trace is the design's rank
+        return cls(who, design, inverse, residual, df, float(len(cells) - rank))
 
     def variance(self, i: int, pooled: bool) -> float:
         if pooled:
@@ -280,9 +283,12 @@ def holm(found: Sequence[Difference], family: int | None = None) -> list[Differe
             counts the pairs it no longer tests); default: the tested ones.
     """
     adjusted = holm_p([d.p if d.tested else None for d in found], family)
-    size = max(family or 0, sum(d.tested for d in found))
+    return _adjusted(found, adjusted, max(family or 0, sum(d.tested for d in found)), HOLM)
+
+
+def _adjusted(found, adjusted, size: int, method: str) -> list[Difference]:
     return [
-        replace(d, p_adjusted=q, family=size) if q is not None else d
+        replace(d, p_adjusted=q, family=size, adjusted_by=method) if q is not None else d
         for d, q in zip(found, adjusted, strict=True)
     ]
 
@@ -319,28 +325,29 @@ def shaffer(found: Sequence[Difference], pairs: Sequence[tuple[int, int]]) -> li
     before it are rejected, not by m - i + 1; each adjusted value is at least the one
     before it. ``pairs[n]`` names the two means ``found[n]`` compares; a mean in no tested
     pair (a single run) is in no claim, and so not in the family."""
-    order = sorted((i for i, d in enumerate(found) if d.tested), key=lambda i: found[i].p)
-    means = len({m for n in order for m in pairs[n]})
-    out, running = list(found), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, most_true(means, rank) * found[i].p))
-        out[i] = replace(found[i], p_adjusted=running, family=means * (means - 1) // 2)
-    return out
+    ps = [d.p if d.tested else None for d in found]
+    means = len({m for n, p in enumerate(ps) if p is not None for m in pairs[n]})
+    adjusted = holm_p(ps, steps=lambda rank: most_true(means, rank))
+    return _adjusted(found, adjusted, means * (means - 1) // 2, SHAFFER)
 
 
-def holm_p(ps: Sequence[float | None], family: int | None = None) -> list[float | None]:
+def holm_p(
+    ps: Sequence[float | None], family: int | None = None,
+    steps: Callable[[int], int] | None = None,
+) -> list[float | None]:  # fmt: skip
     """Holm's step-down adjusted p-values (None stays None).
 
     The i-th smallest of m p-values is multiplied by (m - i + 1), and each adjusted value
     is at least the one before it, capped at 1. ``family`` may make m larger than the
-    number of p-values given (hypotheses counted but not tested).
+    number of p-values given (hypotheses counted but not tested). ``steps`` gives another
+    multiplier for the p-value after ``i - 1`` rejections (:func:`shaffer`'s count).
     """
     tested = [i for i, p in enumerate(ps) if p is not None]
     m = max(family or 0, len(tested))
     out: list[float | None] = list(ps)
     running = 0.0
     for rank, i in enumerate(sorted(tested, key=lambda i: ps[i])):
-        running = max(running, min(1.0, (m - rank) * ps[i]))
+        running = max(running, min(1.0, (steps(rank) if steps else m - rank) * ps[i]))
         out[i] = running
     return out
 
