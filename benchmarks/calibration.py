@@ -14,7 +14,7 @@ bench.launch.race runs them, with the records replaced by the simulated values).
 - effect: none, or one candidate ahead by 1 or 2 sd;
 - and partial no-effect cells ("two tied"): the two best candidates equal, the others 1.5 or
   3 sd behind, 10 seeds, Gaussian noise. Drops of the clear losers free level for later
-  comparisons (Holm's and Shaffer's steps) and lend their seeds to a race's noise layout, so
+  comparisons (the closed test's later steps) and lend their seeds to a race's noise layout, so
   these cells test the steps after the first, where every claim between the two best is
   false.
 
@@ -102,14 +102,15 @@ def race_once(x: np.ndarray, settings: Settings) -> tuple[list, int, bool]:
     true leader (candidate 0) the winner."""
     k = len(x)
     entrants = [racing.Entrant(f"c{i}", [], f"c{i}") for i in range(k)]
-    rejected, claims = 0, []
+    rejected, claims = frozenset(), []
     for look, seeds in enumerate(settings.looks):
         observed = {
             e.label: racing.Observed({s + 1: float(x[i, s]) for s in range(e.upto(seeds))})
             for i, e in enumerate(entrants)
         }
         decision = racing.decide(entrants, observed, look, settings, rejected)
-        rejected += racing.apply(entrants, decision, look + 1, seeds)
+        racing.apply(entrants, decision, look + 1, seeds)
+        rejected = decision.rejected
         claims += [(int(c.better[1:]), int(c.entrant[1:]), "better") for c, _ in decision.drops]
         leader = int(decision.leader[1:]) if decision.leader else 0
         claims += [(leader, int(c[1:]), "equivalent") for c in decision.equivalent]

@@ -1,11 +1,13 @@
 """The most power any race or verdict of bench's family can have: one look at ``n`` seeds,
-the seed noise known (z tests, no noise to estimate), Holm over every pair of candidates.
+the seed noise known (z tests, no noise to estimate), every pair of candidates in the family.
 
     python benchmarks/power_ceiling.py [--studies 4000] [--seeds 10] [--lead 2]
 
 One candidate leads the rest by ``lead`` seed standard deviations; the rest are equal. A
-study "names the winner" when Holm, over all k(k-1)/2 pairs at level 0.05, shows the
-leader better than every other candidate. bench's race estimates each candidate's noise
+study "names the winner" when the family's adjustment at level 0.05 shows the leader better
+than every other candidate: Holm's step-down over all k(k-1)/2 pairs, and Bergmann and
+Hommel's closed test (bench.core.stats.exhaustive), which bench uses since 2026-12-06.
+bench's race estimates each candidate's noise
 from the seeds and looks after every round, so its power is below this line
 (docs/statistics.md): the line says what the level over every pair costs by itself.
 """
@@ -16,6 +18,8 @@ import argparse
 
 import numpy as np
 from scipy import stats
+
+from bench.core.stats import exhaustive
 
 
 def named(means: np.ndarray, seeds: int, alpha: float) -> bool:
@@ -35,14 +39,28 @@ def named(means: np.ndarray, seeds: int, alpha: float) -> bool:
     return all((0, j) in shown for j in range(1, k))
 
 
-def power(k: int, seeds: int, lead: float, studies: int, rng, alpha: float = 0.05) -> float:
-    """The share of ``studies`` simulated studies that name the leader."""
-    hits = 0
+def named_closed(means: np.ndarray, seeds: int, alpha: float) -> bool:
+    """Whether the closed test over every pair shows candidate 0 better than each other one:
+    a pair is rejected when every exhaustive set holding it has a p-value at most the level
+    over the set's size."""
+    k, se = len(means), np.sqrt(2 / seeds)
+    i, j = np.triu_indices(k, 1)  # combinations order, as exhaustive's columns
+    p = 2 * stats.norm.sf(np.abs(means[i] - means[j]) / se)
+    sets = exhaustive(k)
+    rejected = np.where(sets, p, np.inf).min(axis=1) <= alpha / sets.sum(axis=1)
+    shown = [rejected[sets[:, h]].all() and means[0] > means[j[h]] for h in range(k - 1)]
+    return all(shown)  # pairs (0, 1) ... (0, k - 1) come first
+
+
+def power(k: int, seeds: int, lead: float, studies: int, rng, alpha: float = 0.05):
+    """The share of ``studies`` simulated studies that name the leader: Holm's, closed's."""
+    holm = closed = 0
     for _ in range(studies):
         means = rng.normal(0, 1 / np.sqrt(seeds), k)
         means[0] += lead
-        hits += named(means, seeds, alpha)
-    return hits / studies
+        holm += named(means, seeds, alpha)
+        closed += named_closed(means, seeds, alpha)
+    return holm / studies, closed / studies
 
 
 def main() -> None:
@@ -53,11 +71,12 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     for k in (2, 5, 8):
-        found = power(k, args.seeds, args.lead, args.studies, rng)
-        half = 100 * 1.96 * np.sqrt(found * (1 - found) / args.studies)
-        low, high = 100 * found - half, 100 * found + half
-        print(f"{k} candidates, {args.seeds} seeds, lead {args.lead:g} sd: "
-              f"{100 * found:.1f}% [{low:.1f}, {high:.1f}]")  # fmt: skip
+        found_by = power(k, args.seeds, args.lead, args.studies, rng)
+        for name, found in zip(("Holm", "closed test"), found_by, strict=True):
+            half = 100 * 1.96 * np.sqrt(found * (1 - found) / args.studies)
+            low, high = 100 * found - half, 100 * found + half
+            print(f"{k} candidates, {args.seeds} seeds, lead {args.lead:g} sd, {name}: "
+                  f"{100 * found:.1f}% [{low:.1f}, {high:.1f}]")  # fmt: skip
 
 
 if __name__ == "__main__":

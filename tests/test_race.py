@@ -123,6 +123,11 @@ def test_a_clear_loser_is_dropped_on_validation_and_the_race_reads_test_for_what
     assert course[1, WORSE] == "dropped (round 1)" and course[1, BEST] == "racing"
 
 
+def _rejected(*pairs: tuple[str, str]) -> frozenset[frozenset[str]]:
+    """Pairs of entrants rejected in earlier rounds, as Decision.rejected holds them."""
+    return frozenset(frozenset(pair) for pair in pairs)
+
+
 def _pooled_p(rows: list[dict], best: int, other: int) -> float:
     """The two-way (entrant x seed) least-squares fit's t test of one contrast, over every
     (entrant, seed) the rows hold, balanced or not: the pooled block t, computed here
@@ -165,8 +170,8 @@ def test_a_dropped_entrant_lends_its_seeds_to_the_noise_of_those_left():
     entrants[1].drop(1, 3, "worse")
     rows = [{s: VALUES[e.label][s] for s in range(1, e.upto(5) + 1)} for e in entrants]
     observed = {e.label: racing.Observed(row) for e, row in zip(entrants, rows, strict=True)}
-    decision = racing.decide(entrants, observed, 2, Settings(min_seeds=3, max_seeds=6,
-                                                            test="pooled"), 1)  # fmt: skip
+    settings = Settings(min_seeds=3, max_seeds=6, test="pooled")
+    decision = racing.decide(entrants, observed, 2, settings, _rejected((BEST, WORSE)))
     (close,) = [c.difference for c in decision.compared if c.entrant == CLOSE]
     assert (close.test, close.df) == ("pooled block t", 6)
     assert close.p == pytest.approx(_pooled_p(rows, 0, 2))
@@ -182,7 +187,7 @@ def test_a_dropped_entrants_diverged_run_lends_nothing():
 
     def close_p(worse: racing.Observed) -> float:
         observed = {BEST: racing.Observed(rows[0]), WORSE: worse, CLOSE: racing.Observed(rows[2])}
-        decision = racing.decide(entrants, observed, 2, settings, 1)
+        decision = racing.decide(entrants, observed, 2, settings, _rejected((BEST, WORSE)))
         return next(c.difference.p for c in decision.compared if c.entrant == CLOSE)
 
     diverged = racing.Observed({**rows[1], 2: 0.25}, diverged=frozenset({2}))
@@ -192,16 +197,17 @@ def test_a_dropped_entrants_diverged_run_lends_nothing():
 
 
 def test_the_level_a_race_freed_in_earlier_rounds_is_carried_to_the_next():
-    """Four entrants, one pair rejected in an earlier round (x, dropped): of the other five
-    pairs at most three can still be true (Holm would count five), so the next drop is
-    held to 5% / 3 at a single look."""
+    """Four entrants, one pair rejected in an earlier round (a = x, dropped): no exhaustive
+    set holding a = b without a = x has more than three pairs (Holm would count five), so
+    the next drop is held to 5% / 3 at a single look."""
     b = {s: A[s] - 0.10 + (0.01 if s % 2 else -0.01) for s in A}
     entrants = [racing.Entrant(label, [], label) for label in ("a", "b", "c", "x")]
     entrants[3].drop(1, 3, "worse")
     c = {s: A[s] - 0.001 * (s % 3) for s in A}
     rows = {"a": A, "b": b, "c": c, "x": {s: A[s] - 0.2 for s in (1, 2, 3)}}
     observed = {label: racing.Observed(row) for label, row in rows.items()}
-    decision = racing.decide(entrants, observed, 0, Settings(min_seeds=6, max_seeds=6), 1)
+    settings = Settings(min_seeds=6, max_seeds=6)
+    decision = racing.decide(entrants, observed, 0, settings, _rejected(("a", "x")))
     assert [(c.entrant, level) for c, level in decision.drops][:1] == [
         ("b", pytest.approx(0.05 / 3))
     ]
@@ -219,9 +225,36 @@ def test_after_a_first_drop_the_level_freed_counts_the_hypotheses_that_can_still
     entrants = [racing.Entrant(label, [], label) for label in ("a", "b", "c")]
     observed = {e.label: racing.Observed(row) for e, row in zip(entrants, rows, strict=True)}
     settings = Settings(min_seeds=6, max_seeds=6, test="pooled")
-    decision = racing.decide(entrants, observed, 0, settings, 0)
+    decision = racing.decide(entrants, observed, 0, settings)
     assert [(c.entrant, level) for c, level in decision.drops] == [
         ("b", pytest.approx(0.05 / 3)), ("c", pytest.approx(0.05))]  # fmt: skip
+
+
+def test_the_closed_test_names_a_winner_that_shaffers_count_would_keep_racing():
+    """Five entrants, one look. a is far ahead of b and c and 1.3 points ahead of d and e
+    (p = 0.011, between 5%/6 and 5%/4). Shaffer's count would hold d and e to 5%/6 after
+    the first rejection; every exhaustive set holding a = d either holds a = b or a = c
+    (rejected) or has at most four pairs ({a, d} with {b, c, e}), so the closed test holds
+    them to 5%/4, and a is the one left."""
+    w1 = {1: 0.01, 2: -0.01, 3: 0.0, 4: 0.01, 5: -0.01, 6: 0.0}
+    w2 = {1: -0.01, 2: 0.0, 3: 0.01, 4: 0.0, 5: 0.01, 6: -0.01}
+    rows = {"a": A, "b": {s: A[s] - 0.20 + w1[s] for s in A},
+            "c": {s: A[s] - 0.19 + w2[s] for s in A},
+            "d": {s: A[s] - 0.013 + w1[s] for s in A},
+            "e": {s: A[s] - 0.013 + w2[s] for s in A}}  # fmt: skip
+    entrants = [racing.Entrant(label, [], label) for label in rows]
+    observed = {label: racing.Observed(row) for label, row in rows.items()}
+    settings = Settings(min_seeds=6, max_seeds=6, test="pooled")
+    decision = racing.decide(entrants, observed, 0, settings)
+    ps = {c.entrant: c.difference.p for c in decision.compared}
+    assert ps["d"] == pytest.approx(_pooled_p(list(rows.values()), 0, 3))
+    assert 0.05 / 6 < ps["d"] <= 0.05 / 4 and 0.05 / 6 < ps["e"] <= 0.05 / 4
+    levels = {c.entrant: level for c, level in decision.drops}
+    assert levels == {"b": pytest.approx(0.05 / 6), "c": pytest.approx(0.05 / 6),
+                      "d": pytest.approx(0.05 / 4), "e": pytest.approx(0.05 / 4)}  # fmt: skip
+    racing.apply(entrants, decision, 1, 6)
+    assert [e.label for e in entrants if e.racing] == ["a"]
+    assert decision.rejected == {frozenset(("a", x)) for x in "bcde"}
 
 
 def test_validation_decides_even_where_test_disagrees(tmp_path):

@@ -9,8 +9,9 @@ candidate widens mostly its own comparisons; two candidates get their paired t, 
 sharing fewer than two seeds Welch's t. Every pair of candidates is tested and all of them
 are adjusted together: the best is chosen from the data, so only a family that holds every
 pair covers any statement about it (Hsu's comparisons with the best would also do). The
-adjustment is Holm's step-down with Shaffer's (1986) count of the hypotheses that can still
-be true (bench.core.stats.shaffer), as the race's drops are. With a ``reference`` fixed in
+adjustment is Bergmann and Hommel's (1988) closed test over the sets of hypotheses that can
+be true together (bench.core.stats.bergmann_hommel), as the race's drops are; it rejects
+all that Holm's step-down with Shaffer's count does, and more. With a ``reference`` fixed in
 advance the family is the reference against each other candidate, as Dunnett's is, and
 Holm's own count applies: any of those hypotheses can be true together.
 
@@ -108,7 +109,7 @@ def family(
     groups = [found.scores(label) for label in labels]
     index = [(labels.index(a), labels.index(b)) for a, b in wanted]
     raw = stats.blocks(groups, index, level)
-    tested = stats.holm(raw) if reference is not None else stats.shaffer(raw, index)
+    tested = stats.holm(raw) if reference is not None else stats.bergmann_hommel(raw, index)
     size = max([d.family for d in tested if d.tested], default=1)
     alpha = (1 - level) / size  # the strictest step: the seeds needed at the worst
     open_p = [

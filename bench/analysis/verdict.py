@@ -3,7 +3,7 @@ with a row per candidate, and the footing in a few lines under it.
 
 Candidates are compared at their own best (bench.analysis.select): validation chooses each
 one's configuration and names the leader; the test split reports. Every pair is one family
-under Holm's method with Shaffer's count (bench.analysis.pairs); a pair not shown different
+under Bergmann and Hommel's closed test (bench.analysis.pairs); a pair not shown different
 is "equivalent" only when two one-sided tests put it within the margin, and otherwise "not
 resolved", with about how many seeds would tell a difference of the margin apart.
 """

@@ -11,12 +11,15 @@ reports what the race chose):
 A stated comparison shown worse is dropped: the configuration, or the candidate with all its
 configurations. The level holds over the whole race. The family is every pair of entrants
 (the best is chosen from the data, so only the family of all pairs covers what is said of
-it), and each pair is tested at every planned look against a group-sequential boundary
-(bench.core.sequential) for its share of the level under Holm's method, as Maurer and Bretz
-(2013) combine the two: after a drop the rest are held to the level the drop freed, at this
-look and the next. The share is Shaffer's (1986): the level over the most hypotheses that
-can still be true together (stats.most_true), which frees more than Holm's count once one
-pair is rejected. The noise is measured on every entrant's seeds, dropped ones' too
+it), tested as a closed test (stats.closed_step): each set of hypotheses that can be true
+together (Bergmann and Hommel's exhaustive sets) is tested by Bonferroni over its size, each
+of its pairs against the group-sequential boundary (bench.core.sequential) of the level
+over that size, at every planned look; a pair is rejected once every set that holds it is,
+and a set holding a pair rejected at an earlier look stays rejected. Each set's test holds
+its level over all looks, so the closure does (Maurer and Bretz 2013). It rejects all
+that Holm's step-down with Shaffer's count would (the rule before 2026-12-06), and more:
+with five entrants, the leader's last comparisons are held to the level over 4, not over 6.
+The noise is measured on every entrant's seeds, dropped ones' too
 (stats.blocks). A challenger whose best configuration is shown equivalent to the
 leader's (two one-sided tests within the margin) needs no more seeds; when every challenger
 is worse or equivalent, the race ends.
@@ -24,8 +27,11 @@ is worse or equivalent, the race ends.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass, field
+
+import numpy as np
 
 from bench.core import sequential, stats
 from bench.core.race_settings import Settings
@@ -97,6 +103,7 @@ class Decision:
     equivalent: list[str]  # challenger candidates shown within the margin of the leader
     open: list[str]  # challenger candidates neither worse nor equivalent yet
     strictest: float = 0.05  # the strictest share of the level left after this round
+    rejected: frozenset[frozenset[str]] = frozenset()  # pairs rejected so far, this round's too
 
 
 def look_levels(settings: Settings, look: int, alpha: float) -> float:
@@ -108,7 +115,7 @@ def look_levels(settings: Settings, look: int, alpha: float) -> float:
 
 def decide(
     entrants: list[Entrant], observed: dict[str, Observed], look: int, settings: Settings,
-    rejected: int,
+    rejected: frozenset[frozenset[str]] = frozenset(),
 ) -> Decision:  # fmt: skip
     """The round's comparisons and drops (not yet applied to ``entrants``).
 
@@ -117,29 +124,38 @@ def decide(
         observed: Each entrant's values this round.
         look: The planned look (0-based) this round is.
         settings: The race's keys.
-        rejected: Comparisons rejected in earlier rounds: the hypotheses that can still be
-            true shrink by them (stats.most_true).
+        rejected: The pairs of entrants (labels) rejected in earlier rounds
+            (Decision.rejected): every exhaustive set holding one stays rejected.
     """
     racing = [e for e in entrants if e.racing and observed[e.label].values]
     best = _best(racing, observed)
     leader = max(best, key=lambda c: observed[best[c]].mean) if best else None
     compared = _compare(racing, best, leader, observed, settings)
-    alpha, size = 1 - settings.level, len(entrants)
-    drops = []
-    for found in sorted(compared, key=lambda c: c.difference.p if c.difference.tested else 2):
-        d = found.difference
-        remaining = stats.most_true(size, rejected + len(drops))
-        level = look_levels(settings, look, alpha / max(remaining, 1))
-        if not (d.tested and d.value > 0 and d.p is not None and d.p <= level):
-            break
-        drops.append((found, level))
-    remaining = stats.most_true(size, rejected + len(drops))
+    alpha, labels = 1 - settings.level, [e.label for e in entrants]
+    pairs = [frozenset(p) for p in itertools.combinations(labels, 2)]
+    claimed = {pairs.index(frozenset((c.better, c.entrant))): c for c in compared
+               if c.difference.tested and c.difference.value > 0}  # fmt: skip
+
+    def crosses(divisor: int) -> np.ndarray:
+        level = look_levels(settings, look, alpha / divisor)
+        return np.array([n in claimed and claimed[n].difference.p <= level
+                         for n in range(len(pairs))])  # fmt: skip
+
+    before = np.array([p in rejected for p in pairs], dtype=bool)
+    now, held = stats.closed_step(len(labels), crosses, before)
+    drops = sorted(
+        ((c, look_levels(settings, look, alpha / held[n])) for n, c in claimed.items()
+         if now[n] and not before[n]), key=lambda found: found[0].difference.p,
+    )  # fmt: skip
     dropped = {c.entrant for c, _ in drops}
     across = [c for c in compared if c.kind == "across" and c.entrant not in dropped]
     equivalent = _equivalent(across, settings, look)
     open_ = [_candidate(racing, c.entrant) for c in across
              if _candidate(racing, c.entrant) not in equivalent]  # fmt: skip
-    return Decision(leader, best, compared, drops, equivalent, open_, alpha / max(remaining, 1))
+    remaining = max(stats.left_true(len(labels), now), 1)
+    rejected_now = frozenset(p for p, r in zip(pairs, now, strict=True) if r)
+    return Decision(leader, best, compared, drops, equivalent, open_, alpha / remaining,
+                    rejected_now)  # fmt: skip
 
 
 def _best(racing: list[Entrant], observed: dict[str, Observed]) -> dict[str, str]:
@@ -220,9 +236,9 @@ def stop(entrants: list[Entrant], decision: Decision, seeds: int, settings: Sett
     return None
 
 
-def apply(entrants: list[Entrant], decision: Decision, number: int, seeds: int) -> int:
+def apply(entrants: list[Entrant], decision: Decision, number: int, seeds: int) -> None:
     """Drops what ``decision`` showed worse: a configuration, or a whole candidate when its
-    best configuration lost to the leader's. Returns the comparisons rejected."""
+    best configuration lost to the leader's."""
     for comparison, level in decision.drops:
         whole = comparison.kind == "across"
         loser = next(e for e in entrants if e.label == comparison.entrant)
@@ -232,7 +248,6 @@ def apply(entrants: list[Entrant], decision: Decision, number: int, seeds: int) 
             hit = entrant.candidate == loser.candidate if whole else entrant is loser
             if hit and entrant.racing:
                 entrant.drop(number, seeds, why)
-    return len(decision.drops)
 
 
 def drop_failed(entrants: list[Entrant], observed: dict[str, Observed], number: int,

@@ -10,7 +10,7 @@ After each round the race reads the records once and decides on validation
 (bench.core.racing): within a candidate, a configuration shown worse than its best is
 dropped; across candidates, a candidate whose best is shown worse than the leading
 candidate's best is dropped whole. Its level holds over every round (group-sequential
-boundaries, every pair of entrants in one family under Holm and Shaffer). The race ends
+boundaries, every pair of entrants in one family under a closed test). The race ends
 when one candidate is left, every challenger is shown equivalent to the leader (within
 ``margin`` points) or worse, ``max_seeds`` is reached, or ``budget_hours`` of training is
 spent; then it reads the test accuracy of each surviving candidate's chosen configuration
@@ -67,7 +67,7 @@ class Race:
         self.settings, self.common, self.entrants = settings, common, entrants
         self.spec_for, self.launch, self.outputs = spec_for, launch, outputs
         self.rounds: list[racing.Round] = []
-        self.rejected = 0  # comparisons rejected so far: fewer hypotheses can still be true
+        self.rejected: frozenset[frozenset[str]] = frozenset()  # pairs rejected so far
         self.hours = 0.0
 
     def run(self) -> racing.RaceDocument:
@@ -93,7 +93,8 @@ class Race:
         observed = {e.label: self.observe(e, seeds) for e in self.entrants}
         racing.drop_failed(self.entrants, observed, number, seeds)
         decision = racing.decide(self.entrants, observed, look, self.settings, self.rejected)
-        self.rejected += racing.apply(self.entrants, decision, number, seeds)
+        racing.apply(self.entrants, decision, number, seeds)
+        self.rejected = decision.rejected
         self.hours = sum(seen.hours for seen in observed.values())
         compared = {c.entrant: c for c in decision.compared}
         margin = self.settings.margin
