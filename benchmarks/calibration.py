@@ -12,11 +12,17 @@ bench.launch.race runs them, with the records replaced by the simulated values).
 - noise: Gaussian, heavy-tailed (t with 3 degrees of freedom, scaled to the same sd), and
   Gaussian with one candidate three times noisier than the rest;
 - effect: none, or one candidate ahead by 1 or 2 sd;
-- and partial no-effect cells ("two tied"): the two best candidates equal, the others 1.5 or
-  3 sd behind, 10 seeds, Gaussian noise. Drops of the clear losers free level for later
-  comparisons (the closed test's later steps) and lend their seeds to a race's noise layout, so
-  these cells test the steps after the first, where every claim between the two best is
-  false.
+- partial no-effect cells ("two tied"): the two best candidates equal, the others 1.5 or 3
+  sd behind, 10 seeds, Gaussian noise. Drops of the clear losers free level for later
+  comparisons (the closed test's later steps) and lend their seeds to a race's noise
+  layout, so these cells test the steps after the first, where every claim between the two
+  best is false;
+- and tuned races (the race only): 3 candidates x 3 configurations, 3 to 10 seeds, Gaussian
+  noise, with every configuration equal, one candidate's first configuration 2 sd ahead, or
+  each candidate's configurations 0, 1 and 2 sd behind its first ("configs apart": every
+  candidate equal at its best). A configuration dropped within its candidate is a claim
+  about two configurations; a candidate dropped whole is a claim that its best is worse than
+  the other's best, wrong when its true best is not below that candidate's true best.
 
 For every cell it prints the false-claim rate (any claim that is wrong: a difference in the
 wrong direction or where there is none, an equivalence where the truth is beyond the
@@ -46,6 +52,8 @@ from bench.core.race_settings import TESTS, Settings
 NOISES = ("gaussian", "t3", "one noisier")
 EFFECTS = (0.0, 1.0, 2.0)  # the leader's lead, in seed sd
 TIED, GAPS = "two tied", (1.5, 3.0)  # the partial no-effect cells: the two best's lead
+TUNED, APART = "3 configs each", "configs apart"  # tuned races: 3 candidates x 3 configs
+CONFIGS = 3
 RACE = {"min_seeds": 3}  # the race's keys beyond its defaults (--race-test, --min-seeds)
 
 
@@ -60,17 +68,28 @@ def draws(rng, k: int, n: int, noise: str, sd: float) -> np.ndarray:
 
 
 def truth(k: int, effect: float, sd: float, shape: str = "lead") -> np.ndarray:
-    """The true means: candidate 0 ``effect`` sd ahead (``lead``), or candidates 0 and 1
-    equal and ``effect`` sd ahead of the rest (``two tied``)."""
+    """The true means: candidate 0 ``effect`` sd ahead (``lead``; of a tuned race's
+    entrants, the first), candidates 0 and 1 equal and ``effect`` sd ahead of the rest (``two
+    tied``), or each tuned candidate's configurations 0, 1 and 2 sd behind its first."""
     means = np.full(k, 0.5)
+    if shape == APART:
+        return means - sd * (np.arange(k) % CONFIGS)
     means[: 2 if shape == TIED else 1] += effect * sd
     return means
 
 
-def wrong(claims: list[tuple[int, int, str]], means: np.ndarray, margin: float) -> bool:
-    """Whether any claim is false: (a, b, "better") says a > b; "equivalent" |a - b| < m."""
+def wrong(claims: list[tuple[int, int, str]], means: np.ndarray, margin: float,
+          configs: int = 1) -> bool:  # fmt: skip
+    """Whether any claim is false: (a, b, "better") says a > b; "equivalent" |a - b| < m;
+    "better at best" says entrant a's candidate at its best beats entrant b's (``configs``
+    entrants each), "equivalent at best" candidates a and b within m at their best."""
+    best = means.reshape(-1, configs).max(axis=1)
     for a, b, kind in claims:
         if kind == "better" and not means[a] > means[b]:
+            return True
+        if kind == "better at best" and not best[a // configs] > best[b // configs]:
+            return True
+        if kind == "equivalent at best" and abs(best[a] - best[b]) >= margin:
             return True
         if kind == "equivalent" and abs(means[a] - means[b]) >= margin:
             return True
@@ -97,11 +116,11 @@ def verdict_once(x: np.ndarray, margin: float) -> list[tuple[int, int, str]]:
     return claims
 
 
-def race_once(x: np.ndarray, settings: Settings) -> tuple[list, int, bool]:
-    """One race on simulated values: its claims, the runs it spent, whether it named the
-    true leader (candidate 0) the winner."""
+def race_once(x: np.ndarray, settings: Settings, configs: int = 1) -> tuple[list, int, bool]:
+    """One race on simulated values (``configs`` consecutive rows per candidate): its
+    claims, the runs it spent, whether it named the true leader (candidate 0) the winner."""
     k = len(x)
-    entrants = [racing.Entrant(f"c{i}", [], f"c{i}") for i in range(k)]
+    entrants = [racing.Entrant(f"c{i}", [], f"c{i // configs}") for i in range(k)]
     rejected, claims = frozenset(), []
     for look, seeds in enumerate(settings.looks):
         observed = {
@@ -111,14 +130,17 @@ def race_once(x: np.ndarray, settings: Settings) -> tuple[list, int, bool]:
         decision = racing.decide(entrants, observed, look, settings, rejected)
         racing.apply(entrants, decision, look + 1, seeds)
         rejected = decision.rejected
-        claims += [(int(c.better[1:]), int(c.entrant[1:]), "better") for c, _ in decision.drops]
+        claims += [(int(c.better[1:]), int(c.entrant[1:]),
+                    "better at best" if c.kind == "across" and configs > 1 else "better")
+                   for c, _ in decision.drops]  # fmt: skip
         leader = int(decision.leader[1:]) if decision.leader else 0
-        claims += [(leader, int(c[1:]), "equivalent") for c in decision.equivalent]
+        same = "equivalent at best" if configs > 1 else "equivalent"  # candidates' labels
+        claims += [(leader, int(c[1:]), same) for c in decision.equivalent]
         if racing.stop(entrants, decision, seeds, settings, 0.0):
             break
     runs = sum(e.upto(seeds) for e in entrants)
-    left = [e for e in entrants if e.racing]
-    return claims, runs, len(left) == 1 and left[0].label == "c0"
+    left = {e.candidate for e in entrants if e.racing}
+    return claims, runs, left == {"c0"}
 
 
 def _cell(task: tuple) -> dict:
@@ -126,6 +148,7 @@ def _cell(task: tuple) -> dict:
     shape = rest[0] if rest else "lead"
     rng = np.random.default_rng(seed)
     means = truth(k, effect, sd, shape)
+    configs = CONFIGS if shape in (TUNED, APART) else 1
     false = power = spent = 0
     settings = Settings(**{**RACE, "max_seeds": n, "margin": margin * 100})
     for _ in range(studies):
@@ -134,16 +157,16 @@ def _cell(task: tuple) -> dict:
             claims = verdict_once(x, margin)
             won = all((0, j, "better") in claims for j in range(1, k))
         else:
-            claims, runs, won = race_once(x, settings)
+            claims, runs, won = race_once(x, settings, configs)
             spent += runs
-        false += wrong(claims, means, margin)
+        false += wrong(claims, means, margin, configs)
         power += won
     found = {"kind": kind, "k": k, "seeds": n, "noise": noise, "lead_sd": effect,
              "shape": shape, "studies": studies, "false_claims": _rate(false, studies)}  # fmt: skip
-    if effect and shape != TIED:
+    if effect and shape not in (TIED, APART):
         found["power"] = _rate(power, studies)
     if kind == "race":
-        found["seeds_per_candidate"] = round(spent / studies / k, 2)
+        found["seeds_per_candidate"] = round(spent / studies / k, 2)  # per entrant, tuned
         found["share_of_grid"] = round(spent / studies / (k * n), 3)
     return found
 
@@ -189,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         for k, gap in itertools.product((5, 8), GAPS):
             tasks.append((kind, k, 10, "gaussian", gap, args.studies, sd, margin, len(tasks),
                           TIED))  # fmt: skip
+        if kind == "race":
+            for shape, effect in ((TUNED, 0.0), (TUNED, 2.0), (APART, 0.0)):
+                tasks.append((kind, 3 * CONFIGS, 10, "gaussian", effect, args.studies, sd,
+                              margin, len(tasks), shape))  # fmt: skip
     start = time.perf_counter()
     with multiprocessing.Pool(args.processes) as pool:
         cells = pool.map(_cell, tasks)

@@ -67,3 +67,12 @@ def test_a_race_that_looks_at_every_round_at_the_full_level_fails_that_check(mon
 def test_with_a_clear_lead_the_race_names_the_winner():
     cell = calibration._cell(("race", 2, 10, "gaussian", 2.0, 100, 0.02, 0.01, 3))
     assert cell["power"]["rate"] > 0.8 and cell["false_claims"]["rate"] < 0.05
+
+
+def test_a_tuned_race_whose_candidates_are_equal_at_their_best_drops_no_candidate_wrongly():
+    """Three candidates of three configurations each, 0, 1 and 2 sd behind each candidate's
+    first: configurations may be dropped within a candidate, but a candidate dropped whole
+    is a false claim (every candidate is as good at its best)."""
+    cell = calibration._cell(("race", 9, 10, "gaussian", 0.0, 60, 0.02, 0.01, 7, calibration.APART))
+    assert cell["false_claims"]["rate"] <= _bound(60)
+    assert cell["seeds_per_candidate"] < 10  # the configurations 2 sd behind were dropped

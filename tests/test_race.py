@@ -301,6 +301,27 @@ def test_a_race_tunes_each_candidate_on_validation_and_drops_candidates_whole(tm
     assert found.outcome.chosen == {"backbone=mobilenet_v2": "optimizer.lr=0.01"}
 
 
+def test_a_tuned_candidate_within_the_margin_of_the_leader_ends_the_race(tmp_path):
+    # b0's best (0.001) is 0.2 points under mobilenet_v2's best (0.01), well within the
+    # 1-point margin: the race ends there with no winner. The equivalence is the candidate's
+    # (b0), not its best configuration's label, or the race would never see it.
+    values = {
+        "backbone=mobilenet_v2 optimizer.lr=0.01": A,
+        "backbone=mobilenet_v2 optimizer.lr=0.001": {s: A[s] - 0.15 for s in A},
+        "backbone=b0 optimizer.lr=0.01": {s: A[s] - 0.30 for s in A},
+        "backbone=b0 optimizer.lr=0.001": VALUES[TIE],
+    }
+    sweep = ["backbone=mobilenet_v2,b0", "optimizer.lr=0.01,0.001"]
+    race, _ = _race(tmp_path, list(values), values=values, sweep=sweep)
+    found = race.run()
+    assert found.outcome.why == (
+        "every challenger left (backbone=b0) is within ±1 points of backbone=mobilenet_v2"
+    )
+    assert found.outcome.winner is None and len(found.rounds) < 4  # before max_seeds
+    last = {s.entrant: s for s in found.rounds[-1].standings}
+    assert last["backbone=b0 optimizer.lr=0.001"].equivalent
+
+
 def test_a_race_on_a_full_grids_records_counts_only_the_runs_it_would_have_trained(tmp_path):
     race, fake = _race(tmp_path, [BEST, WORSE, CLOSE])
     fake([(e, s) for e in race.entrants for s in range(1, 7)])  # another sweep left a grid

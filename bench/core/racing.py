@@ -149,7 +149,8 @@ def decide(
     )  # fmt: skip
     dropped = {c.entrant for c, _ in drops}
     across = [c for c in compared if c.kind == "across" and c.entrant not in dropped]
-    equivalent = _equivalent(across, settings, look)
+    # the candidates, not their best entrants' labels (the same only when nothing is tuned)
+    equivalent = [_candidate(racing, e) for e in _equivalent(across, settings, look)]
     open_ = [_candidate(racing, c.entrant) for c in across
              if _candidate(racing, c.entrant) not in equivalent]  # fmt: skip
     remaining = max(stats.left_true(len(labels), now), 1)

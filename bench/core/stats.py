@@ -414,7 +414,7 @@ def closed_step(
         hit[sizes == size] = sets[sizes == size] & crosses(int(size))
     earlier = (sets & before).any(axis=1)
     rejected = earlier | hit.any(axis=1)
-    now = np.array([rejected[sets[:, h]].all() for h in range(sets.shape[1])])
+    now = ~(sets & ~rejected[:, None]).any(axis=0)  # no set holding the pair stands
     held = np.zeros(sets.shape[1], dtype=int)
     for h in np.flatnonzero(now & ~before):
         others = earlier | np.delete(hit, h, axis=1).any(axis=1)  # rejected without h
