@@ -130,9 +130,10 @@ def race_once(x: np.ndarray, settings: Settings, configs: int = 1) -> tuple[list
         decision = racing.decide(entrants, observed, look, settings, rejected)
         racing.apply(entrants, decision, look + 1, seeds)
         rejected = decision.rejected
+        whole = {int(c[1:]) for c in decision.whole}  # candidates dropped whole
         claims += [(int(c.better[1:]), int(c.entrant[1:]),
-                    "better at best" if c.kind == "across" and configs > 1 else "better")
-                   for c, _ in decision.drops]  # fmt: skip
+                    "better at best" if int(c.entrant[1:]) // configs in whole and configs > 1
+                    and c.kind == "across" else "better") for c, _ in decision.drops]  # fmt: skip
         leader = int(decision.leader[1:]) if decision.leader else 0
         same = "equivalent at best" if configs > 1 else "equivalent"  # candidates' labels
         claims += [(leader, int(c[1:]), same) for c in decision.equivalent]

@@ -6,19 +6,27 @@ each round the race states two kinds of comparison, on validation (the test spli
 reports what the race chose):
 
 - within a candidate, each configuration against the candidate's best one;
-- across candidates, each candidate's best configuration against the leading candidate's.
+- across candidates, each candidate's best configuration against the leading candidate's,
+  and each of a challenger's other configurations against it too.
 
-A stated comparison shown worse is dropped: the configuration, or the candidate with all its
-configurations. The level holds over the whole race. The family is every pair of entrants
+A configuration shown worse than its candidate's best, or than the leader's best, is
+dropped. A candidate goes with all its configurations once its best is shown worse than
+the leader's best and every other configuration it still races is shown worse than one of
+the two (the pairs cover "the candidate at its best is worse" only then); until then it
+races on, its best included. The
+level holds over the whole race. The family is every pair of entrants
 (the best is chosen from the data, so only the family of all pairs covers what is said of
 it), tested as a closed test (stats.closed_step): each set of hypotheses that can be true
 together (Bergmann and Hommel's exhaustive sets) is tested by Bonferroni over its size, each
 of its pairs against the group-sequential boundary (bench.core.sequential) of the level
 over that size, at every planned look; a pair is rejected once every set that holds it is,
 and a set holding a pair rejected at an earlier look stays rejected. Each set's test holds
-its level over all looks, so the closure does (Maurer and Bretz 2013). It rejects all
-that Holm's step-down with Shaffer's count would (the rule before 2026-12-06), and more:
-with five entrants, the leader's last comparisons are held to the level over 4, not over 6.
+its level over all looks, so the closure does (Maurer and Bretz 2013); a set rejected at an
+earlier look only by a crossing is tested afresh, a little less power than the full closure.
+At every look, given the same earlier rejections, it rejects all that Holm's step-down with
+Shaffer's count would (the rule before 2026-12-06), and more: with five entrants, the
+leader's last comparisons are held to the level over 4, not over 6. Beyond
+stats.EXHAUSTIVE_UP_TO entrants (not candidates) Shaffer's count stands in.
 The noise is measured on every entrant's seeds, dropped ones' too
 (stats.blocks). A challenger whose best configuration is shown equivalent to the
 leader's (two one-sided tests within the margin) needs no more seeds; when every challenger
@@ -88,7 +96,7 @@ class Comparison:
 
     entrant: str
     better: str
-    kind: str  # "within" a candidate, or "across" candidates
+    kind: str  # "within" a candidate, "across" candidates' bests, or "beside" the leader's
     difference: stats.Difference
 
 
@@ -99,11 +107,12 @@ class Decision:
     leader: str | None  # the leading candidate
     best: dict[str, str]  # candidate -> its best entrant
     compared: list[Comparison]
-    drops: list[tuple[Comparison, float]]  # and the nominal level each was held to
+    drops: list[tuple[Comparison, float | None]]  # and the nominal level each was held to
     equivalent: list[str]  # challenger candidates shown within the margin of the leader
     open: list[str]  # challenger candidates neither worse nor equivalent yet
     strictest: float = 0.05  # the strictest share of the level left after this round
     rejected: frozenset[frozenset[str]] = frozenset()  # pairs rejected so far, this round's too
+    whole: frozenset[str] = frozenset()  # candidates dropped with all their configurations
 
 
 def look_levels(settings: Settings, look: int, alpha: float) -> float:
@@ -115,7 +124,7 @@ def look_levels(settings: Settings, look: int, alpha: float) -> float:
 
 def decide(
     entrants: list[Entrant], observed: dict[str, Observed], look: int, settings: Settings,
-    rejected: frozenset[frozenset[str]] = frozenset(),
+    rejected: frozenset[frozenset[str]],
 ) -> Decision:  # fmt: skip
     """The round's comparisons and drops (not yet applied to ``entrants``).
 
@@ -143,20 +152,42 @@ def decide(
 
     before = np.array([p in rejected for p in pairs], dtype=bool)
     now, held = stats.closed_step(len(labels), crosses, before)
-    drops = sorted(
-        ((c, look_levels(settings, look, alpha / held[n])) for n, c in claimed.items()
-         if now[n] and not before[n]), key=lambda found: found[0].difference.p,
+    rejected_now = frozenset(p for p, r in zip(pairs, now, strict=True) if r)
+    shown = [c for n, c in claimed.items() if now[n]]
+    whole = _whole(shown, racing, rejected_now)
+    drops = sorted(  # a level of None: the pair was rejected at an earlier look
+        ((c, look_levels(settings, look, alpha / held[n]) if held[n] else None)
+         for n, c in claimed.items() if now[n]
+         and (c.kind != "across" or _candidate(racing, c.entrant) in whole)),
+        key=lambda found: found[0].difference.p,
     )  # fmt: skip
-    dropped = {c.entrant for c, _ in drops}
-    across = [c for c in compared if c.kind == "across" and c.entrant not in dropped]
+    across = [c for c in compared if c.kind == "across" and c not in shown]
     # the candidates, not their best entrants' labels (the same only when nothing is tuned)
     equivalent = [_candidate(racing, e) for e in _equivalent(across, settings, look)]
-    open_ = [_candidate(racing, c.entrant) for c in across
-             if _candidate(racing, c.entrant) not in equivalent]  # fmt: skip
+    challengers = [_candidate(racing, c.entrant) for c in compared if c.kind == "across"]
+    open_ = [c for c in challengers if c not in equivalent and c not in whole]
     remaining = max(stats.left_true(len(labels), now), 1)
-    rejected_now = frozenset(p for p, r in zip(pairs, now, strict=True) if r)
     return Decision(leader, best, compared, drops, equivalent, open_, alpha / remaining,
-                    rejected_now)  # fmt: skip
+                    rejected_now, whole)  # fmt: skip
+
+
+def _whole(shown: list[Comparison], racing: list[Entrant], rejected: frozenset) -> frozenset[str]:
+    """The candidates to drop with all their configurations: the best is shown worse than
+    the leader's best, and every other configuration still racing is shown worse than that
+    best or than the leader's best. Then the candidate at its best is worse, by pairs the
+    family covers. While one configuration is not yet shown worse (it may be the
+    candidate's true best, unluckily measured so far), the candidate races on, its best
+    included."""
+    found = set()
+    for comparison in shown:
+        if comparison.kind != "across":
+            continue
+        candidate, top = _candidate(racing, comparison.entrant), comparison.entrant
+        others = [e.label for e in racing if e.candidate == candidate and e.label != top]
+        if all(frozenset((top, other)) in rejected or frozenset((comparison.better, other))
+               in rejected for other in others):  # fmt: skip
+            found.add(candidate)
+    return frozenset(found)
 
 
 def _best(racing: list[Entrant], observed: dict[str, Observed]) -> dict[str, str]:
@@ -170,16 +201,19 @@ def _best(racing: list[Entrant], observed: dict[str, Observed]) -> dict[str, str
 
 
 def _compare(racing, best, leader, observed, settings: Settings) -> list[Comparison]:
-    """Within each candidate, every configuration against its best; across candidates,
-    each best against the leader's best."""
+    """Across candidates, each best against the leader's best, and each other
+    configuration of a challenger against it too ("beside"); within each candidate, every
+    configuration against its best (last, so an entrant's standing shows this one)."""
     wanted: list[tuple[str, str, str]] = []
+    for candidate, top in best.items():
+        if candidate != leader:
+            wanted.append((best[leader], top, "across"))
+            wanted += [(best[leader], e.label, "beside") for e in racing
+                       if e.candidate == candidate and e.label != top]  # fmt: skip
     for entrant in racing:
         top = best[entrant.candidate]
         if entrant.label != top:
             wanted.append((top, entrant.label, "within"))
-    for candidate, top in best.items():
-        if candidate != leader:
-            wanted.append((best[leader], top, "across"))
     labels = [e.label for e in racing]
     # Dropped entrants lend the seeds they ran to the layout that measures the noise; not
     # their diverged runs: a value at chance is a result, not a draw of the seed's noise.
@@ -238,11 +272,11 @@ def stop(entrants: list[Entrant], decision: Decision, seeds: int, settings: Sett
 
 
 def apply(entrants: list[Entrant], decision: Decision, number: int, seeds: int) -> None:
-    """Drops what ``decision`` showed worse: a configuration, or a whole candidate when its
-    best configuration lost to the leader's."""
+    """Drops what ``decision`` showed worse: a configuration, or a whole candidate
+    (Decision.whole)."""
     for comparison, level in decision.drops:
-        whole = comparison.kind == "across"
         loser = next(e for e in entrants if e.label == comparison.entrant)
+        whole = comparison.kind == "across" and loser.candidate in decision.whole
         tuned = sum(e.candidate == loser.candidate for e in entrants) > 1
         why = reason(comparison, level, whole and tuned)
         for entrant in entrants:
@@ -260,13 +294,15 @@ def drop_failed(entrants: list[Entrant], observed: dict[str, Observed], number: 
             entrant.drop(number, seeds, f"every seed failed ({seen.failed[max(seen.failed)]})")
 
 
-def reason(comparison: Comparison, level: float, candidate_wide: bool) -> str:
-    """Why an entrant was dropped, in the words of its comparison."""
+def reason(comparison: Comparison, level: float | None, candidate_wide: bool) -> str:
+    """Why an entrant was dropped, in the words of its comparison (``level`` None: the
+    comparison was shown at an earlier look, and the candidate's last configuration since)."""
     d = comparison.difference
     what = "its best configuration is " if candidate_wide else ""
+    held = f"against the look's {level:.4f}" if level is not None else "shown at an earlier look"
     return (
         f"{what}worse than {comparison.better} by {d.value * 100:.1f} points on validation "
-        f"({d.test}, p = {d.p:.4f} against the look's {level:.4f})"
+        f"({d.test}, p = {d.p:.4f} {held})"
     )
 
 

@@ -80,7 +80,12 @@ def constant_boundary(fractions: Sequence[float], alpha: float) -> float:
 def nominal(fractions: Sequence[float], alpha: float, kind: str = "obrien_fleming") -> list[float]:
     """Each look's two-sided nominal level: a test's own p-value at that look must be below
     it (the boundary's tail probability)."""
-    return [float(2 * (1 - stats.norm.cdf(c))) for c in boundaries(fractions, alpha, kind)]
+    return list(_nominal(tuple(fractions), alpha, kind))
+
+
+@functools.lru_cache(maxsize=4096)  # a race's closed test asks for every divisor at each look
+def _nominal(fractions: tuple[float, ...], alpha: float, kind: str) -> tuple[float, ...]:
+    return tuple(float(2 * (1 - stats.norm.cdf(c))) for c in _boundaries(fractions, alpha, kind))
 
 
 def _grid(t: float, c: float) -> tuple[np.ndarray, np.ndarray]:

@@ -364,9 +364,16 @@ def bergmann_hommel(
     exhaustive set that holds it (:func:`exhaustive`) is, each set by Bonferroni over its
     own size, so its adjusted p-value is the largest, over those sets, of the set's size
     times its smallest p-value. It never exceeds Shaffer's (García and Herrera 2008).
-    ``pairs[n]`` names the two means ``found[n]`` compares; a mean in no tested pair is in
-    no claim and not in the family. Beyond EXHAUSTIVE_UP_TO means (or with none tested),
-    :func:`shaffer`."""
+    A mean in no tested pair is in no claim and not in the family. Beyond
+    EXHAUSTIVE_UP_TO means (or with none tested), :func:`shaffer`.
+
+    Args:
+        found: The comparisons, each with its raw p-value (untested ones stay as they are).
+        pairs: ``pairs[n]``, the two means ``found[n]`` compares.
+
+    Returns:
+        The comparisons with ``p_adjusted``, ``family`` and ``adjusted_by`` set.
+    """
     ps = [d.p if d.tested else None for d in found]
     means = sorted({m for n, p in enumerate(ps) if p is not None for m in pairs[n]})
     if not 2 <= len(means) <= EXHAUSTIVE_UP_TO:
@@ -422,7 +429,11 @@ def closed_step(
     return now | before, held
 
 
-def _shaffer_step(k: int, crosses, before: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _shaffer_step(
+    k: int, crosses: Callable[[int], np.ndarray], before: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """:func:`closed_step`'s stand-in beyond EXHAUSTIVE_UP_TO means: Holm's step-down with
+    Shaffer's count, every pair that crosses at the current count rejected at once."""
     now, held = before.copy(), np.zeros(len(before), dtype=int)
     while (count := most_true(k, int(now.sum()))) > 0:
         new = crosses(count) & ~now
@@ -433,8 +444,16 @@ def _shaffer_step(k: int, crosses, before: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def left_true(k: int, rejected: np.ndarray) -> int:
-    """The most hypotheses that can still be true once ``rejected`` (a boolean per pair,
-    combinations order) are: the largest exhaustive set holding none of them."""
+    """The most hypotheses that can still be true once some are rejected: the largest
+    exhaustive set holding none of them (Shaffer's count beyond EXHAUSTIVE_UP_TO).
+
+    Args:
+        k: The means.
+        rejected: A boolean per pair, combinations order.
+
+    Returns:
+        The size of that set; 0 when every pair is rejected.
+    """
     if k > EXHAUSTIVE_UP_TO:
         return most_true(k, int(rejected.sum()))
     sets = exhaustive(k)

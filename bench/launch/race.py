@@ -9,7 +9,8 @@ joblib, submitit), starting at ``min_seeds`` and adding ``step`` up to ``max_see
 After each round the race reads the records once and decides on validation
 (bench.core.racing): within a candidate, a configuration shown worse than its best is
 dropped; across candidates, a candidate whose best is shown worse than the leading
-candidate's best is dropped whole. Its level holds over every round (group-sequential
+candidate's best, and whose other configurations are shown worse than that best, is
+dropped whole. Its level holds over every round (group-sequential
 boundaries, every pair of entrants in one family under a closed test). The race ends
 when one candidate is left, every challenger is shown equivalent to the leader (within
 ``margin`` points) or worse, ``max_seeds`` is reached, or ``budget_hours`` of training is
