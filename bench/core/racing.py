@@ -13,24 +13,24 @@ A configuration shown worse than its candidate's best, or than the leader's best
 dropped. A candidate goes with all its configurations once its best is shown worse than
 the leader's best and every other configuration it still races is shown worse than one of
 the two (the pairs cover "the candidate at its best is worse" only then); until then it
-races on, its best included. The
-level holds over the whole race. The family is every pair of entrants
-(the best is chosen from the data, so only the family of all pairs covers what is said of
-it), tested as a closed test (stats.closed_step): each set of hypotheses that can be true
-together (Bergmann and Hommel's exhaustive sets) is tested by Bonferroni over its size, each
-of its pairs against the group-sequential boundary (bench.core.sequential) of the level
-over that size, at every planned look; a pair is rejected once every set that holds it is,
-and a set holding a pair rejected at an earlier look stays rejected. Each set's test holds
-its level over all looks, so the closure does (Maurer and Bretz 2013); a set rejected at an
-earlier look only by a crossing is tested afresh, a little less power than the full closure.
-At every look, given the same earlier rejections, it rejects all that Holm's step-down with
+races on, its best included.
+
+The level holds over the whole race. The family is every pair of entrants (the best is
+chosen from the data, so only the family of all pairs covers what is said of it), tested as
+a closed test (stats.closed_step): each set of hypotheses that can be true together
+(Bergmann and Hommel's exhaustive sets) is tested by Bonferroni over its size, each of its
+pairs against the group-sequential boundary (bench.core.sequential) of the level over that
+size, at every planned look; a pair is rejected once every set that holds it is, and a set
+holding a pair rejected at an earlier look stays rejected. Each set's test holds its level
+over all looks, so the closure does (Maurer and Bretz 2013); a set rejected at an earlier
+look only by a crossing is tested afresh, a little less power than the full closure. At
+every look, given the same earlier rejections, it rejects all that Holm's step-down with
 Shaffer's count would (the rule before 2026-12-06), and more: with five entrants, the
 leader's last comparisons are held to the level over 4, not over 6. Beyond
-stats.EXHAUSTIVE_UP_TO entrants (not candidates) Shaffer's count stands in.
-The noise is measured on every entrant's seeds, dropped ones' too
-(stats.blocks). A challenger whose best configuration is shown equivalent to the
-leader's (two one-sided tests within the margin) needs no more seeds; when every challenger
-is worse or equivalent, the race ends.
+stats.EXHAUSTIVE_UP_TO entrants (not candidates) Shaffer's count stands in. The noise is
+measured on every entrant's seeds, dropped ones' too (stats.blocks). A challenger whose best
+configuration is shown equivalent to the leader's (two one-sided tests within the margin)
+needs no more seeds; when every challenger is worse or equivalent, the race ends.
 """
 
 from __future__ import annotations
@@ -144,11 +144,11 @@ def decide(
     pairs = [frozenset(p) for p in itertools.combinations(labels, 2)]
     claimed = {pairs.index(frozenset((c.better, c.entrant))): c for c in compared
                if c.difference.tested and c.difference.value > 0}  # fmt: skip
+    ps = np.full(len(pairs), np.inf)  # a pair not claimed this look never crosses
+    ps[list(claimed)] = [c.difference.p for c in claimed.values()]
 
     def crosses(divisor: int) -> np.ndarray:
-        level = look_levels(settings, look, alpha / divisor)
-        return np.array([n in claimed and claimed[n].difference.p <= level
-                         for n in range(len(pairs))])  # fmt: skip
+        return ps <= look_levels(settings, look, alpha / divisor)
 
     before = np.array([p in rejected for p in pairs], dtype=bool)
     now, held = stats.closed_step(len(labels), crosses, before)

@@ -8,9 +8,9 @@ Three or more groups are one layout of groups by seeds (:func:`blocks`). Groups 
 shared seeds fall back to Welch's t on all their runs. The statements one verdict (or one
 race round) makes at once are a family: Holm's method, or Bergmann and Hommel's closed test
 when the family is every pair (:func:`bergmann_hommel`, :func:`closed_step`), controls the
-chance that any of them is wrong. P(A > B)
-over the pairs is a second reading (rliable, Agarwal et al. 2021), and :func:`seeds_needed`
-says how many seeds would settle a difference that is not yet resolved.
+chance that any of them is wrong. P(A > B) over the pairs is a second reading (rliable,
+Agarwal et al. 2021), and :func:`seeds_needed` says how many seeds would settle a
+difference that is not yet resolved.
 """
 
 from __future__ import annotations
@@ -426,7 +426,7 @@ def closed_step(
     for h in np.flatnonzero(now & ~before):
         others = earlier | np.delete(hit, h, axis=1).any(axis=1)  # rejected without h
         held[h] = sizes[sets[:, h] & ~others].max(initial=1)
-    return now | before, held
+    return now, held  # a pair rejected before is in no standing set, so in ``now``
 
 
 def _shaffer_step(
