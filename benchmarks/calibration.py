@@ -119,12 +119,25 @@ def verdict_once(x: np.ndarray, margin: float) -> list[tuple[int, int, str]]:
 def race_once(x: np.ndarray, settings: Settings, configs: int = 1) -> tuple[list, int, bool]:
     """One race on simulated values (``configs`` consecutive rows per candidate): its
     claims, the runs it spent, whether it named the true leader (candidate 0) the winner."""
-    k = len(x)
-    entrants = [racing.Entrant(f"c{i}", [], f"c{i // configs}") for i in range(k)]
+    entrants, claims, seeds = race_rounds(x, settings, configs)
+    runs = sum(e.upto(seeds) for e in entrants)
+    left = {e.candidate for e in entrants if e.racing}
+    return claims, runs, left == {"c0"}
+
+
+def race_rounds(x: np.ndarray, settings: Settings, configs: int = 1, values=None):
+    """The race's rounds on ``x`` (entrants by seeds), as bench.launch.race runs them: the
+    entrants as it left them, its claims and the seeds of its last round. ``values(row,
+    found)`` gives the seed -> value mapping an entrant observes from its row's ``found``
+    (benchmarks/race_floor.py passes one that remembers the row)."""
+    values = values or (lambda row, found: found)
+    entrants = [racing.Entrant(f"c{i}", [], f"c{i // configs}") for i in range(len(x))]
     rejected, claims = frozenset(), []
     for look, seeds in enumerate(settings.looks):
         observed = {
-            e.label: racing.Observed({s + 1: float(x[i, s]) for s in range(e.upto(seeds))})
+            e.label: racing.Observed(
+                values(i, {s + 1: float(x[i, s]) for s in range(e.upto(seeds))})
+            )
             for i, e in enumerate(entrants)
         }
         decision = racing.decide(entrants, observed, look, settings, rejected)
@@ -139,9 +152,7 @@ def race_once(x: np.ndarray, settings: Settings, configs: int = 1) -> tuple[list
         claims += [(leader, int(c[1:]), same) for c in decision.equivalent]
         if racing.stop(entrants, decision, seeds, settings, 0.0):
             break
-    runs = sum(e.upto(seeds) for e in entrants)
-    left = {e.candidate for e in entrants if e.racing}
-    return claims, runs, left == {"c0"}
+    return entrants, claims, seeds
 
 
 def _cell(task: tuple) -> dict:

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from bench.core import sequential
+from bench.core import record, sequential
+from bench.core.race_settings import Settings
 from tests.helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import calibration  # noqa: E402  (benchmarks/ is not a package)
+import race_floor  # noqa: E402
 
 
 def test_obrien_fleming_spending_matches_gsdesigns_published_boundaries():
@@ -76,3 +79,39 @@ def test_a_tuned_race_whose_candidates_are_equal_at_their_best_drops_no_candidat
     cell = calibration._cell(("race", 9, 10, "gaussian", 0.0, 60, 0.02, 0.01, 7, calibration.APART))
     assert cell["false_claims"]["rate"] <= _bound(60)
     assert cell["seeds_per_candidate"] < 10  # the configurations 2 sd behind were dropped
+
+
+def _grid_records(folder, means: dict[float, float], seeds: int) -> None:
+    """A grid's records on disk: MobileNetV2 at each learning rate, ``seeds`` seeds, the
+    validation accuracy the rate's mean plus a seed's draw."""
+    rng = np.random.default_rng(5)
+    for lr, mean in means.items():
+        for seed in range(1, seeds + 1):
+            run = record.Record(
+                run_id=f"{int(lr * 1e6):08d}{seed:04d}", status=record.Status.completed,
+                started_at=record.now(), finished_at=record.now(),
+                config={"backbone": {"name": "mobilenet_v2"}, "optimizer": {"lr": lr},
+                        "seed": seed},
+                metrics=record.Metrics(final_val_accuracy=mean + 0.02 * rng.standard_normal(),
+                                       train_time_s=60.0),
+            )  # fmt: skip
+            record.write(run, folder)
+
+
+def test_the_race_floor_replays_a_grids_records_in_the_races_own_rounds(tmp_path):
+    """benchmarks/race_floor.py: the records read in the sweep's order (0.00003 is the
+    record's 3e-05), the race's rounds drop the clear losers, and the known-noise oracle's
+    test is a z test on the seed-paired differences' sd over every seed."""
+    _grid_records(tmp_path, {0.003: 0.6, 0.001: 0.45, 0.00003: 0.3}, 10)
+    labels, x, hours = race_floor.grid(
+        tmp_path, {"optimizer.lr": ["0.003", "0.001", "0.00003"]}, 10
+    )
+    assert labels[2] == "optimizer.lr=0.00003" and x.shape == (3, 10)
+    assert x[2].mean() == pytest.approx(0.3, abs=0.02) and hours.sum() == pytest.approx(30 / 60)
+    for oracle in (False, True):
+        found = race_floor.replay(x, hours, labels, 1, Settings(), oracle)
+        assert found["left"] == ["optimizer.lr=0.003"] and found["runs"] < 30
+    a, b = race_floor.Row(0, {1: x[0, 0], 2: x[0, 1]}), race_floor.Row(1, {1: x[1, 0], 2: x[1, 1]})
+    (found,) = race_floor.known_noise(x)([a, b], [(0, 1)])
+    z = (x[0, :2] - x[1, :2]).mean() / ((x[0] - x[1]).std(ddof=1) / np.sqrt(2))
+    assert found.p == pytest.approx(2 * scipy_stats.norm.sf(z))

@@ -1,0 +1,146 @@
+"""How few runs a race that holds its level can spend on a grid's records: bench's race
+replayed on them, beside the same race told the seed noise (an oracle no race has).
+
+    python benchmarks/race_floor.py RECORDS backbone=mobilenet_v2 \
+        optimizer.lr=0.01,0.003,0.001,0.0003,0.00003
+
+``RECORDS`` is a folder of a grid's result records: every point of the sweep at seeds 1 to
+``--max-seeds``. Each point is an entrant. Its candidate is its value of the ``--compare``
+keys (``backbone``) when they are swept, else the point itself, as the race's own rule
+(bench.core.race_settings.Settings.compare). The race is bench.core.racing's own rounds
+(decide, apply, stop), driven as ``benchmarks/calibration.py`` drives them, on the records'
+validation accuracy (``final_val_accuracy``), under each test and spending function the
+race offers (``hydra.sweeper.test``, ``hydra.sweeper.spending``). Beside them, the
+**known-noise oracle**: the same rounds, family and boundaries, each pair tested by a z test
+whose standard deviation of the seed-paired difference is taken from all the grid's seeds,
+as if it were known before the race began. No race can know it, so the oracle's runs are
+what holding the level over every pair and every look costs by itself on these data, with
+no noise left to estimate. Prints, as JSON, each race's runs, training hours and the
+entrants it left, beside the grid's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import sys
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+from bench.core import record, stats
+from bench.core.race_settings import SPENDING, TESTS, Settings
+
+sys.path.insert(0, str(Path(__file__).parent))
+from calibration import race_rounds  # noqa: E402  (the calibration's driver of the rounds)
+
+ORACLE = "known-noise oracle"
+
+
+def grid(folder: Path, sweep: dict[str, list[str]], seeds: int):
+    """The records' validation accuracy and training hours (points by seeds) and each
+    point's label, the points in the sweep's order (the first key slowest)."""
+    runs = [run for _, run in record.scan(folder)[0] if run.completed]
+    labels, accuracy, hours = [], [], []
+    for point in itertools.product(*sweep.values()):
+        label = " ".join(f"{k}={v}" for k, v in zip(sweep, point, strict=True))
+        mine = {r.config["seed"]: r for r in runs if _matches(r.config, sweep, point)}
+        missing = [seed for seed in range(1, seeds + 1) if seed not in mine]
+        if missing:
+            raise SystemExit(f"{label}: no completed record for seed {missing[0]}")
+        labels.append(label)
+        accuracy.append([mine[s].metrics.final_val_accuracy for s in range(1, seeds + 1)])
+        hours.append([mine[s].metrics.train_time_s / 3600 for s in range(1, seeds + 1)])
+    return labels, np.array(accuracy, dtype=float), np.array(hours, dtype=float)
+
+
+def _matches(config: dict, sweep: dict[str, list[str]], point: tuple[str, ...]) -> bool:
+    """Whether a run's resolved config has ``point``'s value of every swept key (a config
+    group by its ``name``, a number by its value: ``0.00003`` is ``3e-05``)."""
+    for dotted, wanted in zip(sweep, point, strict=True):
+        value = config
+        for part in dotted.split("."):
+            value = value[part]
+        value = value["name"] if isinstance(value, dict) else value
+        try:
+            if float(value) != float(wanted):
+                return False
+        except (TypeError, ValueError):
+            if str(value) != wanted:
+                return False
+    return True
+
+
+class Row(dict):
+    """An entrant's seed -> value mapping that knows its row of the grid."""
+
+    def __init__(self, row: int, found: dict[int, float]):
+        super().__init__(found)
+        self.row = row
+
+
+def known_noise(x: np.ndarray):
+    """A stand-in for stats.blocks: each pair's z test, the standard deviation of its
+    seed-paired difference taken from every seed of the grid ``x`` (points by seeds)."""
+
+    def blocks(groups, wanted, level=stats.LEVEL, pooled=False):
+        del pooled  # one test: the noise is known
+        return [_z(x, groups[i], groups[j], level) for i, j in wanted]
+
+    return blocks
+
+
+def _z(x: np.ndarray, a: Row, b: Row, level: float) -> stats.Difference:
+    seeds = sorted(set(a) & set(b))
+    d = float(np.mean([a[s] - b[s] for s in seeds]))
+    se = float(np.std(x[a.row] - x[b.row], ddof=1)) / math.sqrt(len(seeds))
+    p = float(2 * scipy_stats.norm.sf(abs(d) / se)) if se > 0 else float(d == 0)
+    return stats.Difference(float(np.mean([a[s] for s in seeds])),
+                            float(np.mean([b[s] for s in seeds])), len(seeds), len(seeds),
+                            d, len(seeds), "known z", None, p, level=level, se=se,
+                            df=math.inf)  # fmt: skip
+
+
+def replay(x, hours, labels, configs: int, settings: Settings, oracle: bool) -> dict:
+    """One race on the grid: the runs and training hours it spent, and the points left."""
+    if oracle:
+        with mock.patch.object(stats, "blocks", known_noise(x)):
+            entrants, _, seeds = race_rounds(x, settings, configs, Row)
+    else:
+        entrants, _, seeds = race_rounds(x, settings, configs)
+    spent = [e.upto(seeds) for e in entrants]
+    return {
+        "runs": sum(spent),
+        "hours": round(sum(float(h[:n].sum()) for h, n in zip(hours, spent, strict=True)), 3),
+        "left": [label for label, e in zip(labels, entrants, strict=True) if e.racing],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("records", type=Path)
+    parser.add_argument("sweep", nargs="+", help="key=v1,v2,... as the grid swept them")
+    parser.add_argument("--compare", default="backbone")
+    parser.add_argument("--max-seeds", type=int, default=10)
+    args = parser.parse_args()
+    sweep = {k: v.split(",") for k, v in (item.split("=", 1) for item in args.sweep)}
+    if args.compare in sweep and list(sweep)[0] != args.compare:
+        sweep = {args.compare: sweep.pop(args.compare), **sweep}  # candidates' rows together
+    labels, x, hours = grid(args.records, sweep, args.max_seeds)
+    tuned = len(sweep.get(args.compare, ())) > 1  # else every point is a candidate
+    configs = len(labels) // len(sweep[args.compare]) if tuned else 1
+    found = {"grid": {"runs": x.size, "hours": round(float(hours.sum()), 3)}}
+    for spending, test in itertools.product(SPENDING, (*TESTS, ORACLE)):
+        settings = Settings(max_seeds=args.max_seeds, spending=spending,
+                            test=test if test != ORACLE else "blocks")  # fmt: skip
+        found[f"{test}, {spending}"] = replay(x, hours, labels, configs, settings,
+                                              test == ORACLE)  # fmt: skip
+    print(json.dumps(found, indent=2))
+
+
+if __name__ == "__main__":
+    main()
