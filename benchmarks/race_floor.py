@@ -125,6 +125,7 @@ def main() -> None:
     parser.add_argument("records", type=Path)
     parser.add_argument("sweep", nargs="+", help="key=v1,v2,... as the grid swept them")
     parser.add_argument("--compare", default="backbone")
+    parser.add_argument("--min-seeds", type=int, default=3, help="the first look")
     parser.add_argument("--max-seeds", type=int, default=10)
     args = parser.parse_args()
     sweep = {k: v.split(",") for k, v in (item.split("=", 1) for item in args.sweep)}
@@ -135,7 +136,8 @@ def main() -> None:
     configs = len(labels) // len(sweep[args.compare]) if tuned else 1
     found = {"grid": {"runs": x.size, "hours": round(float(hours.sum()), 3)}}
     for spending, test in itertools.product(SPENDING, (*TESTS, ORACLE)):
-        settings = Settings(max_seeds=args.max_seeds, spending=spending,
+        settings = Settings(min_seeds=args.min_seeds, max_seeds=args.max_seeds,
+                            spending=spending,
                             test=test if test != ORACLE else "blocks")  # fmt: skip
         found[f"{test}, {spending}"] = replay(x, hours, labels, configs, settings,
                                               test == ORACLE)  # fmt: skip
