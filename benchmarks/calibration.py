@@ -40,6 +40,7 @@ import json
 import math
 import multiprocessing
 import time
+from collections.abc import Callable
 
 import numpy as np
 from scipy import stats as scipy_stats
@@ -125,11 +126,24 @@ def race_once(x: np.ndarray, settings: Settings, configs: int = 1) -> tuple[list
     return claims, runs, left == {"c0"}
 
 
-def race_rounds(x: np.ndarray, settings: Settings, configs: int = 1, values=None):
-    """The race's rounds on ``x`` (entrants by seeds), as bench.launch.race runs them: the
-    entrants as it left them, its claims and the seeds of its last round. ``values(row,
-    found)`` gives the seed -> value mapping an entrant observes from its row's ``found``
-    (benchmarks/race_floor.py passes one that remembers the row)."""
+def race_rounds(
+    x: np.ndarray, settings: Settings, configs: int = 1,
+    values: Callable[[int, dict[int, float]], dict[int, float]] | None = None,
+) -> tuple[list[racing.Entrant], list[tuple[int, int, str]], int]:  # fmt: skip
+    """The race's rounds on ``x``, as bench.launch.race runs them.
+
+    Args:
+        x: The metric, entrants by seeds (entrant ``i`` is candidate ``i // configs``).
+        settings: The race's keys.
+        configs: Consecutive rows per candidate.
+        values: Makes the seed -> value mapping an entrant observes from its row number
+            and that mapping (benchmarks/race_floor.py passes one that remembers the row);
+            None: the mapping itself.
+
+    Returns:
+        The entrants as the race left them, its claims (better, worse, kind) and the seeds
+        of its last round.
+    """
     values = values or (lambda row, found: found)
     entrants = [racing.Entrant(f"c{i}", [], f"c{i // configs}") for i in range(len(x))]
     rejected, claims = frozenset(), []

@@ -1,22 +1,23 @@
-"""How few runs a race that holds its level can spend on a grid's records: bench's race
-replayed on them, beside the same race told the seed noise (an oracle no race has).
+"""What a race spends on a grid's records: bench's race replayed on them under each of its
+tests and spending functions, beside the same race told the seed noise (an oracle).
 
     python benchmarks/race_floor.py RECORDS backbone=mobilenet_v2 \
         optimizer.lr=0.01,0.003,0.001,0.0003,0.00003
 
 ``RECORDS`` is a folder of a grid's result records: every point of the sweep at seeds 1 to
 ``--max-seeds``. Each point is an entrant. Its candidate is its value of the ``--compare``
-keys (``backbone``) when they are swept, else the point itself, as the race's own rule
+key (``backbone``) when that is swept, else the point itself, as the race's own rule
 (bench.core.race_settings.Settings.compare). The race is bench.core.racing's own rounds
 (decide, apply, stop), driven as ``benchmarks/calibration.py`` drives them, on the records'
-validation accuracy (``final_val_accuracy``), under each test and spending function the
-race offers (``hydra.sweeper.test``, ``hydra.sweeper.spending``). Beside them, the
-**known-noise oracle**: the same rounds, family and boundaries, each pair tested by a z test
-whose standard deviation of the seed-paired difference is taken from all the grid's seeds,
-as if it were known before the race began. No race can know it, so the oracle's runs are
-what holding the level over every pair and every look costs by itself on these data, with
-no noise left to estimate. Prints, as JSON, each race's runs, training hours and the
-entrants it left, beside the grid's.
+validation accuracy (``final_val_accuracy``; a diverged run at chance), under each test and
+spending function the race offers (``hydra.sweeper.test``, ``hydra.sweeper.spending``).
+Beside them, the **known-noise oracle**: the same rounds, family and boundaries, each pair
+tested by a z test whose standard deviation of the seed-paired difference is taken from all
+the grid's seeds, as if it were known before the race began. No race knows it, so the
+oracle shows what bench's design (every pair in one closed test, a look after every round)
+spends with its noise estimate taken away. It is a benchmark, not a bound: its standard
+deviations come from the same seeds it tests, and another design may spend less. Prints,
+as JSON, each race's runs, training hours and the entrants it left, beside the grid's.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from scipy import stats as scipy_stats
 
 from bench.core import record, stats
 from bench.core.race_settings import SPENDING, TESTS, Settings
+from bench.launch.race import DIVERGED
 
 sys.path.insert(0, str(Path(__file__).parent))
 from calibration import race_rounds  # noqa: E402  (the calibration's driver of the rounds)
@@ -43,19 +45,41 @@ ORACLE = "known-noise oracle"
 
 def grid(folder: Path, sweep: dict[str, list[str]], seeds: int):
     """The records' validation accuracy and training hours (points by seeds) and each
-    point's label, the points in the sweep's order (the first key slowest)."""
-    runs = [run for _, run in record.scan(folder)[0] if run.completed]
+    point's label, the points in the sweep's order (the first key slowest).
+
+    A diverged run counts at chance (1 / classes), as the race counts it. The grid must be
+    complete and its points told apart by the swept keys: a point without a usable record
+    at some seed, or with two records at one seed (other runs in the folder that the
+    swept keys do not tell apart), exits with what to fix.
+    """
+    runs = [run for _, run in record.scan(folder)[0]]
     labels, accuracy, hours = [], [], []
     for point in itertools.product(*sweep.values()):
         label = " ".join(f"{k}={v}" for k, v in zip(sweep, point, strict=True))
-        mine = {r.config["seed"]: r for r in runs if _matches(r.config, sweep, point)}
-        missing = [seed for seed in range(1, seeds + 1) if seed not in mine]
-        if missing:
-            raise SystemExit(f"{label}: no completed record for seed {missing[0]}")
+        mine: dict[int, list[record.Record]] = {}
+        for run in runs:
+            if _matches(run.config, sweep, point):
+                mine.setdefault(run.config["seed"], []).append(run)
         labels.append(label)
-        accuracy.append([mine[s].metrics.final_val_accuracy for s in range(1, seeds + 1)])
-        hours.append([mine[s].metrics.train_time_s / 3600 for s in range(1, seeds + 1)])
+        accuracy.append([_value(label, seed, mine.get(seed, [])) for seed in range(1, seeds + 1)])
+        hours.append([mine[s][0].metrics.train_time_s / 3600 for s in range(1, seeds + 1)])
     return labels, np.array(accuracy, dtype=float), np.array(hours, dtype=float)
+
+
+def _value(label: str, seed: int, found: list[record.Record]) -> float:
+    """The validation accuracy of the one record of ``label`` at ``seed``."""
+    if len(found) > 1:
+        raise SystemExit(
+            f"{label}, seed {seed}: {len(found)} records; name the keys that tell them "
+            "apart (e.g. backbone=...) or pass a folder of one grid"
+        )
+    run = found[0] if found else None
+    if run is not None and run.completed and run.metrics.final_val_accuracy is not None:
+        return run.metrics.final_val_accuracy
+    classes = (run.config.get("dataset") or {}).get("num_classes") if run else None
+    if run is not None and run.error and run.error.type == DIVERGED and classes:
+        return 1.0 / classes
+    raise SystemExit(f"{label}: no usable record for seed {seed}; the grid must be complete")
 
 
 def _matches(config: dict, sweep: dict[str, list[str]], point: tuple[str, ...]) -> bool:
@@ -95,6 +119,8 @@ def known_noise(x: np.ndarray):
 
 
 def _z(x: np.ndarray, a: Row, b: Row, level: float) -> stats.Difference:
+    """``a`` minus ``b`` over their shared seeds, by a z test whose standard deviation of the
+    seed-paired difference is that of every seed of their rows of ``x``."""
     seeds = sorted(set(a) & set(b))
     d = float(np.mean([a[s] - b[s] for s in seeds]))
     se = float(np.std(x[a.row] - x[b.row], ddof=1)) / math.sqrt(len(seeds))
@@ -106,7 +132,16 @@ def _z(x: np.ndarray, a: Row, b: Row, level: float) -> stats.Difference:
 
 
 def replay(x, hours, labels, configs: int, settings: Settings, oracle: bool) -> dict:
-    """One race on the grid: the runs and training hours it spent, and the points left."""
+    """One race on the grid: the runs and training hours it spent, and the points left.
+
+    Args:
+        x: Validation accuracy, points by seeds (:func:`grid`).
+        hours: Training hours, the same shape.
+        labels: Each point's label.
+        configs: Points per candidate (consecutive rows); 1 when every point is one.
+        settings: The race's keys.
+        oracle: Test each pair as if its noise were known (:func:`known_noise`).
+    """
     if oracle:
         with mock.patch.object(stats, "blocks", known_noise(x)):
             entrants, _, seeds = race_rounds(x, settings, configs, Row)

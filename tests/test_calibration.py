@@ -98,7 +98,7 @@ def _grid_records(folder, means: dict[float, float], seeds: int) -> None:
             record.write(run, folder)
 
 
-def test_the_race_floor_replays_a_grids_records_in_the_races_own_rounds(tmp_path):
+def test_the_race_floor_replays_a_grids_records_in_the_races_own_rounds(tmp_path, monkeypatch):
     """benchmarks/race_floor.py: the records read in the sweep's order (0.00003 is the
     record's 3e-05), the race's rounds drop the clear losers, and the known-noise oracle's
     test is a z test on the seed-paired differences' sd over every seed."""
@@ -108,10 +108,32 @@ def test_the_race_floor_replays_a_grids_records_in_the_races_own_rounds(tmp_path
     )
     assert labels[2] == "optimizer.lr=0.00003" and x.shape == (3, 10)
     assert x[2].mean() == pytest.approx(0.3, abs=0.02) and hours.sum() == pytest.approx(30 / 60)
+    tested = []
+    real = race_floor.known_noise
+
+    def spy(grid):  # the oracle's test must be the one the race's rounds call
+        blocks = real(grid)
+        return lambda *args, **kwargs: tested.append(1) or blocks(*args, **kwargs)
+
+    monkeypatch.setattr(race_floor, "known_noise", spy)
     for oracle in (False, True):
         found = race_floor.replay(x, hours, labels, 1, Settings(), oracle)
         assert found["left"] == ["optimizer.lr=0.003"] and found["runs"] < 30
+        assert bool(tested) == oracle
     a, b = race_floor.Row(0, {1: x[0, 0], 2: x[0, 1]}), race_floor.Row(1, {1: x[1, 0], 2: x[1, 1]})
     (found,) = race_floor.known_noise(x)([a, b], [(0, 1)])
     z = (x[0, :2] - x[1, :2]).mean() / ((x[0] - x[1]).std(ddof=1) / np.sqrt(2))
     assert found.p == pytest.approx(2 * scipy_stats.norm.sf(z))
+
+
+def test_the_race_floor_refuses_a_folder_whose_points_the_sweep_does_not_tell_apart(tmp_path):
+    _grid_records(tmp_path, {0.003: 0.6, 0.001: 0.45}, 3)
+    other = record.read(next(tmp_path.glob("*.json")))
+    other.run_id, other.config = "b0" + other.run_id, {**other.config, "backbone": {"name": "b0"}}
+    record.write(other, tmp_path)  # B0 at one of the rates: the sweep below names no backbone
+    with pytest.raises(SystemExit, match="2 records; name the keys that tell them apart"):
+        race_floor.grid(tmp_path, {"optimizer.lr": ["0.003", "0.001"]}, 3)
+    labels, _, _ = race_floor.grid(
+        tmp_path, {"backbone": ["mobilenet_v2"], "optimizer.lr": ["0.003", "0.001"]}, 3
+    )
+    assert len(labels) == 2

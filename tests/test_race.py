@@ -9,6 +9,7 @@ from records alone, so that is all it sees of a run.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,10 @@ from bench.core.racing import RaceDocument
 from bench.core.record import ErrorInfo, Metrics, Record, Status
 from bench.launch.race import Race
 from bench.launch.race_sweep import candidates
-from tests.helpers import bench_run, load_records, make_spec
+from tests.helpers import ROOT, bench_run, load_records, make_spec
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import race_floor  # noqa: E402  (benchmarks/ is not a package)
 
 # Validation accuracy per entrant and seed. A and TIE share their per-seed luck (TIE is 0.2
 # points behind, give or take 0.05: well within a 1-point margin); WORSE is 10 points behind
@@ -362,6 +366,22 @@ def test_a_race_on_a_full_grids_records_counts_only_the_runs_it_would_have_train
     last = {s.entrant: s for s in found.rounds[-1].standings}
     assert last[WORSE].seeds == [1, 2, 3]  # as it stood when round 1 dropped it
     assert found.outcome.runs == sum(len(s.seeds) + len(s.failed) for s in last.values())
+
+
+def test_the_race_floor_benchmark_decides_as_the_race_command_does(tmp_path):
+    """benchmarks/race_floor.py replays a grid's records in the race's own rounds: the same
+    runs, training hours and entrants left as the race itself on those records."""
+    race, fake = _race(tmp_path, [BEST, WORSE, CLOSE], diverge=[(CLOSE, 5)])
+    fake([(e, s) for e in race.entrants for s in range(1, 7)])
+    found = race.run()
+    sweep = {"optimizer.lr": ["0.001", "0.1", "0.003"]}
+    labels, x, hours = race_floor.grid(tmp_path / "runs", sweep, 6)
+    assert x[2, 4] == 0.25  # the diverged seed at chance (4 classes), as the race counts it
+    replayed = race_floor.replay(x, hours, labels, 1, Settings(min_seeds=3, max_seeds=6), False)
+    assert replayed["runs"] == found.outcome.runs and found.outcome.runs < 18
+    assert replayed["hours"] == pytest.approx(found.outcome.training_hours, abs=1e-3)
+    left = {s.entrant for s in found.rounds[-1].standings if s.state != "dropped"}
+    assert set(replayed["left"]) == left
 
 
 def test_a_failed_run_is_a_missing_seed_a_diverged_one_counts_at_chance(tmp_path):
