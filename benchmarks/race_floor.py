@@ -35,7 +35,7 @@ from scipy import stats as scipy_stats
 
 from bench.core import record, stats
 from bench.core.race_settings import SPENDING, TESTS, Settings
-from bench.launch.race import DIVERGED
+from bench.launch.race import reading
 
 sys.path.insert(0, str(Path(__file__).parent))
 from calibration import race_rounds  # noqa: E402  (the calibration's driver of the rounds)
@@ -73,13 +73,10 @@ def _value(label: str, seed: int, found: list[record.Record]) -> float:
             f"{label}, seed {seed}: {len(found)} records; name the keys that tell them "
             "apart (e.g. backbone=...) or pass a folder of one grid"
         )
-    run = found[0] if found else None
-    if run is not None and run.completed and run.metrics.final_val_accuracy is not None:
-        return run.metrics.final_val_accuracy
-    classes = (run.config.get("dataset") or {}).get("num_classes") if run else None
-    if run is not None and run.error and run.error.type == DIVERGED and classes:
-        return 1.0 / classes
-    raise SystemExit(f"{label}: no usable record for seed {seed}; the grid must be complete")
+    value, _ = reading(found[0]) if found else (None, False)  # as the race reads it
+    if value is None:
+        raise SystemExit(f"{label}: no usable record for seed {seed}; the grid must be complete")
+    return value
 
 
 def _matches(config: dict, sweep: dict[str, list[str]], point: tuple[str, ...]) -> bool:

@@ -146,11 +146,11 @@ class Race:
             if found is None:
                 continue
             hours += (found.metrics.train_time_s or 0.0) / 3600
-            value = getattr(found.metrics, metric)
-            if found.completed and value is not None:
-                values[seed] = float(value)
-            elif not found.completed and found.error.type == DIVERGED and _classes(found):
-                values[seed], diverged = 1.0 / _classes(found), diverged | {seed}
+            value, at_chance = reading(found, metric)
+            if value is not None:
+                values[seed] = value
+                if at_chance:
+                    diverged.add(seed)
             elif not found.completed:
                 failed[seed] = f"{found.error.type}: {found.error.message}"
         return Observed(values, failed, frozenset(diverged), hours)
@@ -212,6 +212,18 @@ class Race:
         for path in self.outputs:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, lambda handle: handle.write(text))
+
+
+def reading(found: record.Record, metric: str = SELECTS) -> tuple[float | None, bool]:
+    """What one record says to a race: its ``metric``, or chance (1 / classes) for a
+    diverged run, which is a result (then True); None for any other failure, a missing
+    seed that says nothing of the configuration, or a completed run without the metric."""
+    value = getattr(found.metrics, metric)
+    if found.completed and value is not None:
+        return float(value), False
+    if not found.completed and found.error.type == DIVERGED and _classes(found):
+        return 1.0 / _classes(found), True
+    return None, False
 
 
 def _classes(found: record.Record) -> int | None:
