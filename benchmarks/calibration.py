@@ -225,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--race-test", choices=TESTS, default="blocks", help="the race's test")
     parser.add_argument("--min-seeds", type=int, default=3, help="the race's first look")
+    parser.add_argument("--candidates", type=int, nargs="+", default=[2, 3, 5, 8],
+                        help="the untuned cells' candidates (tuned races: with 3)")  # fmt: skip
     args = parser.parse_args(argv)
     RACE.update(test=args.race_test, min_seeds=args.min_seeds)  # the pool's forks inherit it
     sd, margin = args.sd / 100, args.margin / 100
@@ -233,12 +235,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and kind != args.only:
             continue
         seeds = (3, 5, 10) if kind == "verdict" else (10,)
-        for k, n, noise, effect in itertools.product((2, 5, 8), seeds, NOISES, EFFECTS):
+        wanted = [k for k in (2, 5, 8) if k in args.candidates]
+        for k, n, noise, effect in itertools.product(wanted, seeds, NOISES, EFFECTS):
             tasks.append((kind, k, n, noise, effect, args.studies, sd, margin, len(tasks)))
-        for k, gap in itertools.product((5, 8), GAPS):
+        for k, gap in itertools.product([k for k in wanted if k > 2], GAPS):
             tasks.append((kind, k, 10, "gaussian", gap, args.studies, sd, margin, len(tasks),
                           TIED))  # fmt: skip
-        if kind == "race":
+        if kind == "race" and 3 in args.candidates:
             for shape, effect in ((TUNED, 0.0), (TUNED, 2.0), (APART, 0.0)):
                 tasks.append((kind, 3 * CONFIGS, 10, "gaussian", effect, args.studies, sd,
                               margin, len(tasks), shape))  # fmt: skip

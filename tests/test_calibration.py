@@ -42,6 +42,29 @@ def test_the_spent_level_is_the_level_and_a_single_look_is_a_plain_test():
     assert nominal == sorted(nominal) and nominal[-1] < 0.05  # earlier looks stricter
 
 
+def _paired_t_race_claims(levels: list[float], looks: list[int], paths: int) -> float:
+    """How often a paired t under the null crosses ``levels`` at some look: fresh Gaussian
+    differences (another seed than sequential's), p-values from scipy's one-sample t."""
+    d = np.random.default_rng(5).standard_normal((paths, looks[-1]))
+    crossed = np.zeros(paths, dtype=bool)
+    for n, level in zip(looks, levels, strict=True):
+        crossed |= scipy_stats.ttest_1samp(d[:, :n], 0.0, axis=1).pvalue <= level
+    return float(crossed.mean())
+
+
+@pytest.mark.parametrize("kind", sequential.SPENDING)
+def test_a_paired_t_looked_at_every_round_spends_no_more_than_the_level(kind):
+    """Looks at 3 to 10 seeds, a level of 5%: z boundaries applied to a t's p-values cross
+    more often than 5% (the t re-estimates its noise at every look); t_nominal's do not.
+    40,000 paths: a standard error of 0.11 points."""
+    looks, paths = list(range(3, 11)), 40_000
+    fractions = [n / looks[-1] for n in looks]
+    on_t = _paired_t_race_claims(sequential.t_nominal(looks, 0.05, kind), looks, paths)
+    on_z = _paired_t_race_claims(sequential.nominal(fractions, 0.05, kind), looks, paths)
+    assert on_t <= 0.05 + 2.5 * np.sqrt(0.05 * 0.95 / paths) < on_z
+    assert on_t >= 0.05 - 2.5 * np.sqrt(0.05 * 0.95 / paths)  # and spends it
+
+
 def _bound(studies: int) -> float:
     """What an honest 5% stays under in ``studies`` studies (the binomial 99.9th percentile)."""
     return scipy_stats.binom.ppf(0.999, studies, 0.05) / studies
@@ -62,7 +85,7 @@ def test_a_race_that_looks_at_every_round_at_the_full_level_fails_that_check(mon
     rule) claims too much on the same studies, so the check above can fail."""
     from bench.core import racing
 
-    monkeypatch.setattr(racing, "look_levels", lambda settings, look, alpha: alpha)
+    monkeypatch.setattr(racing, "look_levels", lambda settings, look, alpha, test=None: alpha)
     cell = calibration._cell(("race", 3, 10, "gaussian", 0.0, 200, 0.02, 0.01, 7))
     assert cell["false_claims"]["rate"] > _bound(200)
 

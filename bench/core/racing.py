@@ -20,7 +20,7 @@ chosen from the data, so only the family of all pairs covers what is said of it)
 a closed test (stats.closed_step): each set of hypotheses that can be true together
 (Bergmann and Hommel's exhaustive sets) is tested by Bonferroni over its size, each of its
 pairs against the group-sequential boundary (bench.core.sequential) of the level over that
-size, at every planned look; a pair is rejected once every set that holds it is, and a set
+size, at every planned look (a paired t's boundary set on its own path, sequential.t_nominal); a pair is rejected once every set that holds it is, and a set
 holding a pair rejected at an earlier look stays rejected. Each set's test holds its level
 over all looks, so the closure does (Maurer and Bretz 2013); a set rejected at an earlier
 look only by a crossing is tested afresh, a little less power than the full closure. At
@@ -115,9 +115,13 @@ class Decision:
     whole: frozenset[str] = frozenset()  # candidates dropped with all their configurations
 
 
-def look_levels(settings: Settings, look: int, alpha: float) -> float:
+def look_levels(settings: Settings, look: int, alpha: float, test: str | None = None) -> float:
     """The nominal two-sided level at planned look ``look`` (0-based) for a hypothesis
-    given ``alpha`` of the race's level."""
+    given ``alpha`` of the race's level, tested by ``test`` (a stats test name): a paired
+    t's boundaries are set on its own path (sequential.t_nominal), the block tests', whose
+    noise is measured on every entrant's seeds, on a z's."""
+    if test == stats.PAIRED:
+        return sequential.t_nominal(settings.looks, alpha, settings.spending)[look]
     fractions = [n / settings.max_seeds for n in settings.looks]
     return sequential.nominal(fractions, alpha, settings.spending)[look]
 
@@ -146,9 +150,14 @@ def decide(
                if c.difference.tested and c.difference.value > 0}  # fmt: skip
     ps = np.full(len(pairs), np.inf)  # a pair not claimed this look never crosses
     ps[list(claimed)] = [c.difference.p for c in claimed.values()]
+    paired = np.zeros(len(pairs), dtype=bool)
+    paired[list(claimed)] = [c.difference.test == stats.PAIRED for c in claimed.values()]
 
     def crosses(divisor: int) -> np.ndarray:
-        return ps <= look_levels(settings, look, alpha / divisor)
+        levels = np.full(len(pairs), look_levels(settings, look, alpha / divisor))
+        if paired.any():
+            levels[paired] = look_levels(settings, look, alpha / divisor, stats.PAIRED)
+        return ps <= levels
 
     before = np.array([p in rejected for p in pairs], dtype=bool)
     now, held = stats.closed_step(len(labels), crosses, before)
@@ -156,7 +165,8 @@ def decide(
     shown = [c for n, c in claimed.items() if now[n]]
     whole = _whole(shown, racing, rejected_now)
     drops = sorted(  # a level of None: the pair was rejected at an earlier look
-        ((c, look_levels(settings, look, alpha / held[n]) if held[n] else None)
+        ((c, look_levels(settings, look, alpha / held[n], c.difference.test) if held[n]
+          else None)
          for n, c in claimed.items() if now[n]
          and (c.kind != "across" or _candidate(racing, c.entrant) in whole)),
         key=lambda found: found[0].difference.p,
@@ -238,11 +248,14 @@ def _equivalent(across: list[Comparison], settings: Settings, look: int) -> list
         return []
     # Each one-sided test holds (1 - level) / challengers over the race: a one-sided
     # boundary is the two-sided one of twice the level, at half its nominal level.
-    level = look_levels(settings, look, 2 * (1 - settings.level) / len(across)) / 2
+    share = 2 * (1 - settings.level) / len(across)
     found = []
     for comparison in across:
         p = stats.equivalence(comparison.difference, settings.margin / 100)
-        if p is not None and p <= level:
+        if (
+            p is not None
+            and p <= look_levels(settings, look, share, comparison.difference.test) / 2
+        ):
             found.append(comparison.entrant)
     return found
 

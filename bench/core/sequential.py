@@ -24,6 +24,9 @@ from scipy import optimize, stats
 
 SPENDING = ("obrien_fleming", "pocock")
 _GRID = 801  # points over the continuation region of each look
+#: The Monte Carlo paths behind :func:`t_nominal`: the level it spends is exact to about
+#: +-0.1 points (two standard errors of a 5% rate over them).
+T_PATHS = 200_000
 
 
 def spent(fraction: float, alpha: float, kind: str = "obrien_fleming") -> float:
@@ -86,6 +89,47 @@ def nominal(fractions: Sequence[float], alpha: float, kind: str = "obrien_flemin
 @functools.lru_cache(maxsize=4096)  # a race's closed test asks for every divisor at each look
 def _nominal(fractions: tuple[float, ...], alpha: float, kind: str) -> tuple[float, ...]:
     return tuple(float(2 * (1 - stats.norm.cdf(c))) for c in _boundaries(fractions, alpha, kind))
+
+
+def t_nominal(seeds: Sequence[int], alpha: float, kind: str = "obrien_fleming") -> list[float]:
+    """Each look's two-sided nominal level for a paired t test on ``seeds[k]`` seeds at look
+    k (the last look is the planned maximum).
+
+    :func:`nominal` is exact for a z statistic, whose variance is known. A t statistic
+    estimates its variance afresh at every look, so its looks are less alike than a z's,
+    and :func:`nominal`'s levels applied to its p-values cross more often than the spending
+    allows: with looks at 3 to 10 seeds and a level of 5%, 5.6% of the time with
+    O'Brien-Fleming's spending and 5.9% with Pocock's. Here each look's boundary is set on
+    the t statistic's own path instead: under the null a paired t's path does not depend on
+    the noise's scale, so ``T_PATHS`` seeded Gaussian paths give it, and the share of paths
+    that first crosses at each look is the spending's increment there.
+    """
+    return list(_t_nominal(tuple(seeds), alpha, kind))
+
+
+@functools.lru_cache(maxsize=4096)
+def _t_nominal(seeds: tuple[int, ...], alpha: float, kind: str) -> tuple[float, ...]:
+    paths = _t_paths(seeds[-1])
+    alive, found, last = np.ones(T_PATHS, dtype=bool), [], 0.0
+    for n in seeds:
+        fraction = n / seeds[-1]
+        exits = round((spent(fraction, alpha, kind) - spent(last, alpha, kind)) * T_PATHS)
+        t = paths[:, n - 2]
+        c = math.inf if exits <= 0 else float(np.sort(t[alive])[-exits])
+        found.append(float(2 * stats.t.sf(c, n - 1)))
+        alive &= t < c
+        last = fraction
+    return tuple(found)
+
+
+@functools.lru_cache(maxsize=4)
+def _t_paths(seeds: int) -> np.ndarray:
+    """|t| of the paired t after 2, 3, ..., ``seeds`` seeds on each of T_PATHS null paths."""
+    d = np.random.default_rng(20261206).standard_normal((T_PATHS, seeds))
+    n = np.arange(1, seeds + 1)
+    mean = np.cumsum(d, axis=1) / n
+    sd = np.sqrt(np.maximum(np.cumsum(d**2, axis=1) - n * mean**2, 0)[:, 1:] / (n[1:] - 1))
+    return (np.abs(mean[:, 1:]) / (sd / np.sqrt(n[1:]))).astype(np.float32)
 
 
 def _grid(t: float, c: float) -> tuple[np.ndarray, np.ndarray]:
