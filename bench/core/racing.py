@@ -20,7 +20,8 @@ chosen from the data, so only the family of all pairs covers what is said of it)
 a closed test (stats.closed_step): each set of hypotheses that can be true together
 (Bergmann and Hommel's exhaustive sets) is tested by Bonferroni over its size, each of its
 pairs against the group-sequential boundary (bench.core.sequential) of the level over that
-size, at every planned look (a paired t's boundary set on its own path, sequential.t_nominal); a pair is rejected once every set that holds it is, and a set
+size, at every planned look (a paired t's boundary set on its own path,
+sequential.t_nominal); a pair is rejected once every set that holds it is, and a set
 holding a pair rejected at an earlier look stays rejected. Each set's test holds its level
 over all looks, so the closure does (Maurer and Bretz 2013); a set rejected at an earlier
 look only by a crossing is tested afresh, a little less power than the full closure. At
@@ -28,9 +29,9 @@ every look, given the same earlier rejections, it rejects all that Holm's step-d
 Shaffer's count would (the rule before 2026-12-06), and more: with five entrants, the
 leader's last comparisons are held to the level over 4, not over 6. Beyond
 stats.EXHAUSTIVE_UP_TO entrants (not candidates) Shaffer's count stands in. The noise is
-measured on every entrant's seeds, dropped ones' too (stats.blocks). A challenger whose best
-configuration is shown equivalent to the leader's (two one-sided tests within the margin)
-needs no more seeds; when every challenger is worse or equivalent, the race ends.
+measured on every entrant's seeds, dropped ones' too (stats.blocks). A challenger whose
+best configuration is shown equivalent to the leader's (two one-sided tests within the
+margin) needs no more seeds; when every challenger is worse or equivalent, the race ends.
 """
 
 from __future__ import annotations
