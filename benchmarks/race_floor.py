@@ -129,7 +129,8 @@ def _z(x: np.ndarray, a: Row, b: Row, level: float) -> stats.Difference:
 
 
 def replay(x, hours, labels, configs: int, settings: Settings, oracle: bool) -> dict:
-    """One race on the grid: the runs and training hours it spent, and the points left.
+    """One race on the grid: the runs and training hours it spent, the points left, and the
+    seeds each dropped point ran.
 
     Args:
         x: Validation accuracy, points by seeds (:func:`grid`).
@@ -149,6 +150,9 @@ def replay(x, hours, labels, configs: int, settings: Settings, oracle: bool) -> 
         "runs": sum(spent),
         "hours": round(sum(float(h[:n].sum()) for h, n in zip(hours, spent, strict=True)), 3),
         "left": [label for label, e in zip(labels, entrants, strict=True) if e.racing],
+        "dropped at seeds": {
+            label: e.upto(seeds) for label, e in zip(labels, entrants, strict=True) if not e.racing
+        },  # fmt: skip
     }
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from bench.core import record, sequential
+from bench.core import record, sequential, stats
 from bench.core.race_settings import Settings
 from tests.helpers import ROOT
 
@@ -160,3 +160,16 @@ def test_the_race_floor_refuses_a_folder_whose_points_the_sweep_does_not_tell_ap
         tmp_path, {"backbone": ["mobilenet_v2"], "optimizer.lr": ["0.003", "0.001"]}, 3
     )
     assert len(labels) == 2
+
+
+def test_the_split_benchmark_runs_both_splits_on_the_same_draws_and_restores_the_races():
+    """benchmarks/closure_split.py: the by-size split is Bonferroni over each set's size,
+    and after a shape the race's own split is back in place."""
+    import closure_split
+
+    sets = stats.exhaustive(5)
+    assert (closure_split.by_size(5) == np.where(sets, sets.sum(axis=1)[:, None], 0)).all()
+    found = closure_split.run("one 2 sd ahead of four", 20, 1)
+    assert set(found) == {"by group", "by size"}
+    assert stats.divisors is closure_split.BY_GROUP
+    assert all(0 < f["share of grid"] <= 1 for f in found.values())

@@ -234,31 +234,31 @@ def test_after_a_first_drop_the_level_freed_counts_the_hypotheses_that_can_still
         ("b", pytest.approx(0.05 / 3)), ("c", pytest.approx(0.05))]  # fmt: skip
 
 
-def test_the_closed_test_names_a_winner_that_shaffers_count_would_keep_racing():
-    """Five entrants, one look. a is far ahead of b and c and 1.3 points ahead of d and e
-    (p = 0.011, between 5%/6 and 5%/4). Shaffer's count would hold d and e to 5%/6 after
-    the first rejection; every exhaustive set holding a = d either holds a = b or a = c
-    (rejected) or has at most four pairs ({a, d} with {b, c, e}), so the closed test holds
-    them to 5%/4, and a is the one left."""
+def test_the_closed_test_names_a_winner_when_only_the_last_challenger_is_close():
+    """Five entrants, one look. a is far ahead of b, c and d, and 1.2 points ahead of e
+    (p = 0.017, between 5%/4 and 5%/2). Every set holding a = e and none of a's rejected
+    pairs is {a, e} beside groups of b, c and d, so the race's closed test holds a = e to
+    5%/2 (the level split among a set's groups) and a is the one left; Bonferroni over the
+    set's size (the verdict's closure, and the race's before 2026-12-06) holds it to 5%/4,
+    and e would race on."""
     w1 = {1: 0.01, 2: -0.01, 3: 0.0, 4: 0.01, 5: -0.01, 6: 0.0}
     w2 = {1: -0.01, 2: 0.0, 3: 0.01, 4: 0.0, 5: 0.01, 6: -0.01}
     rows = {"a": A, "b": {s: A[s] - 0.20 + w1[s] for s in A},
             "c": {s: A[s] - 0.19 + w2[s] for s in A},
-            "d": {s: A[s] - 0.013 + w1[s] for s in A},
-            "e": {s: A[s] - 0.013 + w2[s] for s in A}}  # fmt: skip
+            "d": {s: A[s] - 0.18 + w1[s] for s in A},
+            "e": {s: A[s] - 0.012 + w2[s] for s in A}}  # fmt: skip
     entrants = [racing.Entrant(label, [], label) for label in rows]
     observed = {label: racing.Observed(row) for label, row in rows.items()}
     settings = Settings(min_seeds=6, max_seeds=6, test="pooled")
     decision = racing.decide(entrants, observed, 0, settings, frozenset())
     ps = {c.entrant: c.difference.p for c in decision.compared}
-    assert ps["d"] == pytest.approx(_pooled_p(list(rows.values()), 0, 3))
-    assert 0.05 / 6 < ps["d"] <= 0.05 / 4 and 0.05 / 6 < ps["e"] <= 0.05 / 4
+    assert ps["e"] == pytest.approx(_pooled_p(list(rows.values()), 0, 4))
+    assert 0.05 / 4 < ps["e"] <= 0.05 / 2
     levels = {c.entrant: level for c, level in decision.drops}
-    assert levels == {"b": pytest.approx(0.05 / 6), "c": pytest.approx(0.05 / 6),
-                      "d": pytest.approx(0.05 / 4), "e": pytest.approx(0.05 / 4)}  # fmt: skip
+    assert levels["e"] == pytest.approx(0.05 / 2)
     racing.apply(entrants, decision, 1, 6)
     assert [e.label for e in entrants if e.racing] == ["a"]
-    assert decision.rejected == {frozenset(("a", x)) for x in "bcde"}
+    assert decision.rejected >= {frozenset(("a", x)) for x in "bcde"}
 
 
 def test_validation_decides_even_where_test_disagrees(tmp_path):

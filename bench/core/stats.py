@@ -347,13 +347,43 @@ def exhaustive(k: int) -> np.ndarray:
         A boolean array, one row per non-empty set, one column per pair in
         ``itertools.combinations(range(k), 2)`` order.
     """
-    labels = [[0]]  # each partition as its restricted growth string: a group per mean
+    groups = _partitions(k)
+    i, j = np.triu_indices(k, 1)
+    return groups[:, i] == groups[:, j]
+
+
+@functools.cache
+def _partitions(k: int) -> np.ndarray:
+    """Every way ``k`` means fall into groups with at least one group of two or more, one
+    row per way: each mean's group (a restricted growth string)."""
+    labels = [[0]]
     for _ in range(k - 1):
         labels = [row + [g] for row in labels for g in range(max(row) + 2)]
     groups = np.array(labels)
-    i, j = np.triu_indices(k, 1)
-    member = groups[:, i] == groups[:, j]
-    return member[member.any(axis=1)]
+    return groups[[len(set(row)) < k for row in labels]]
+
+
+@functools.cache
+def divisors(k: int) -> np.ndarray:
+    """The race's split of the level in each of :func:`exhaustive`'s sets: the level is
+    divided equally among the set's groups of equal means, and a group's share equally
+    among its pairs. With five means, the set {a, b} beside {c, d, e} holds a = b to the
+    level over 2 and each of c, d, e's pairs to the level over 6 (Bonferroni over the
+    set's size, as the verdict's closed test does, holds every one of its pairs to the level
+    over 4).
+
+    Returns:
+        An int array shaped as :func:`exhaustive`'s: the divisor of each pair in each set, 0
+        for a pair not in the set.
+    """
+    groups, sets = _partitions(k), exhaustive(k)
+    i, _ = np.triu_indices(k, 1)
+    found = np.zeros(sets.shape, dtype=int)
+    for row, labels in enumerate(groups):
+        sizes = np.bincount(labels)
+        pairs_in = sizes * (sizes - 1) // 2
+        found[row] = np.where(sets[row], (sizes >= 2).sum() * pairs_in[labels[i]], 0)
+    return found
 
 
 def bergmann_hommel(
@@ -394,14 +424,16 @@ def bergmann_hommel(
 def closed_step(
     k: int, crosses: Callable[[int], np.ndarray], before: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """One look of a group-sequential closed test over every pair of ``k`` means.
+    """One look of a group-sequential closed test over every pair of ``k`` means (a race's).
 
-    Each exhaustive set is tested by Bonferroni over its size through the look's
-    boundaries: it is rejected when one of its pairs crosses the boundary of the level over
-    the set's size, or was rejected at an earlier look. A pair is rejected when every set
-    that holds it is. Every set's test holds its level over all looks, so the closure does
-    (Marcus, Peritz and Gabriel 1976; Maurer and Bretz 2013). Beyond
-    EXHAUSTIVE_UP_TO means, Holm's step-down with Shaffer's count (:func:`most_true`).
+    Each exhaustive set is tested by a weighted Bonferroni through the look's boundaries:
+    it is rejected when one of its pairs crosses the boundary of the level over its divisor
+    in that set (:func:`divisors`: the level split equally among the set's groups, a
+    group's share among its pairs), or was rejected at an earlier look. A pair is rejected
+    when every set that holds it is. Each set's divisors hold its level over all looks
+    (their shares sum to one), so the closure does (Marcus, Peritz and Gabriel 1976;
+    Maurer and Bretz 2013). Beyond EXHAUSTIVE_UP_TO means, Holm's step-down with Shaffer's
+    count (:func:`most_true`).
 
     Args:
         k: The means.
@@ -414,18 +446,17 @@ def closed_step(
     """
     if k > EXHAUSTIVE_UP_TO:
         return _shaffer_step(k, crosses, before)
-    sets = exhaustive(k)
-    sizes = sets.sum(axis=1)
+    sets, split = exhaustive(k), divisors(k)
     hit = np.zeros_like(sets)
-    for size in np.unique(sizes):
-        hit[sizes == size] = sets[sizes == size] & crosses(int(size))
+    for divisor in np.unique(split[split > 0]):
+        hit |= (split == divisor) & crosses(int(divisor))
     earlier = (sets & before).any(axis=1)
     rejected = earlier | hit.any(axis=1)
     now = ~(sets & ~rejected[:, None]).any(axis=0)  # no set holding the pair stands
     held = np.zeros(sets.shape[1], dtype=int)
     for h in np.flatnonzero(now & ~before):
         others = earlier | np.delete(hit, h, axis=1).any(axis=1)  # rejected without h
-        held[h] = sizes[sets[:, h] & ~others].max(initial=1)
+        held[h] = split[sets[:, h] & ~others, h].max(initial=1)
     return now, held  # a pair rejected before is in no standing set, so in ``now``
 
 
@@ -443,21 +474,22 @@ def _shaffer_step(
     return now, held
 
 
-def left_true(k: int, rejected: np.ndarray) -> int:
-    """The most hypotheses that can still be true once some are rejected: the largest
-    exhaustive set holding none of them (Shaffer's count beyond EXHAUSTIVE_UP_TO).
+def strictest(k: int, rejected: np.ndarray) -> int:
+    """The largest divisor of the level that :func:`closed_step` may still hold a pair not
+    yet rejected to: over the sets that hold no rejected pair (Shaffer's count beyond
+    EXHAUSTIVE_UP_TO).
 
     Args:
         k: The means.
         rejected: A boolean per pair, combinations order.
 
     Returns:
-        The size of that set; 0 when every pair is rejected.
+        That divisor; 0 when every pair is rejected.
     """
     if k > EXHAUSTIVE_UP_TO:
         return most_true(k, int(rejected.sum()))
-    sets = exhaustive(k)
-    return int(sets[~(sets & rejected).any(axis=1)].sum(axis=1).max(initial=0))
+    standing = ~(exhaustive(k) & rejected).any(axis=1)
+    return int(divisors(k)[standing][:, ~rejected].max(initial=0))
 
 
 def holm_p(
