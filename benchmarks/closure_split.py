@@ -49,25 +49,32 @@ def by_size(k: int) -> np.ndarray:
 
 def run(shape: str, studies: int, seed: int) -> dict:
     """The shape's races under each split, on the same draws."""
-    candidates, configs, offsets = SHAPES[shape]
     settings = Settings(min_seeds=3, max_seeds=10, margin=1.0)
     found = {}
     for split, divisors in (("by group", BY_GROUP), ("by size", by_size)):
         stats.divisors = divisors  # closed_step reads it from its module
-        rng, named, false, runs = np.random.default_rng(seed), 0, 0, 0
-        for _ in range(studies):
-            means = 0.5 + SD * offsets(rng)
-            x = means[:, None] + calibration.draws(rng, len(means), 10, "gaussian", SD)
-            entrants, claims, seeds = calibration.race_rounds(x, settings, configs)
-            left = {e.candidate for e in entrants if e.racing}
-            named += left == {f"c{int(np.argmax(means)) // configs}"}
-            false += calibration.wrong(claims, means, 0.01, configs)
-            runs += sum(e.upto(seeds) for e in entrants)
-        found[split] = {"names the best": calibration._rate(named, studies),
-                        "false claims": calibration._rate(false, studies),
-                        "share of grid": round(runs / studies / (len(means) * 10), 3)}  # fmt: skip
-    stats.divisors = BY_GROUP
+        try:
+            found[split] = _races(shape, studies, seed, settings)
+        finally:
+            stats.divisors = BY_GROUP
     return found
+
+
+def _races(shape: str, studies: int, seed: int, settings: Settings) -> dict:
+    """The shape's races under the split in place: named the best, false claims, runs."""
+    _, configs, offsets = SHAPES[shape]
+    rng, named, false, runs = np.random.default_rng(seed), 0, 0, 0
+    for _ in range(studies):
+        means = 0.5 + SD * offsets(rng)
+        x = means[:, None] + calibration.draws(rng, len(means), 10, "gaussian", SD)
+        entrants, claims, seeds = calibration.race_rounds(x, settings, configs)
+        left = {e.candidate for e in entrants if e.racing}
+        named += left == {f"c{int(np.argmax(means)) // configs}"}
+        false += calibration.wrong(claims, means, 0.01, configs)
+        runs += sum(e.upto(seeds) for e in entrants)
+    return {"names the best": calibration._rate(named, studies),
+            "false claims": calibration._rate(false, studies),
+            "share of grid": round(runs / studies / (len(means) * 10), 3)}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,6 +42,14 @@ def test_the_spent_level_is_the_level_and_a_single_look_is_a_plain_test():
     assert nominal == sorted(nominal) and nominal[-1] < 0.05  # earlier looks stricter
 
 
+def test_a_single_look_and_a_first_look_of_a_paired_t_are_the_plain_t_test():
+    """A t's p-value is exact on its own: one look spends the whole level, and the first of
+    several spends the spending function's first increment, neither by simulation."""
+    assert sequential.t_nominal([10], 0.05) == [pytest.approx(0.05, rel=1e-9)]
+    first = sequential.t_nominal(range(3, 11), 0.05)[0]
+    assert first == sequential.spent(0.3, 0.05) == pytest.approx(8.5e-5, rel=0.01)
+
+
 def _paired_t_race_claims(levels: list[float], looks: list[int], paths: int) -> float:
     """How often a paired t under the null crosses ``levels`` at some look: fresh Gaussian
     differences (another seed than sequential's), p-values from scipy's one-sample t."""

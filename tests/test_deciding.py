@@ -286,12 +286,13 @@ def test_the_verdicts_closed_test_frees_more_than_shaffers_count_where_its_sets_
     assert _shaffer_p(ps, 5)[index.index((0, 3))] == pytest.approx(6 * 0.011)
 
 
-def _race_closure(ps: list[float], k: int, alpha: float = 0.05) -> tuple[set, dict]:
+def _race_closure(ps: list[float], k: int, before: frozenset = frozenset()) -> tuple[set, dict]:
     """The race's closed test at one look, written out here: over every set partition of
-    the k means, the pairs inside its groups are one set, rejected when a pair's p-value is
-    at most alpha / (groups of two or more) / (pairs in its group). A pair is rejected when
-    every set holding it is; it was held to the largest divisor among the sets that only it
-    rejects."""
+    the k means, the pairs inside its groups are one set, rejected when it holds a pair
+    rejected at an earlier look (``before``) or a pair's p-value is at most
+    5% / (groups of two or more) / (pairs in its group). A pair is rejected when every set
+    holding it is; a pair rejected now was held to the largest divisor among the sets that
+    only it rejects."""
     index = list(itertools.combinations(range(k), 2))
     sets = []
     for partition in _set_partitions(list(range(k))):
@@ -300,28 +301,40 @@ def _race_closure(ps: list[float], k: int, alpha: float = 0.05) -> tuple[set, di
                  for g in groups for pair in itertools.combinations(g, 2)}  # fmt: skip
         if split:
             sets.append(split)
-    crossing = [{h for h, d in split.items() if ps[h] <= alpha / d} for split in sets]
+    crossing = [{h for h, d in split.items() if ps[h] <= 0.05 / d} for split in sets]
+    earlier = [bool(before & split.keys()) for split in sets]
+    standing = [not (c or e) for c, e in zip(crossing, earlier, strict=True)]
     rejected = {h for h in range(len(index))
-                if all(crossing[n] for n, split in enumerate(sets) if h in split)}  # fmt: skip
-    held = {h: max(split[h] for n, split in enumerate(sets) if h in split
-                   and crossing[n] <= {h}) for h in rejected}  # fmt: skip
+                if not any(standing[n] for n, split in enumerate(sets) if h in split)}  # fmt: skip
+    held = {h: max(split[h] for n, split in enumerate(sets)
+                   if h in split and not earlier[n] and crossing[n] <= {h})
+            for h in rejected - before}  # fmt: skip
     return rejected, held
 
 
-def _closed_step_at_one_look(ps: list[float], k: int) -> tuple[set, dict]:
+def _closed_step_at_one_look(
+    ps: list[float], k: int, before: frozenset = frozenset()
+) -> tuple[set, dict]:  # fmt: skip
     def crosses(divisor: int) -> np.ndarray:
         return np.array([p <= 0.05 / divisor for p in ps])
 
-    now, held = stats.closed_step(k, crosses, np.zeros(len(ps), dtype=bool))
-    return set(np.flatnonzero(now)), {h: int(held[h]) for h in np.flatnonzero(now)}
+    earlier = np.isin(np.arange(len(ps)), list(before))
+    now, held = stats.closed_step(k, crosses, earlier)
+    found = set(np.flatnonzero(now))
+    return found, {h: int(held[h]) for h in found - before}
 
 
-@pytest.mark.parametrize("k", [3, 4, 5, 6])
+@pytest.mark.parametrize("k", [3, 4, 5, 6, 7, 8])
 def test_the_races_closed_test_is_its_closure_written_out(k):
+    """Random p-values, with and without pairs rejected at an earlier look; eight means
+    (4,139 sets) reach divisors above the number of pairs (a group of six beside a pair: 30
+    of 28)."""
     rng = np.random.default_rng(k)
-    for _ in range(40):
-        ps = list(10 ** rng.uniform(-4, 0, k * (k - 1) // 2))
-        assert _closed_step_at_one_look(ps, k) == _race_closure(ps, k)
+    pairs = k * (k - 1) // 2
+    for trial in range(12 if k == 8 else 40):
+        ps = list(10 ** rng.uniform(-4, 0, pairs))
+        before = frozenset(rng.choice(pairs, size=trial % 3, replace=False).tolist())
+        assert _closed_step_at_one_look(ps, k, before) == _race_closure(ps, k, before)
 
 
 def test_the_races_closed_test_splits_a_sets_level_among_its_groups():

@@ -30,7 +30,7 @@ closure. Splitting by group rather than by pair (Bonferroni over the set's size,
 verdict's closure and the race's until 2026-12-06) holds a leader's last comparison to the
 level over 2 instead of 4 when the others are shown apart, and a pair inside a larger group
 to a smaller share: benchmarks/calibration.py measured it naming a 2-sd leader of five in
-85% of races instead of 80%, at the same level. Beyond stats.EXHAUSTIVE_UP_TO entrants (not
+85% of races instead of 79%, at the same level. Beyond stats.EXHAUSTIVE_UP_TO entrants (not
 candidates) Holm's step-down with Shaffer's count stands in. The noise is measured on every
 entrant's seeds, dropped ones' too (stats.blocks). A challenger whose best configuration is
 shown equivalent to the leader's (two one-sided tests within the margin) needs no more
@@ -120,10 +120,21 @@ class Decision:
 
 
 def look_levels(settings: Settings, look: int, alpha: float, test: str | None = None) -> float:
-    """The nominal two-sided level at planned look ``look`` (0-based) for a hypothesis
-    given ``alpha`` of the race's level, tested by ``test`` (a stats test name): a paired
-    t's boundaries are set on its own path (sequential.t_nominal), the block tests', whose
-    noise is measured on every entrant's seeds, on a z's."""
+    """The nominal two-sided level at a planned look for a hypothesis given ``alpha``.
+
+    A paired t's boundaries are set on its own path (sequential.t_nominal), the block
+    tests', whose noise is measured on every entrant's seeds, on a z's. Both are for the
+    planned seeds: a pair that has fewer (a failed run) is held to the same level.
+
+    Args:
+        settings: The race's keys (its looks and spending).
+        look: The planned look, 0-based.
+        alpha: The share of the race's level the hypothesis is held to over every look.
+        test: The comparison's test (stats.PAIRED, stats.BLOCKS, ...); None: a z's.
+
+    Returns:
+        The level the comparison's p-value must be at or below at this look.
+    """
     if test == stats.PAIRED:
         return sequential.t_nominal(settings.looks, alpha, settings.spending)[look]
     fractions = [n / settings.max_seeds for n in settings.looks]

@@ -372,6 +372,9 @@ def divisors(k: int) -> np.ndarray:
     set's size, as the verdict's closed test does, holds every one of its pairs to the level
     over 4).
 
+    Args:
+        k: The means.
+
     Returns:
         An int array shaped as :func:`exhaustive`'s: the divisor of each pair in each set, 0
         for a pair not in the set.
