@@ -16,8 +16,16 @@ tested by a z test whose standard deviation of the seed-paired difference is tak
 the grid's seeds, as if it were known before the race began. No race knows it, so the
 oracle shows what bench's design (every pair in one closed test, a look after every round)
 spends with its noise estimate taken away. It is a benchmark, not a bound: its standard
-deviations come from the same seeds it tests, and another design may spend less. Prints,
-as JSON, each race's runs, training hours and the entrants it left, beside the grid's.
+deviations come from the same seeds it tests, and another design may spend less.
+
+Below both, the **uncorrected** race: the same rounds with every pair tested at the full
+level at every look (no share of the level for the other pairs, no spending over the
+looks), under each test and told the noise. It holds no level (it is the rule that was
+wrong 11.7% of the time with five equal candidates), so it shows what the race could save
+if it gave up the level, and how much of a goal needs that. Prints, as JSON, each race's
+runs, training hours and the entrants it left, beside the grid's. ``--variants`` replays
+every first look (2, 3) and step (1, 2, 3) too, and prints the fewest training hours each
+kind of race (bench's, the oracle, and each uncorrected) reaches, with the variant.
 """
 
 from __future__ import annotations
@@ -27,13 +35,14 @@ import itertools
 import json
 import math
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from unittest import mock
 
 import numpy as np
 from scipy import stats as scipy_stats
 
-from bench.core import record, stats
+from bench.core import racing, record, stats
 from bench.core.race_settings import SPENDING, TESTS, Settings
 from bench.launch.race import reading
 
@@ -41,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from calibration import race_rounds  # noqa: E402  (the calibration's driver of the rounds)
 
 ORACLE = "known-noise oracle"
+UNCORRECTED = "uncorrected"
 
 
 def grid(folder: Path, sweep: dict[str, list[str]], seeds: int):
@@ -128,7 +138,28 @@ def _z(x: np.ndarray, a: Row, b: Row, level: float) -> stats.Difference:
                             df=math.inf)  # fmt: skip
 
 
-def replay(x, hours, labels, configs: int, settings: Settings, oracle: bool) -> dict:
+def uncorrected() -> ExitStack:
+    """The race's rounds with every pair at the full level at every look: each set of the
+    closed test split by 1 (a pair crossing rejects every set that holds it, so a pair is
+    rejected when it alone crosses) and no spending over the looks."""
+    stack = ExitStack()
+    stack.enter_context(mock.patch.object(stats, "divisors", _undivided))
+    stack.enter_context(mock.patch.object(racing, "look_levels", _full_level))
+    return stack
+
+
+def _undivided(k: int) -> np.ndarray:
+    return stats.exhaustive(k).astype(int)
+
+
+def _full_level(settings: Settings, look: int, alpha: float, test: str | None = None) -> float:
+    del look, alpha, test  # the level itself, whatever the look and the pair's share
+    return 1 - settings.level
+
+
+def replay(
+    x, hours, labels, configs: int, settings: Settings, oracle: bool, corrected: bool = True
+) -> dict:  # fmt: skip
     """One race on the grid: the runs and training hours it spent, the points left, and the
     seeds each dropped point ran.
 
@@ -139,12 +170,14 @@ def replay(x, hours, labels, configs: int, settings: Settings, oracle: bool) -> 
         configs: Points per candidate (consecutive rows); 1 when every point is one.
         settings: The race's keys.
         oracle: Test each pair as if its noise were known (:func:`known_noise`).
+        corrected: False: every pair at the full level at every look (:func:`uncorrected`).
     """
-    if oracle:
-        with mock.patch.object(stats, "blocks", known_noise(x)):
-            entrants, _, seeds = race_rounds(x, settings, configs, Row)
-    else:
-        entrants, _, seeds = race_rounds(x, settings, configs)
+    with ExitStack() as stack:
+        if oracle:
+            stack.enter_context(mock.patch.object(stats, "blocks", known_noise(x)))
+        if not corrected:
+            stack.enter_context(uncorrected())
+        entrants, _, seeds = race_rounds(x, settings, configs, Row if oracle else None)
     spent = [e.upto(seeds) for e in entrants]
     return {
         "runs": sum(spent),
@@ -156,13 +189,46 @@ def replay(x, hours, labels, configs: int, settings: Settings, oracle: bool) -> 
     }
 
 
+def races(x, hours, labels, configs: int, first: int, step: int, most: int) -> dict:
+    """Every race the benchmark replays at one first look and step: bench's race and the
+    known-noise oracle under each spending function, then the uncorrected race (where the
+    spending plays no part), each keyed "test, spending" or "uncorrected, test"."""
+    found = {}
+    for corrected, spending, test in itertools.chain(
+        itertools.product([True], SPENDING, (*TESTS, ORACLE)),
+        itertools.product([False], SPENDING[:1], (*TESTS, ORACLE)),
+    ):
+        settings = Settings(min_seeds=first, max_seeds=most, step=step, spending=spending,
+                            test=test if test != ORACLE else "blocks")  # fmt: skip
+        key = f"{test}, {spending}" if corrected else f"{UNCORRECTED}, {test}"
+        found[key] = replay(x, hours, labels, configs, settings, test == ORACLE, corrected)
+    return found
+
+
+def fewest(x, hours, labels, configs: int, most: int) -> dict:
+    """For bench's race, the oracle, and each uncorrected: the variant (first look 2 or 3,
+    step 1 to 3, test, spending) that spends the fewest training hours, and its race."""
+    best: dict[str, dict] = {}
+    for first, step in itertools.product((2, 3), (1, 2, 3)):
+        for key, race in races(x, hours, labels, configs, first, step, most).items():
+            kind = ORACLE if ORACLE in key else "race"
+            kind = f"{UNCORRECTED} {kind}" if key.startswith(UNCORRECTED) else kind
+            if kind not in best or race["hours"] < best[kind]["hours"]:
+                best[kind] = {"variant": f"{key}, min_seeds={first}, step={step}", **race}
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("records", type=Path)
     parser.add_argument("sweep", nargs="+", help="key=v1,v2,... as the grid swept them")
     parser.add_argument("--compare", default="backbone")
     parser.add_argument("--min-seeds", type=int, default=3, help="the first look")
+    parser.add_argument("--step", type=int, default=1, help="seeds added each round")
     parser.add_argument("--max-seeds", type=int, default=10)
+    parser.add_argument(
+        "--variants", action="store_true", help="the fewest hours over every variant"
+    )
     args = parser.parse_args()
     sweep = {k: v.split(",") for k, v in (item.split("=", 1) for item in args.sweep)}
     if args.compare in sweep and list(sweep)[0] != args.compare:
@@ -171,12 +237,10 @@ def main() -> None:
     tuned = len(sweep.get(args.compare, ())) > 1  # else every point is a candidate
     configs = len(labels) // len(sweep[args.compare]) if tuned else 1
     found = {"grid": {"runs": x.size, "hours": round(float(hours.sum()), 3)}}
-    for spending, test in itertools.product(SPENDING, (*TESTS, ORACLE)):
-        settings = Settings(min_seeds=args.min_seeds, max_seeds=args.max_seeds,
-                            spending=spending,
-                            test=test if test != ORACLE else "blocks")  # fmt: skip
-        found[f"{test}, {spending}"] = replay(x, hours, labels, configs, settings,
-                                              test == ORACLE)  # fmt: skip
+    if args.variants:
+        found |= fewest(x, hours, labels, configs, args.max_seeds)
+    else:
+        found |= races(x, hours, labels, configs, args.min_seeds, args.step, args.max_seeds)
     print(json.dumps(found, indent=2))
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from bench.core import record, sequential, stats
+from bench.core import racing, record, sequential, stats
 from bench.core.race_settings import Settings
 from tests.helpers import ROOT
 
@@ -155,6 +155,42 @@ def test_the_race_floor_replays_a_grids_records_in_the_races_own_rounds(tmp_path
     (found,) = race_floor.known_noise(x)([a, b], [(0, 1)])
     z = (x[0, :2] - x[1, :2]).mean() / ((x[0] - x[1]).std(ddof=1) / np.sqrt(2))
     assert found.p == pytest.approx(2 * scipy_stats.norm.sf(z))
+
+
+def test_the_uncorrected_race_tests_each_pair_alone_at_the_full_level_and_is_undone():
+    """race_floor's uncorrected race: the closed test rejects exactly the pairs that cross at
+    the full level (or were rejected before), every look is held to the level itself, and
+    the race's own split and levels are back afterwards."""
+    rng = np.random.default_rng(3)
+    divisors, look_levels = stats.divisors, racing.look_levels
+    for k in (3, 5):
+        pairs = k * (k - 1) // 2
+        full, before = rng.random(pairs) < 0.4, rng.random(pairs) < 0.2
+        crossed = []
+
+        def crosses(d, full=full, crossed=crossed):
+            crossed.append(d)
+            return full.copy() if d == 1 else np.zeros_like(full)
+
+        with race_floor.uncorrected():
+            now, held = stats.closed_step(k, crosses, before)
+            assert racing.look_levels(Settings(), 0, 0.05 / 7, stats.PAIRED) == pytest.approx(0.05)
+        assert set(crossed) == {1}  # no set's level divided
+        assert np.array_equal(now, full | before)
+        assert set(held[now & ~before]) <= {1}
+    assert stats.divisors is divisors and racing.look_levels is look_levels
+
+
+def test_the_uncorrected_race_drops_no_later_than_the_race(tmp_path):
+    _grid_records(tmp_path, {0.003: 0.6, 0.001: 0.5, 0.00003: 0.45}, 10)
+    labels, x, hours = race_floor.grid(
+        tmp_path, {"optimizer.lr": ["0.003", "0.001", "0.00003"]}, 10
+    )
+    held = race_floor.replay(x, hours, labels, 1, Settings(), False)
+    loose = race_floor.replay(x, hours, labels, 1, Settings(), False, corrected=False)
+    assert loose["left"] == held["left"] == ["optimizer.lr=0.003"]
+    assert all(loose["dropped at seeds"][p] <= n for p, n in held["dropped at seeds"].items())
+    assert loose["runs"] < held["runs"]
 
 
 def test_the_race_floor_refuses_a_folder_whose_points_the_sweep_does_not_tell_apart(tmp_path):
