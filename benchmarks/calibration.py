@@ -55,7 +55,7 @@ EFFECTS = (0.0, 1.0, 2.0)  # the leader's lead, in seed sd
 TIED, GAPS = "two tied", (1.5, 3.0)  # the partial no-effect cells: the two best's lead
 TUNED, APART = "3 configs each", "configs apart"  # tuned races: 3 candidates x 3 configs
 CONFIGS = 3
-RACE = {"min_seeds": 3}  # the race's keys beyond its defaults (--race-test, --min-seeds)
+RACE = {"min_seeds": 3}  # the race's keys beyond its defaults (--race-test, --min-seeds, --step)
 
 
 def draws(rng, k: int, n: int, noise: str, sd: float) -> np.ndarray:
@@ -225,10 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--race-test", choices=TESTS, default="blocks", help="the race's test")
     parser.add_argument("--min-seeds", type=int, default=3, help="the race's first look")
+    parser.add_argument("--step", type=int, default=1, help="seeds between the race's looks")
     parser.add_argument("--candidates", type=int, nargs="+", default=[2, 3, 5, 8],
                         help="the untuned cells' candidates (tuned races: with 3)")  # fmt: skip
     args = parser.parse_args(argv)
-    RACE.update(test=args.race_test, min_seeds=args.min_seeds)  # the pool's forks inherit it
+    RACE.update(test=args.race_test, min_seeds=args.min_seeds, step=args.step)  # forks inherit it
     sd, margin = args.sd / 100, args.margin / 100
     tasks = []
     for kind in ("verdict", "race"):

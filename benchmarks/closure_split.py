@@ -41,17 +41,11 @@ SHAPES = {  # name: (candidates, configurations each, the true means' offsets in
 }
 
 
-def by_size(k: int) -> np.ndarray:
-    """Bonferroni over each set's size: every pair of a set held to the level over it."""
-    sets = stats.exhaustive(k)
-    return sets * sets.sum(axis=1)[:, None]
-
-
 def run(shape: str, studies: int, seed: int) -> dict:
     """The shape's races under each split, on the same draws."""
     settings = Settings(min_seeds=3, max_seeds=10, margin=1.0)
     found = {}
-    for split, divisors in (("by group", BY_GROUP), ("by size", by_size)):
+    for split, divisors in (("by group", BY_GROUP), ("by size", stats.by_size)):
         stats.divisors = divisors  # closed_step reads it from its module
         try:
             found[split] = _races(shape, studies, seed, settings)

@@ -21,7 +21,7 @@ import argparse
 import numpy as np
 from scipy import stats
 
-from bench.core.stats import divisors, exhaustive
+from bench.core.stats import by_size, divisors, exhaustive
 
 
 def named(means: np.ndarray, seeds: int, alpha: float) -> bool:
@@ -50,7 +50,7 @@ def named_closed(means: np.ndarray, seeds: int, alpha: float, by_group: bool = F
     i, j = np.triu_indices(k, 1)  # combinations order, as exhaustive's columns
     p = 2 * stats.norm.sf(np.abs(means[i] - means[j]) / se)
     sets = exhaustive(k)
-    split = divisors(k) if by_group else sets * sets.sum(axis=1)[:, None]
+    split = divisors(k) if by_group else by_size(k)
     rejected = (sets & (p * np.maximum(split, 1) <= alpha)).any(axis=1)
     shown = [rejected[sets[:, h]].all() and means[0] > means[j[h]] for h in range(k - 1)]
     return all(shown)  # pairs (0, 1) ... (0, k - 1) come first

@@ -212,7 +212,7 @@ def test_the_split_benchmark_runs_both_splits_on_the_same_draws_and_restores_the
     import closure_split
 
     sets = stats.exhaustive(5)
-    assert (closure_split.by_size(5) == np.where(sets, sets.sum(axis=1)[:, None], 0)).all()
+    assert (stats.by_size(5) == np.where(sets, sets.sum(axis=1)[:, None], 0)).all()
     found = closure_split.run("one 2 sd ahead of four", 20, 1)
     assert set(found) == {"by group", "by size"}
     assert stats.divisors is closure_split.BY_GROUP
