@@ -26,6 +26,12 @@ if it gave up the level, and how much of a goal needs that. Prints, as JSON, eac
 runs, training hours and the entrants it left, beside the grid's. ``--variants`` replays
 every first look (2, 3) and step (1, 2, 3) too, and prints the fewest training hours each
 kind of race (bench's, the oracle, and each uncorrected) reaches, with the variant.
+
+One grid is one draw of its seeds. ``--simulate STUDIES`` runs the three races (bench's at
+its defaults, the oracle, the uncorrected race) on studies like the grid: every point's
+seeds drawn from a Gaussian with the grid's means and seed covariance. It prints how many
+runs and what share of the hours each spends (mean and spread), and how often it names the
+grid's best candidate.
 """
 
 from __future__ import annotations
@@ -218,6 +224,54 @@ def fewest(x, hours, labels, configs: int, most: int) -> dict:
     return best
 
 
+def simulate(x, hours, labels, configs: int, studies: int, seed: int = 0) -> dict:
+    """Studies like the grid, where one grid is one draw: each study draws every point's
+    seeds from a Gaussian with the grid's means and its seed covariance (points by points,
+    so a seed's shared luck stays shared), each run costing its point's mean hours. Bench's
+    race (its defaults), the known-noise oracle and the uncorrected race run on each.
+
+    Returns:
+        For each: the runs and share of the grid's hours (mean, 10th, 50th and 90th
+        percentiles); how often it spends at most half the grid's runs, and at most 40% of
+        its hours (the goals set for the README's learning-rate and tuned races); how often it
+        names the grid's best candidate (only it left), and how often another.
+    """
+    rng = np.random.default_rng(seed)
+    mean, cov = x.mean(axis=1), np.cov(x)
+    per_run = np.repeat(hours.mean(axis=1, keepdims=True), x.shape[1], axis=1)
+    best = int(np.argmax(mean)) // configs
+    found = {}
+    for kind, oracle, corrected in (("race", False, True), (ORACLE, True, True),
+                                    (UNCORRECTED, False, False)):  # fmt: skip
+        runs, share, named = [], [], []
+        for _ in range(studies):
+            drawn = rng.multivariate_normal(mean, cov, size=x.shape[1]).T
+            settings = Settings(max_seeds=x.shape[1])
+            race = replay(drawn, per_run, labels, configs, settings, oracle, corrected)
+            runs.append(race["runs"])
+            share.append(race["hours"] / per_run.sum())
+            left = {labels.index(p) // configs for p in race["left"]}
+            named.append(next(iter(left)) if len(left) == 1 else None)
+        found[kind] = {
+            "runs": _spread(runs), "share of hours": _spread(share),
+            "within half the grid's runs": _share(sum(r <= x.size / 2 for r in runs), studies),
+            "within 40% of its hours": _share(sum(h <= 0.4 for h in share), studies),
+            "names the grid's best": _share(named.count(best), studies),
+            "names another": _share(sum(n not in (None, best) for n in named), studies),
+        }  # fmt: skip
+    return found
+
+
+def _spread(values: list[float]) -> dict:
+    q = np.quantile(values, [0.1, 0.5, 0.9])
+    return {"mean": round(float(np.mean(values)), 3), "p10, median, p90": q.round(3).tolist()}
+
+
+def _share(hits: int, total: int) -> dict:
+    low, high = stats.wilson(hits, total)
+    return {"rate": round(hits / total, 3), "ci95": [round(low, 3), round(high, 3)]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("records", type=Path)
@@ -229,6 +283,8 @@ def main() -> None:
     parser.add_argument(
         "--variants", action="store_true", help="the fewest hours over every variant"
     )
+    parser.add_argument("--simulate", type=int, default=0, metavar="STUDIES",
+                        help="studies like the grid: its means and seed covariance")  # fmt: skip
     args = parser.parse_args()
     sweep = {k: v.split(",") for k, v in (item.split("=", 1) for item in args.sweep)}
     if args.compare in sweep and list(sweep)[0] != args.compare:
@@ -237,7 +293,9 @@ def main() -> None:
     tuned = len(sweep.get(args.compare, ())) > 1  # else every point is a candidate
     configs = len(labels) // len(sweep[args.compare]) if tuned else 1
     found = {"grid": {"runs": x.size, "hours": round(float(hours.sum()), 3)}}
-    if args.variants:
+    if args.simulate:
+        found |= simulate(x, hours, labels, configs, args.simulate)
+    elif args.variants:
         found |= fewest(x, hours, labels, configs, args.max_seeds)
     else:
         found |= races(x, hours, labels, configs, args.min_seeds, args.step, args.max_seeds)

@@ -193,6 +193,24 @@ def test_the_uncorrected_race_drops_no_later_than_the_race(tmp_path):
     assert loose["runs"] < held["runs"]
 
 
+def test_the_race_floor_simulates_studies_like_the_grid(tmp_path):
+    """--simulate: studies drawn with the grid's means and seed covariance, each kind of race
+    on each; with one rate far ahead every race names it and none names another."""
+    _grid_records(tmp_path, {0.003: 0.6, 0.001: 0.45, 0.00003: 0.3}, 10)
+    labels, x, hours = race_floor.grid(
+        tmp_path, {"optimizer.lr": ["0.003", "0.001", "0.00003"]}, 10
+    )
+    found = race_floor.simulate(x, hours, labels, 1, 6)
+    assert set(found) == {"race", race_floor.ORACLE, race_floor.UNCORRECTED}
+    for race in found.values():
+        assert race["names the grid's best"]["rate"] == 1 and race["names another"]["rate"] == 0
+        low, median, high = race["runs"]["p10, median, p90"]
+        assert 3 * 3 <= low <= median <= high < x.size  # a first look of 3 seeds, then drops
+        share = race["share of hours"]["mean"]
+        assert share == pytest.approx(race["runs"]["mean"] / x.size, abs=2e-3)  # runs alike
+    assert found[race_floor.UNCORRECTED]["runs"]["mean"] <= found["race"]["runs"]["mean"]
+
+
 def test_the_race_floor_refuses_a_folder_whose_points_the_sweep_does_not_tell_apart(tmp_path):
     _grid_records(tmp_path, {0.003: 0.6, 0.001: 0.45}, 3)
     other = record.read(next(tmp_path.glob("*.json")))
