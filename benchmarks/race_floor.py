@@ -18,29 +18,33 @@ oracle shows what bench's design (every pair in one closed test, a look after ev
 spends with its noise estimate taken away. It is a benchmark, not a bound: its standard
 deviations come from the same seeds it tests, and another design may spend less.
 
-Below both, the **uncorrected** race: the same rounds with every pair tested at the full
-level at every look (no share of the level for the other pairs, no spending over the
-looks), under each test and told the noise. It holds no level (it is the rule that was
-wrong 11.7% of the time with five equal candidates), so it shows what the race could save
-if it gave up the level, and how much of a goal needs that. Prints, as JSON, each race's
-runs, training hours and the entrants it left, beside the grid's. ``--variants`` replays
-every first look (2, 3) and step (1, 2, 3) too, and prints the fewest training hours each
-kind of race (bench's, the oracle, and each uncorrected) reaches, with the variant.
+Below both, the **uncorrected** race (:func:`uncorrected`): the same rounds with every
+pair tested at the full level at every look (no share of the level for the other pairs, no
+spending over the looks), under each test and told the noise. It holds no level: with five
+equal candidates it makes a false claim in 58% of races (``--uncorrected-error 2000``, the
+calibration's cell, 25 s; no records needed). So it shows what the race could save by
+giving the level up, and how much of a goal needs that. Prints, as JSON, each race's runs,
+training hours and the entrants it left, beside the grid's. ``--variants`` replays every
+first look (2, 3) and step (1, 2, 3) too, and prints, for each kind of race (bench's, the
+oracle, and each uncorrected), the variant that spends the fewest hours and the one that
+spends the fewest runs.
 
-One grid is one draw of its seeds. ``--simulate STUDIES`` runs the three races (bench's at
-its defaults, the oracle, the uncorrected race) on studies like the grid: every point's
-seeds drawn from a Gaussian with the grid's means and seed covariance. It prints how many
-runs and what share of the hours each spends (mean and spread), and how often it names the
-grid's best candidate.
+One grid is one draw of its seeds. ``--simulate STUDIES`` runs three races (bench's at its
+defaults, the oracle, the uncorrected race) on the same studies like the grid: every
+point's seeds drawn from a Gaussian with the grid's means and seed covariance, taken as the
+truth. It prints how many runs and what share of the hours each spends (mean and spread),
+and how often it names the grid's best candidate (on validation).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
 import sys
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from unittest import mock
@@ -53,7 +57,7 @@ from bench.core.race_settings import SPENDING, TESTS, Settings
 from bench.launch.race import reading
 
 sys.path.insert(0, str(Path(__file__).parent))
-from calibration import race_rounds  # noqa: E402  (the calibration's driver of the rounds)
+from calibration import _cell, race_rounds  # noqa: E402  (the calibration's own)
 
 ORACLE = "known-noise oracle"
 UNCORRECTED = "uncorrected"
@@ -144,22 +148,36 @@ def _z(x: np.ndarray, a: Row, b: Row, level: float) -> stats.Difference:
                             df=math.inf)  # fmt: skip
 
 
-def uncorrected() -> ExitStack:
-    """The race's rounds with every pair at the full level at every look: each set of the
-    closed test split by 1 (a pair crossing rejects every set that holds it, so a pair is
-    rejected when it alone crosses) and no spending over the looks."""
-    stack = ExitStack()
-    stack.enter_context(mock.patch.object(stats, "divisors", _undivided))
-    stack.enter_context(mock.patch.object(racing, "look_levels", _full_level))
-    return stack
+@contextlib.contextmanager
+def uncorrected() -> Iterator[None]:
+    """Within it, the race's rounds test every pair at the full level at every look: each
+    set of the closed test split by 1 (a pair crossing rejects every set that holds it, so
+    a pair is rejected when it alone crosses), Shaffer's count beyond
+    stats.EXHAUSTIVE_UP_TO entrants held at 1 likewise, and every look at the level itself
+    (no spending). The equivalence step then asks what the race's does at a single look:
+    the 95% interval inside the margin."""
+    with (
+        mock.patch.object(stats, "divisors", _undivided),
+        mock.patch.object(stats, "most_true", _one),
+        mock.patch.object(racing, "look_levels", _full_level),
+    ):
+        yield
 
 
 def _undivided(k: int) -> np.ndarray:
+    """stats.divisors' shape with every pair of every set held to the level over 1."""
     return stats.exhaustive(k).astype(int)
 
 
+def _one(k: int, rejected: int) -> int:
+    """stats.most_true held at 1: Shaffer's count beyond EXHAUSTIVE_UP_TO, undivided."""
+    del k, rejected
+    return 1
+
+
 def _full_level(settings: Settings, look: int, alpha: float, test: str | None = None) -> float:
-    del look, alpha, test  # the level itself, whatever the look and the pair's share
+    """racing.look_levels at the race's own level, whatever the look and the pair's share."""
+    del look, alpha, test
     return 1 - settings.level
 
 
@@ -196,9 +214,19 @@ def replay(
 
 
 def races(x, hours, labels, configs: int, first: int, step: int, most: int) -> dict:
-    """Every race the benchmark replays at one first look and step: bench's race and the
-    known-noise oracle under each spending function, then the uncorrected race (where the
-    spending plays no part), each keyed "test, spending" or "uncorrected, test"."""
+    """Every race the benchmark replays at one first look and step.
+
+    Args:
+        x, hours, labels, configs: As :func:`replay` takes them.
+        first: The first look's seeds (``min_seeds``).
+        step: Seeds between looks.
+        most: ``max_seeds``.
+
+    Returns:
+        :func:`replay`'s result for bench's race and the known-noise oracle under each
+        spending function ("test, spending"), then for the uncorrected race under each test
+        and told the noise ("uncorrected, test"; the spending plays no part there).
+    """
     found = {}
     for corrected, spending, test in itertools.chain(
         itertools.product([True], SPENDING, (*TESTS, ORACLE)),
@@ -212,54 +240,77 @@ def races(x, hours, labels, configs: int, first: int, step: int, most: int) -> d
 
 
 def fewest(x, hours, labels, configs: int, most: int) -> dict:
-    """For bench's race, the oracle, and each uncorrected: the variant (first look 2 or 3,
-    step 1 to 3, test, spending) that spends the fewest training hours, and its race."""
+    """The variants that spend least, over every first look (2, 3) and step (1 to 3).
+
+    Args:
+        x, hours, labels, configs: As :func:`replay` takes them.
+        most: ``max_seeds``.
+
+    Returns:
+        For each kind of race (bench's: 36 variants of test, spending, first look and step;
+        the oracle: 12; the uncorrected race: 18; the uncorrected oracle: 6), the variant
+        with the fewest training hours and the one with the fewest runs, each with its race.
+    """
     best: dict[str, dict] = {}
     for first, step in itertools.product((2, 3), (1, 2, 3)):
         for key, race in races(x, hours, labels, configs, first, step, most).items():
             kind = ORACLE if ORACLE in key else "race"
             kind = f"{UNCORRECTED} {kind}" if key.startswith(UNCORRECTED) else kind
-            if kind not in best or race["hours"] < best[kind]["hours"]:
-                best[kind] = {"variant": f"{key}, min_seeds={first}, step={step}", **race}
+            found = {"variant": f"{key}, min_seeds={first}, step={step}", **race}
+            for by in ("hours", "runs"):
+                held = best.setdefault(kind, {}).get(f"fewest {by}")
+                if held is None or race[by] < held[by]:
+                    best[kind][f"fewest {by}"] = found
     return best
 
 
 def simulate(x, hours, labels, configs: int, studies: int, seed: int = 0) -> dict:
-    """Studies like the grid, where one grid is one draw: each study draws every point's
-    seeds from a Gaussian with the grid's means and its seed covariance (points by points,
-    so a seed's shared luck stays shared), each run costing its point's mean hours. Bench's
-    race (its defaults), the known-noise oracle and the uncorrected race run on each.
+    """Studies like the grid, where one grid is one draw. The grid's means and seed
+    covariance (points by points, so a seed's shared luck stays shared) are taken as the
+    truth: each study draws every point's seeds from that Gaussian, each run costing its
+    point's mean hours. Bench's race (its defaults), the known-noise oracle and the
+    uncorrected race run on the same studies.
+
+    Args:
+        x, hours, labels, configs: As :func:`replay` takes them.
+        studies: How many.
+        seed: The draws' seed.
 
     Returns:
-        For each: the runs and share of the grid's hours (mean, 10th, 50th and 90th
+        For each race: the runs and share of the grid's hours (mean, 10th, 50th and 90th
         percentiles); how often it spends at most half the grid's runs, and at most 40% of
-        its hours (the goals set for the README's learning-rate and tuned races); how often it
-        names the grid's best candidate (only it left), and how often another.
+        its hours (the goals set for the README's learning-rate and tuned races); how often
+        it names the grid's best candidate (the highest validation mean; only it left), and
+        how often another.
     """
     rng = np.random.default_rng(seed)
     mean, cov = x.mean(axis=1), np.cov(x)
+    drawn = [rng.multivariate_normal(mean, cov, size=x.shape[1]).T for _ in range(studies)]
     per_run = np.repeat(hours.mean(axis=1, keepdims=True), x.shape[1], axis=1)
-    best = int(np.argmax(mean)) // configs
+    best, settings = int(np.argmax(mean)) // configs, Settings(max_seeds=x.shape[1])
     found = {}
     for kind, oracle, corrected in (("race", False, True), (ORACLE, True, True),
                                     (UNCORRECTED, False, False)):  # fmt: skip
-        runs, share, named = [], [], []
-        for _ in range(studies):
-            drawn = rng.multivariate_normal(mean, cov, size=x.shape[1]).T
-            settings = Settings(max_seeds=x.shape[1])
-            race = replay(drawn, per_run, labels, configs, settings, oracle, corrected)
-            runs.append(race["runs"])
-            share.append(race["hours"] / per_run.sum())
-            left = {labels.index(p) // configs for p in race["left"]}
-            named.append(next(iter(left)) if len(left) == 1 else None)
+        ran = [replay(d, per_run, labels, configs, settings, oracle, corrected) for d in drawn]
+        runs = [race["runs"] for race in ran]
+        share = [race["hours"] / per_run.sum() for race in ran]
+        left = [{labels.index(p) // configs for p in race["left"]} for race in ran]
         found[kind] = {
             "runs": _spread(runs), "share of hours": _spread(share),
             "within half the grid's runs": _share(sum(r <= x.size / 2 for r in runs), studies),
             "within 40% of its hours": _share(sum(h <= 0.4 for h in share), studies),
-            "names the grid's best": _share(named.count(best), studies),
-            "names another": _share(sum(n not in (None, best) for n in named), studies),
+            "names the grid's best": _share(sum(c == {best} for c in left), studies),
+            "names another": _share(sum(len(c) == 1 and c != {best} for c in left), studies),
         }  # fmt: skip
     return found
+
+
+def uncorrected_error(studies: int) -> dict:
+    """The uncorrected race's false claims where every candidate is equally good: the
+    calibration's cell of five candidates, 3 to 10 seeds, Gaussian noise, no effect
+    (calibration._cell, its seed and margin), run inside :func:`uncorrected`."""
+    with uncorrected():
+        return _cell(("race", 5, 10, "gaussian", 0.0, studies, 0.02, 0.01, 12345))
 
 
 def _spread(values: list[float]) -> dict:
@@ -274,8 +325,8 @@ def _share(hits: int, total: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("records", type=Path)
-    parser.add_argument("sweep", nargs="+", help="key=v1,v2,... as the grid swept them")
+    parser.add_argument("records", type=Path, nargs="?")
+    parser.add_argument("sweep", nargs="*", help="key=v1,v2,... as the grid swept them")
     parser.add_argument("--compare", default="backbone")
     parser.add_argument("--min-seeds", type=int, default=3, help="the first look")
     parser.add_argument("--step", type=int, default=1, help="seeds added each round")
@@ -285,7 +336,14 @@ def main() -> None:
     )
     parser.add_argument("--simulate", type=int, default=0, metavar="STUDIES",
                         help="studies like the grid: its means and seed covariance")  # fmt: skip
+    parser.add_argument("--uncorrected-error", type=int, default=0, metavar="STUDIES",
+                        help="the uncorrected race's false claims (no records needed)")  # fmt: skip
     args = parser.parse_args()
+    if args.uncorrected_error:
+        print(json.dumps(uncorrected_error(args.uncorrected_error)))
+        return
+    if args.records is None or not args.sweep:
+        parser.error("give RECORDS and the sweep (key=v1,v2,...)")
     sweep = {k: v.split(",") for k, v in (item.split("=", 1) for item in args.sweep)}
     if args.compare in sweep and list(sweep)[0] != args.compare:
         sweep = {args.compare: sweep.pop(args.compare), **sweep}  # candidates' rows together

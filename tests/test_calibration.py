@@ -112,19 +112,22 @@ def test_a_tuned_race_whose_candidates_are_equal_at_their_best_drops_no_candidat
     assert cell["seeds_per_candidate"] < 10  # the configurations 2 sd behind were dropped
 
 
-def _grid_records(folder, means: dict[float, float], seeds: int) -> None:
-    """A grid's records on disk: MobileNetV2 at each learning rate, ``seeds`` seeds, the
-    validation accuracy the rate's mean plus a seed's draw."""
+def _grid_records(
+    folder, means: dict[float, float], seeds: int, backbone: str = "mobilenet_v2",
+    seconds: float = 60.0,
+) -> None:  # fmt: skip
+    """A grid's records on disk: ``backbone`` at each learning rate, ``seeds`` seeds, the
+    validation accuracy the rate's mean plus a seed's draw, each run ``seconds`` long."""
     rng = np.random.default_rng(5)
     for lr, mean in means.items():
         for seed in range(1, seeds + 1):
             run = record.Record(
-                run_id=f"{int(lr * 1e6):08d}{seed:04d}", status=record.Status.completed,
-                started_at=record.now(), finished_at=record.now(),
-                config={"backbone": {"name": "mobilenet_v2"}, "optimizer": {"lr": lr},
-                        "seed": seed},
+                run_id=f"{backbone[:2]}{int(lr * 1e6):08d}{seed:04d}",
+                status=record.Status.completed, started_at=record.now(),
+                finished_at=record.now(),
+                config={"backbone": {"name": backbone}, "optimizer": {"lr": lr}, "seed": seed},
                 metrics=record.Metrics(final_val_accuracy=mean + 0.02 * rng.standard_normal(),
-                                       train_time_s=60.0),
+                                       train_time_s=seconds),
             )  # fmt: skip
             record.write(run, folder)
 
@@ -177,8 +180,17 @@ def test_the_uncorrected_race_tests_each_pair_alone_at_the_full_level_and_is_und
             assert racing.look_levels(Settings(), 0, 0.05 / 7, stats.PAIRED) == pytest.approx(0.05)
         assert set(crossed) == {1}  # no set's level divided
         assert np.array_equal(now, full | before)
-        assert set(held[now & ~before]) <= {1}
+        assert (held[now & ~before] == 1).all()
     assert stats.divisors is divisors and racing.look_levels is look_levels
+    assert stats.most_true(10, 0) == 45  # Shaffer's count, beyond the exhaustive sets, back
+
+
+def test_the_uncorrected_race_beyond_the_exhaustive_sets_holds_each_pair_to_the_level():
+    k = stats.EXHAUSTIVE_UP_TO + 1
+    full = np.random.default_rng(4).random(k * (k - 1) // 2) < 0.3
+    with race_floor.uncorrected():
+        now, _ = stats.closed_step(k, lambda d: full if d == 1 else full & False, full & False)
+    assert np.array_equal(now, full)
 
 
 def test_the_uncorrected_race_drops_no_later_than_the_race(tmp_path):
@@ -193,22 +205,37 @@ def test_the_uncorrected_race_drops_no_later_than_the_race(tmp_path):
     assert loose["runs"] < held["runs"]
 
 
-def test_the_race_floor_simulates_studies_like_the_grid(tmp_path):
-    """--simulate: studies drawn with the grid's means and seed covariance, each kind of race
-    on each; with one rate far ahead every race names it and none names another."""
-    _grid_records(tmp_path, {0.003: 0.6, 0.001: 0.45, 0.00003: 0.3}, 10)
-    labels, x, hours = race_floor.grid(
-        tmp_path, {"optimizer.lr": ["0.003", "0.001", "0.00003"]}, 10
-    )
-    found = race_floor.simulate(x, hours, labels, 1, 6)
-    assert set(found) == {"race", race_floor.ORACLE, race_floor.UNCORRECTED}
-    for race in found.values():
-        assert race["names the grid's best"]["rate"] == 1 and race["names another"]["rate"] == 0
-        low, median, high = race["runs"]["p10, median, p90"]
-        assert 3 * 3 <= low <= median <= high < x.size  # a first look of 3 seeds, then drops
-        share = race["share of hours"]["mean"]
-        assert share == pytest.approx(race["runs"]["mean"] / x.size, abs=2e-3)  # runs alike
-    assert found[race_floor.UNCORRECTED]["runs"]["mean"] <= found["race"]["runs"]["mean"]
+def test_the_race_floor_simulates_studies_like_the_grid(tmp_path, monkeypatch):
+    """--simulate: the three races on the same studies, drawn with the grid's means and seed
+    covariance; each run at its point's hours; candidates are rows of ``configs`` points
+    (a tuned grid, backbone x lr), and the far best candidate is named every time."""
+    _grid_records(tmp_path, {0.003: 0.6, 0.001: 0.5}, 10, "mobilenet_v2", 60.0)
+    _grid_records(tmp_path, {0.003: 0.4, 0.001: 0.35}, 10, "b0", 180.0)
+    sweep = {"backbone": ["mobilenet_v2", "b0"], "optimizer.lr": ["0.003", "0.001"]}
+    labels, x, hours = race_floor.grid(tmp_path, sweep, 10)
+    seen, real = [], race_floor.replay
+
+    def spy(drawn, *args, **kwargs):
+        seen.append((drawn, found := real(drawn, *args, **kwargs)))
+        return found
+
+    monkeypatch.setattr(race_floor, "replay", spy)
+    found = race_floor.simulate(x, hours, labels, 2, 5)
+    assert list(found) == ["race", race_floor.ORACLE, race_floor.UNCORRECTED]
+    assert len(seen) == 15 and not np.array_equal(seen[0][0], seen[1][0])
+    assert all(np.array_equal(seen[i][0], seen[i + 5 * r][0]) for i in range(5) for r in (1, 2))
+    seconds = dict(zip(labels, [60, 60, 180, 180], strict=True))
+    for n, kind in enumerate(found):
+        assert found[kind]["names the grid's best"]["rate"] == 1
+        assert found[kind]["names another"]["rate"] == 0
+        spent = []
+        for _, r in seen[5 * n : 5 * n + 5]:  # a race's hours from its drops, by hand
+            dropped = sum(k * seconds[p] for p, k in r["dropped at seeds"].items())
+            each = (r["runs"] - sum(r["dropped at seeds"].values())) / len(r["left"])
+            spent.append((dropped + each * sum(seconds[p] for p in r["left"])) / 3600)
+        grid_hours = 10 * (2 * 60 + 2 * 180) / 3600
+        share = found[kind]["share of hours"]["mean"]
+        assert share == pytest.approx(np.mean(spent) / grid_hours, abs=2e-3)
 
 
 def test_the_race_floor_refuses_a_folder_whose_points_the_sweep_does_not_tell_apart(tmp_path):
