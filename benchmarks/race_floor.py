@@ -57,7 +57,7 @@ from bench.core.race_settings import SPENDING, TESTS, Settings
 from bench.launch.race import reading
 
 sys.path.insert(0, str(Path(__file__).parent))
-from calibration import _cell, race_rounds  # noqa: E402  (the calibration's own)
+from calibration import _cell, _rate, race_rounds  # noqa: E402  (the calibration's own)
 
 ORACLE = "known-noise oracle"
 UNCORRECTED = "uncorrected"
@@ -297,10 +297,10 @@ def simulate(x, hours, labels, configs: int, studies: int, seed: int = 0) -> dic
         left = [{labels.index(p) // configs for p in race["left"]} for race in ran]
         found[kind] = {
             "runs": _spread(runs), "share of hours": _spread(share),
-            "within half the grid's runs": _share(sum(r <= x.size / 2 for r in runs), studies),
-            "within 40% of its hours": _share(sum(h <= 0.4 for h in share), studies),
-            "names the grid's best": _share(sum(c == {best} for c in left), studies),
-            "names another": _share(sum(len(c) == 1 and c != {best} for c in left), studies),
+            "within half the grid's runs": _rate(sum(r <= x.size / 2 for r in runs), studies),
+            "within 40% of its hours": _rate(sum(h <= 0.4 for h in share), studies),
+            "names the grid's best": _rate(sum(c == {best} for c in left), studies),
+            "names another": _rate(sum(len(c) == 1 and c != {best} for c in left), studies),
         }  # fmt: skip
     return found
 
@@ -316,11 +316,6 @@ def uncorrected_error(studies: int) -> dict:
 def _spread(values: list[float]) -> dict:
     q = np.quantile(values, [0.1, 0.5, 0.9])
     return {"mean": round(float(np.mean(values)), 3), "p10, median, p90": q.round(3).tolist()}
-
-
-def _share(hits: int, total: int) -> dict:
-    low, high = stats.wilson(hits, total)
-    return {"rate": round(hits / total, 3), "ci95": [round(low, 3), round(high, 3)]}
 
 
 def main() -> None:
